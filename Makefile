@@ -1,0 +1,66 @@
+# vla_align_ros: everything a fresh machine needs is installed by these targets themselves.
+#   make test   venv + ROS 2 wheels + message build + package, then the test suite
+#   make demo   the same setup, then the main job on the embedded default
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -qq
+SITE := $(VENV)/lib/python3.11/site-packages
+
+# DDS must never leave this machine (Kilted ignores ROS_LOCALHOST_ONLY); own domain per run.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export ROS_DOMAIN_ID ?= 47
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export MUJOCO_GL ?= egl
+export AMENT_PREFIX_PATH := $(abspath $(VENV))
+export PYTHONDONTWRITEBYTECODE := 1
+
+MSG_SRCS := $(wildcard msg/*.msg) vla_align_msgs/CMakeLists.txt vla_align_msgs/package.xml
+PKG_SRCS := $(shell find vla_align_ros -name '*.py') setup.py setup.cfg package.xml \
+            $(wildcard config/*.yaml config/*/*.yaml launch/*.py) resource/vla_align_ros
+
+.PHONY: venv msgs install test demo clean
+venv: $(VENV)/.deps
+msgs: $(VENV)/.msgs
+install: $(VENV)/.pkg
+
+$(VENV)/.deps: requirements.txt requirements-build.txt requirements-nodeps.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "[setup] installing Python dependencies into $(VENV) (first run: about a minute)"
+	$(PIP) install -r requirements.txt -r requirements-build.txt
+	$(PIP) install --no-deps -r requirements-nodeps.txt
+	@# Make the venv behave like a sourced ROS workspace for ament_index lookups.
+	@echo "import os, sys; os.environ.setdefault('AMENT_PREFIX_PATH', sys.prefix)" > $(SITE)/vla_align_ament_prefix.pth
+	@touch $@
+
+# vla_align_msgs: generated from msg/*.msg with rosidl (C, C++, Python typesupport) into the venv.
+$(VENV)/.msgs: $(VENV)/.deps $(MSG_SRCS)
+	@echo "[setup] building vla_align_msgs into $(VENV)"
+	@rm -rf build/vla_align_msgs; mkdir -p build
+	CMAKE_PREFIX_PATH=$(abspath $(VENV)) cmake -S vla_align_msgs -B build/vla_align_msgs \
+	  -DCMAKE_INSTALL_PREFIX=$(abspath $(VENV)) -DPython3_EXECUTABLE=$(abspath $(PY)) \
+	  -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release > build/vla_align_msgs.log 2>&1 \
+	  || { mkdir -p build; cat build/vla_align_msgs.log; exit 1; }
+	cmake --build build/vla_align_msgs -j2 >> build/vla_align_msgs.log 2>&1 || { tail -50 build/vla_align_msgs.log; exit 1; }
+	cmake --install build/vla_align_msgs >> build/vla_align_msgs.log 2>&1 || { tail -50 build/vla_align_msgs.log; exit 1; }
+	$(PY) -c "from vla_align_msgs.msg import GroundingResult, ActionChunk, TaskProgress"
+	@touch $@
+
+# The ament_python package itself (non-editable, so launch/ and config/ land in share/).
+$(VENV)/.pkg: $(VENV)/.msgs $(PKG_SRCS)
+	@echo "[setup] installing vla_align_ros into $(VENV)"
+	@rm -rf build/lib build/bdist* *.egg-info
+	$(PIP) install --no-deps --no-build-isolation --force-reinstall .
+	@rm -rf build/lib build/bdist* *.egg-info
+	@touch $@
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider test
+
+demo: install
+	$(VENV)/bin/vla-align demo
+
+clean:
+	rm -rf $(VENV) build install log

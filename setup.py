@@ -1,0 +1,31 @@
+"""ament_python package: `pip install .` (into the venv) or `colcon build` on a robot."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "vla_align_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config/model", glob("config/model/*.yaml")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=False,
+    maintainer="vla_align_ros maintainers",
+    maintainer_email="maintainers@vla-align.dev",
+    description="Trimodal vision-language-action alignment for ROS 2 manipulators",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "vla-align = vla_align_ros.cli:main",
+        ],
+    },
+)

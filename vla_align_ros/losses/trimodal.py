@@ -1,0 +1,104 @@
+"""The trimodal objective L = alpha*L_VL + beta*L_VA + gamma*L_LA.
+
+Each pair has its own loss type (InfoNCE, SigLIP, chunked SigLIP), its own learnable
+temperature (a log-parameter, clamped) and, for SigLIP, its own learnable bias.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..config import LossConfig
+from .contrastive import info_nce_directional, siglip_loss, siglip_loss_chunked
+from .distributed import gather_no_grad, gather_with_grad, is_distributed, local_slice
+from .negatives import MemoryBank, info_nce_hard_directional
+
+PAIRS: tuple[str, ...] = ("vl", "va", "la")
+PAIR_MODALITIES: dict[str, tuple[str, str]] = {"vl": ("vision", "text"), "va": ("vision", "action"), "la": ("text", "action")}
+
+
+@dataclass
+class TrimodalLossOutput:
+    total: Tensor
+    per_pair: dict[str, Tensor]
+
+
+class PairTemperature(nn.Module):
+    """Learnable log inverse-temperature (and SigLIP bias) for one modality pair."""
+
+    def __init__(self, cfg: LossConfig, loss_type: str) -> None:
+        super().__init__()
+        init = math.log(cfg.siglip_init_logit_scale) if loss_type.startswith("siglip") else math.log(1.0 / cfg.init_temperature)
+        self.logit_scale = nn.Parameter(torch.tensor(float(init)), requires_grad=cfg.learnable_temperature)
+        self.bias = nn.Parameter(torch.tensor(float(cfg.siglip_init_bias)), requires_grad=loss_type.startswith("siglip"))
+        self.max_log = math.log(cfg.max_logit_scale)
+
+    def scale(self) -> Tensor:
+        """Clamped log scale: the temperature never drops below 1/max_logit_scale."""
+        return self.logit_scale.clamp(max=self.max_log)
+
+
+class TrimodalLoss(nn.Module):
+    def __init__(self, cfg: LossConfig, embed_dim: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.temps = nn.ModuleDict({p: PairTemperature(cfg, getattr(cfg, p)) for p in PAIRS})
+        self.banks = nn.ModuleDict()
+        if cfg.memory_bank > 0:
+            for name in ("vision", "text", "action"):
+                self.banks[name] = MemoryBank(cfg.memory_bank, embed_dim)
+
+    def weights(self) -> dict[str, float]:
+        return {"vl": self.cfg.alpha, "va": self.cfg.beta, "la": self.cfg.gamma}
+
+    def pair_loss(self, pair: str, x: Tensor, y: Tensor, ids: Tensor) -> Tensor:
+        """x, y: (B, D) local embeddings of the two modalities; ids: (B,) group ids
+        (equal ids are positives when ``shared_positives``)."""
+        cfg, temp = self.cfg, self.temps[pair]
+        loss_type = getattr(cfg, pair)
+        n_local = x.shape[0]
+        # Global batch under DDP: columns from every rank (with gradient).
+        xg, yg = gather_with_grad(x), gather_with_grad(y)  # (W*B, D)
+        if cfg.shared_positives:
+            ids_g = gather_no_grad(ids)
+        else:
+            ids_g = torch.arange(xg.shape[0], device=x.device)
+        rows = local_slice(n_local) if (cfg.local_loss and is_distributed()) else slice(None)
+        xr, ids_r = xg[rows], ids_g[rows]
+        if loss_type == "infonce":
+            yr = yg[rows]
+            if cfg.hard_negatives > 0:
+                k = cfg.hard_negatives
+                return 0.5 * (info_nce_hard_directional(xr, yg, temp.scale(), ids_r, ids_g, k)
+                              + info_nce_hard_directional(yr, xg, temp.scale(), ids_r, ids_g, k))
+            extra_y = extra_ids = None
+            if cfg.memory_bank > 0:
+                extra_y, extra_ids = self.banks[PAIR_MODALITIES[pair][1]].get()
+                if not cfg.shared_positives:
+                    extra_ids = torch.full_like(extra_ids, -1)
+            # Local rows against global columns in both directions; the mean over ranks
+            # equals the loss on the concatenated batch.
+            return 0.5 * (info_nce_directional(xr, yg, temp.scale(), ids_r, ids_g, extra_y, extra_ids)
+                          + info_nce_directional(yr, xg, temp.scale(), ids_r, ids_g))
+        if loss_type == "siglip":
+            return siglip_loss(xr, yg, temp.scale(), temp.bias, ids_r, ids_g)
+        return siglip_loss_chunked(xr, yg, temp.scale(), temp.bias, ids_r, ids_g, cfg.siglip_chunk)
+
+    def forward(self, emb: dict[str, Tensor], ids: Tensor) -> TrimodalLossOutput:
+        """emb: {'vision','text','action'} -> (B, D) normalised embeddings; ids: (B,)."""
+        per_pair: dict[str, Tensor] = {}
+        total = emb["vision"].new_zeros(())
+        for pair, w in self.weights().items():
+            if w == 0:
+                continue
+            a, b = PAIR_MODALITIES[pair]
+            per_pair[pair] = self.pair_loss(pair, emb[a], emb[b], ids)
+            total = total + w * per_pair[pair]
+        if self.cfg.memory_bank > 0 and self.training:
+            for name, bank in self.banks.items():
+                bank.enqueue(gather_no_grad(emb[name]), gather_no_grad(ids))
+        return TrimodalLossOutput(total=total, per_pair=per_pair)

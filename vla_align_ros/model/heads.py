@@ -1,0 +1,177 @@
+"""Heads on the shared space: spatial grounding, temporal grounding and the policy.
+
+All heads take features already projected to the shared width D (see ``TrimodalModel``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def masks_to_boxes(masks: Tensor) -> Tensor:
+    """(B, H, W) bool -> (B, 4) [x0, y0, x1, y1] inclusive pixel boxes; all -1 for an empty mask."""
+    b, h, w = masks.shape
+    rows = masks.any(dim=2)  # (B, H)
+    cols = masks.any(dim=1)  # (B, W)
+    ar_h = torch.arange(h, device=masks.device)
+    ar_w = torch.arange(w, device=masks.device)
+    y0 = torch.where(rows, ar_h, h).min(dim=1).values
+    y1 = torch.where(rows, ar_h, -1).max(dim=1).values
+    x0 = torch.where(cols, ar_w, w).min(dim=1).values
+    x1 = torch.where(cols, ar_w, -1).max(dim=1).values
+    boxes = torch.stack([x0, y0, x1, y1], dim=1)
+    empty = ~rows.any(dim=1)
+    return torch.where(empty[:, None], torch.full_like(boxes, -1), boxes)
+
+
+@dataclass
+class SpatialOutput:
+    patch_logits: Tensor  # (B, gh, gw)
+    mask_logits: Tensor  # (B, H, W), upsampled to the image
+    score: Tensor  # (B,) in [0, 1]: is the phrase in the image
+    word_patch: Tensor  # (B, T, Np) word-to-patch similarities (fine-grained alignment)
+
+    def masks(self, threshold: float = 0.0) -> Tensor:
+        return self.mask_logits > threshold
+
+    def boxes(self, threshold: float = 0.0) -> Tensor:
+        return masks_to_boxes(self.masks(threshold))
+
+
+class SpatialGroundingHead(nn.Module):
+    """Phrase tokens attend to patch tokens; the attended phrase vector scores every patch."""
+
+    def __init__(self, dim: int, num_heads: int = 4) -> None:
+        super().__init__()
+        self.cross = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+        self.norm_q = nn.LayerNorm(dim)
+        self.norm_p = nn.LayerNorm(dim)
+        self.query_mlp = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.patch_mlp = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.logit_scale = nn.Parameter(torch.tensor(2.0))
+        self.logit_bias = nn.Parameter(torch.tensor(-2.0))
+        self.score = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, 1))
+
+    def forward(self, patches: Tensor, grid: tuple[int, int], words: Tensor, word_mask: Tensor,
+                image_hw: tuple[int, int]) -> SpatialOutput:
+        """patches: (B, Np, D), words: (B, T, D), word_mask: (B, T) bool (True = real token)."""
+        b, n_p, d = patches.shape
+        gh, gw = grid
+        assert gh * gw == n_p, f"grid {grid} does not match {n_p} patches"
+        p = self.norm_p(patches)
+        q = self.norm_q(words)
+        attended, _ = self.cross(q, p, p, need_weights=False)  # (B, T, D)
+        q = q + attended
+        w = word_mask.unsqueeze(-1).to(q.dtype)  # (B, T, 1)
+        phrase = (q * w).sum(1) / w.sum(1).clamp(min=1.0)  # (B, D)
+        key = F.normalize(self.patch_mlp(p), dim=-1)  # (B, Np, D)
+        qry = F.normalize(self.query_mlp(phrase), dim=-1)  # (B, D)
+        logits = self.logit_scale.exp() * torch.einsum("bnd,bd->bn", key, qry) + self.logit_bias  # (B, Np)
+        patch_logits = logits.view(b, gh, gw)
+        mask_logits = F.interpolate(patch_logits[:, None], size=image_hw, mode="bilinear",
+                                    align_corners=False)[:, 0]  # (B, H, W)
+        attn = logits.softmax(dim=1)  # (B, Np)
+        region = torch.einsum("bn,bnd->bd", attn, p)  # (B, D)
+        score = torch.sigmoid(self.score(torch.cat([phrase, region], dim=1)))[:, 0]  # (B,)
+        word_patch = torch.einsum("btd,bnd->btn", F.normalize(words, dim=-1), F.normalize(patches, dim=-1))
+        return SpatialOutput(patch_logits=patch_logits, mask_logits=mask_logits, score=score, word_patch=word_patch)
+
+
+@dataclass
+class StepState:
+    step_logits: Tensor  # (B, K) which step is active (masked steps at -inf)
+    progress: Tensor  # (B,) progress of the active step in [0, 1]
+
+
+def decode_segment(start_logits: Tensor, end_logits: Tensor, mask: Tensor) -> Tensor:
+    """Best segment with start <= end over valid frames.
+
+    start_logits, end_logits: (B, T), mask: (B, T) bool -> (B, 2) long [start, end] indices.
+    """
+    neg = torch.finfo(start_logits.dtype).min
+    s = start_logits.masked_fill(~mask, neg)
+    e = end_logits.masked_fill(~mask, neg)
+    pair = s[:, :, None] + e[:, None, :]  # (B, T, T), [i, j] = start i, end j
+    t = s.shape[1]
+    valid = torch.ones(t, t, dtype=torch.bool, device=s.device).triu()
+    pair = pair.masked_fill(~valid, neg)
+    flat = pair.flatten(1).argmax(1)
+    return torch.stack([flat // t, flat % t], dim=1)
+
+
+class TemporalGroundingHead(nn.Module):
+    """Two questions about time.
+
+    ``step_state``: given the current observation (B, D) and the embeddings of the K steps of
+    a multi-step instruction (B, K, D), which step is active and how far along it is.
+    ``localize``: given a sequence of observations (B, T, D) and a phrase (B, D), the frames
+    where the phrase happens (start/end logits).
+    """
+
+    def __init__(self, dim: int, num_layers: int = 1, num_heads: int = 4, max_len: int = 512) -> None:
+        super().__init__()
+        self.step_mlp = nn.Sequential(nn.Linear(3 * dim, dim), nn.GELU(), nn.Linear(dim, 1))
+        self.progress_mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, 1))
+        self.film = nn.Linear(dim, 2 * dim)
+        self.pos = nn.Parameter(torch.zeros(1, max_len, dim))
+        layer = nn.TransformerEncoderLayer(dim, num_heads, dim_feedforward=2 * dim, batch_first=True, norm_first=True)
+        self.seq = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.start_end = nn.Linear(dim, 2)
+
+    def step_state(self, obs: Tensor, steps: Tensor, step_mask: Tensor) -> StepState:
+        """obs: (B, D), steps: (B, K, D), step_mask: (B, K) bool."""
+        b, k, d = steps.shape
+        o = obs[:, None].expand(b, k, d)
+        logits = self.step_mlp(torch.cat([o, steps, o * steps], dim=-1))[..., 0]  # (B, K)
+        logits = logits.masked_fill(~step_mask, float("-inf"))
+        weights = logits.softmax(dim=1)  # (B, K)
+        active = torch.einsum("bk,bkd->bd", weights, steps)  # (B, D)
+        progress = torch.sigmoid(self.progress_mlp(torch.cat([obs, active], dim=-1)))[:, 0]
+        return StepState(step_logits=logits, progress=progress)
+
+    def localize(self, seq: Tensor, seq_mask: Tensor, phrase: Tensor) -> tuple[Tensor, Tensor]:
+        """seq: (B, T, D), seq_mask: (B, T) bool, phrase: (B, D) -> start, end logits (B, T)."""
+        t = seq.shape[1]
+        if t > self.pos.shape[1]:
+            raise ValueError(f"sequence of {t} frames exceeds max_len={self.pos.shape[1]}")
+        gamma, beta = self.film(phrase).chunk(2, dim=-1)  # (B, D) each
+        x = seq * (1 + gamma[:, None]) + beta[:, None] + self.pos[:, :t]
+        x = self.seq(x, src_key_padding_mask=~seq_mask)
+        se = self.start_end(x)  # (B, T, 2)
+        neg = torch.finfo(se.dtype).min
+        start = se[..., 0].masked_fill(~seq_mask, neg)
+        end = se[..., 1].masked_fill(~seq_mask, neg)
+        return start, end
+
+
+class PolicyHead(nn.Module):
+    """H learned queries cross-attend to [state token, instruction tokens, patch tokens] and
+    decode an action chunk (B, H, A)."""
+
+    def __init__(self, dim: int, horizon: int, action_dim: int, state_dim: int, num_layers: int = 2,
+                 num_heads: int = 4) -> None:
+        super().__init__()
+        self.horizon, self.action_dim = horizon, action_dim
+        self.queries = nn.Parameter(torch.randn(1, horizon, dim) * 0.02)
+        self.state_in = nn.Linear(max(state_dim, 1), dim)
+        self.state_dim = state_dim
+        self.type_emb = nn.Parameter(torch.zeros(3, dim))  # state / text / image token types
+        layer = nn.TransformerDecoderLayer(dim, num_heads, dim_feedforward=2 * dim, batch_first=True, norm_first=True)
+        self.decoder = nn.TransformerDecoder(layer, num_layers)
+        self.out = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, action_dim))
+
+    def forward(self, patches: Tensor, words: Tensor, word_mask: Tensor, state: Tensor | None) -> Tensor:
+        """patches: (B, Np, D), words: (B, T, D), word_mask: (B, T) bool, state: (B, S)."""
+        b = patches.shape[0]
+        if state is None or self.state_dim == 0:
+            state = patches.new_zeros(b, max(self.state_dim, 1))
+        st = self.state_in(state)[:, None] + self.type_emb[0]  # (B, 1, D)
+        memory = torch.cat([st, words + self.type_emb[1], patches + self.type_emb[2]], dim=1)
+        pad = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=patches.device), ~word_mask,
+                         torch.zeros(b, patches.shape[1], dtype=torch.bool, device=patches.device)], dim=1)
+        x = self.decoder(self.queries.expand(b, -1, -1), memory, memory_key_padding_mask=pad)
+        return self.out(x)  # (B, H, A)

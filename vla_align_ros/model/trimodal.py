@@ -1,0 +1,86 @@
+"""The trimodal model: vision, language and action encoders projected into one space, the
+pairwise temperatures, and the grounding and policy heads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..config import ModelConfig
+from ..losses.trimodal import TrimodalLoss
+from .action import ActionEncoder
+from .heads import PolicyHead, SpatialGroundingHead, SpatialOutput, TemporalGroundingHead
+from .projection import Projection
+from .text import TextEncoder, TextOutput
+from .vision import VisionEncoder, VisionOutput
+
+
+@dataclass
+class Embeddings:
+    vision: Tensor  # (B, D) unit norm
+    text: Tensor  # (B, D)
+    action: Tensor  # (B, D)
+
+    def as_dict(self) -> dict[str, Tensor]:
+        return {"vision": self.vision, "text": self.text, "action": self.action}
+
+
+class TrimodalModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, load_pretrained: bool = True) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.projection.embed_dim
+        self.vision = VisionEncoder(cfg.vision, load_pretrained)
+        self.text = TextEncoder(cfg.text, load_pretrained)
+        self.action = ActionEncoder(cfg.action)
+        self.proj_vision = Projection(self.vision.pooled_dim, cfg.projection)
+        self.proj_text = Projection(self.text.out_dim, cfg.projection)
+        self.proj_action = Projection(self.action.out_dim, cfg.projection)
+        # Token-level projections to the shared width, used by the heads.
+        self.patch_proj = nn.Linear(self.vision.patch_dim, d)
+        self.word_proj = nn.Linear(self.text.out_dim, d)
+        self.spatial = SpatialGroundingHead(d, cfg.heads.num_heads)
+        self.temporal = TemporalGroundingHead(d, cfg.heads.temporal_layers, cfg.heads.num_heads)
+        self.policy = PolicyHead(d, cfg.action.horizon, cfg.action.action_dim, cfg.action.state_dim,
+                                 cfg.heads.policy_layers, cfg.heads.num_heads)
+        self.loss = TrimodalLoss(cfg.loss, d)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.cfg.projection.embed_dim
+
+    # ---- encoders -------------------------------------------------------------------------
+    def encode_image(self, images: Tensor) -> VisionOutput:
+        return self.vision(images)
+
+    def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> TextOutput:
+        return self.text(input_ids, attention_mask)
+
+    def tokenize(self, texts: list[str], device: torch.device | str | None = None) -> dict[str, Tensor]:
+        return self.text.tokenize(texts, device)
+
+    def embed(self, vis: VisionOutput, txt: TextOutput, actions: Tensor, state: Tensor | None) -> Embeddings:
+        return Embeddings(vision=self.proj_vision(vis.pooled), text=self.proj_text(txt.pooled),
+                          action=self.proj_action(self.action(actions, state)))
+
+    def embed_text(self, texts: list[str]) -> Tensor:
+        """Convenience: strings -> (B, D) unit-norm text embeddings."""
+        tok = self.tokenize(texts, next(self.parameters()).device)
+        return self.proj_text(self.encode_text(**tok).pooled)
+
+    # ---- heads ----------------------------------------------------------------------------
+    def ground(self, vis: VisionOutput, txt: TextOutput, image_hw: tuple[int, int]) -> SpatialOutput:
+        return self.spatial(self.patch_proj(vis.patches), vis.grid, self.word_proj(txt.tokens), txt.mask, image_hw)
+
+    def act(self, vis: VisionOutput, txt: TextOutput, state: Tensor | None) -> Tensor:
+        """-> (B, H, A) action chunk."""
+        return self.policy(self.patch_proj(vis.patches), self.word_proj(txt.tokens), txt.mask, state)
+
+    def forward(self, images: Tensor, input_ids: Tensor, attention_mask: Tensor, actions: Tensor,
+                state: Tensor | None = None) -> Embeddings:
+        """images: (B, H, W, 3) uint8 or (B, 3, H, W) float; actions: (B, H, A); state: (B, S)."""
+        vis = self.encode_image(images)
+        txt = self.encode_text(input_ids, attention_mask)
+        return self.embed(vis, txt, actions, state)
