@@ -124,7 +124,7 @@ def make_synthetic_set(n: int, seed: int, compositions: list[tuple[str, str]] | 
     pairs = compositions or list(product(COLORS, SHAPES))
     all_pairs = list(product(COLORS, SHAPES))
     s = image_size
-    r = max(3, s // 13)
+    r = max(3, s // 9)
     images = np.empty((n, s, s, 3), dtype=np.uint8)
     masks = np.zeros((n, s, s), dtype=np.uint8)
     actions = np.empty((n, horizon, 4), dtype=np.float32)

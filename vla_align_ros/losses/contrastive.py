@@ -24,14 +24,28 @@ def default_ids(n: int, device: torch.device | None = None) -> Tensor:
     return torch.arange(n, device=device)
 
 
-def _soft_cross_entropy(logits: Tensor, pos: Tensor) -> Tensor:
-    """Cross-entropy of each row against a uniform target over its positives; rows without a
-    positive are skipped. logits, pos: (N, M) -> scalar (mean over rows with a positive)."""
-    counts = pos.sum(dim=1)  # (N,)
-    has_pos = counts > 0
-    logp = F.log_softmax(logits.float(), dim=1)  # (N, M)
-    per_row = -(logp.masked_fill(~pos, 0.0)).sum(dim=1) / counts.clamp(min=1)  # (N,)
-    return per_row[has_pos].mean()
+def _at_least_fp32(t: Tensor) -> Tensor:
+    """bf16/fp16 logits are upcast for the softmax; fp32/fp64 are kept."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+def multi_positive_ce(logits: Tensor, pos: Tensor, neg: Tensor | None = None) -> Tensor:
+    """Cross-entropy in which every positive competes only against the negatives, never against
+    the row's other positives: for row i and positive p,
+    -log(exp(l_ip) / (exp(l_ip) + sum_{n in neg(i)} exp(l_in))), averaged over p, then over rows.
+    With one positive per row and all other columns negative this is the usual cross-entropy.
+
+    logits, pos: (N, M); neg: (N, M) bool candidates to compete against (default: ~pos).
+    Rows without a positive are skipped.
+    """
+    logits = _at_least_fp32(logits)
+    if neg is None:
+        neg = ~pos
+    neg_lse = torch.logsumexp(logits.masked_fill(~neg, float("-inf")), dim=1, keepdim=True)  # (N, 1)
+    per_pair = torch.logaddexp(logits, neg_lse) - logits  # (N, M): -log p(positive vs negatives)
+    counts = pos.sum(dim=1)
+    per_row = per_pair.masked_fill(~pos, 0.0).sum(dim=1) / counts.clamp(min=1)  # (N,)
+    return per_row[counts > 0].mean()
 
 
 def info_nce_directional(
@@ -58,7 +72,7 @@ def info_nce_directional(
             extra_ids = torch.full((extra_y.shape[0],), -1, dtype=row_ids.dtype, device=x.device)
         logits = torch.cat([logits, scale * x @ extra_y.T], dim=1)  # (N, M + K)
         pos = torch.cat([pos, positive_mask(row_ids, extra_ids)], dim=1)
-    return _soft_cross_entropy(logits, pos)
+    return multi_positive_ce(logits, pos)
 
 
 def info_nce(

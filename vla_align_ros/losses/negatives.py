@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .contrastive import positive_mask
+from .contrastive import multi_positive_ce, positive_mask
 
 
 def hard_negative_indices(sim: Tensor, pos: Tensor, k: int) -> Tensor:
@@ -30,12 +29,10 @@ def info_nce_hard_directional(
     logits = logit_scale.exp() * x @ y.T  # (N, M)
     pos = positive_mask(row_ids, col_ids)
     kk = min(k, int((~pos).sum(dim=1).min()))
-    keep = pos.clone()
+    hard = torch.zeros_like(pos)
     if kk > 0:
-        keep.scatter_(1, hard_negative_indices(logits.detach(), pos, kk), True)
-    logp = F.log_softmax(logits.masked_fill(~keep, float("-inf")).float(), dim=1)
-    per_row = -(logp.masked_fill(~pos, 0.0)).sum(1) / pos.sum(1).clamp(min=1)
-    return per_row[pos.any(1)].mean()
+        hard.scatter_(1, hard_negative_indices(logits.detach(), pos, kk), True)
+    return multi_positive_ce(logits, pos, hard)
 
 
 class MemoryBank(torch.nn.Module):

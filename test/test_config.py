@@ -1,0 +1,36 @@
+"""Config validation: bad values raise ValueError naming the field; YAML files in config/ load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vla_align_ros.config import ActionConfig, LossConfig, ModelConfig, VisionConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config" / "model"
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: VisionConfig(kind="resnet"), "vision.kind='resnet'"),
+    (lambda: VisionConfig(image_size=60, patch_size=8), "vision.image_size=60"),
+    (lambda: ActionConfig(horizon=0), "action.horizon=0"),
+    (lambda: LossConfig(vl="triplet"), "loss.vl='triplet'"),
+    (lambda: LossConfig(alpha=0, beta=0, gamma=0), "at least one pair weight"),
+    (lambda: LossConfig(init_temperature=0.0), "loss.init_temperature=0.0"),
+])
+def test_invalid_values_name_the_field(make, match):
+    with pytest.raises(ValueError, match=match.replace("(", r"\(").replace(")", r"\)")):
+        make()
+
+
+def test_unknown_keys_are_rejected():
+    with pytest.raises(ValueError, match=r"vision\.: unknown keys \['colour'\]"):
+        ModelConfig.from_dict({"vision": {"colour": 1}})
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_model_configs_parse(path):
+    cfg = ModelConfig.from_yaml(path)
+    again = ModelConfig.from_dict(cfg.to_dict())
+    assert again == cfg

@@ -1,0 +1,78 @@
+"""Retrieval metrics with duplicate targets, embedding geometry and grounding metrics, each
+checked against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vla_align_ros.metrics import (alignment, chance_recall_at_1, hubness, mask_iou, modality_gap,
+                                   pointing_accuracy, retrieval_scores, temporal_iou, uniformity)
+from vla_align_ros.metrics.retrieval import first_correct_rank
+
+
+def test_first_correct_rank_counts_any_duplicate_as_a_hit():
+    # gallery on the unit circle; query 0 is closest to gallery 2, which shares its id.
+    ang = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    gallery = torch.stack([ang.cos(), ang.sin()], 1)
+    query = torch.stack([torch.tensor([2.1, 0.1]).cos(), torch.tensor([2.1, 0.1]).sin()], 1)
+    g_ids = torch.tensor([5, 6, 5, 7])
+    q_ids = torch.tensor([5, 7])
+    ranks = first_correct_rank(query, gallery, q_ids, g_ids)
+    # query 0 (angle 2.1): nearest is item 2 (id 5) -> rank 1.
+    # query 1 (angle 0.1): order 0, 1, 2, 3 by distance; id 7 is item 3 -> rank 4.
+    assert ranks.tolist() == [1, 4]
+    s = retrieval_scores(query, gallery, q_ids, g_ids)
+    assert (s.r1, s.r5, s.mean_rank, s.median_rank) == (0.5, 1.0, 2.5, 1.0)
+
+
+def test_retrieval_rejects_queries_without_targets():
+    with pytest.raises(ValueError, match="1 queries have no correct item"):
+        first_correct_rank(torch.eye(2), torch.eye(2), torch.tensor([0, 9]), torch.tensor([0, 1]))
+
+
+def test_chance_recall():
+    ids = torch.tensor([0, 0, 1, 2])
+    # two queries see 2/4 correct, two see 1/4 -> mean 0.375
+    assert chance_recall_at_1(ids, ids) == pytest.approx(0.375)
+
+
+def test_modality_gap_alignment_uniformity():
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    b = torch.tensor([[-1.0, 0.0], [0.0, -1.0]])
+    assert modality_gap(a, b) == pytest.approx(math.sqrt(2.0))
+    assert alignment(a, b) == pytest.approx(4.0)  # ||a_i - b_i|| = 2 for both pairs
+    pts = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]])
+    d2 = [4.0, 2.0, 2.0]
+    expected = math.log(sum(math.exp(-2 * v) for v in d2) / 3)
+    assert uniformity(pts) == pytest.approx(expected, rel=1e-6)
+
+
+def test_hubness_detects_a_hub():
+    g = torch.Generator().manual_seed(0)
+    gallery = F.normalize(torch.randn(50, 16, generator=g), dim=1)
+    queries = F.normalize(torch.randn(200, 16, generator=g), dim=1)
+    balanced = hubness(queries, gallery, k=5)
+    c = gallery[0]
+    near_c = F.normalize(torch.randn(200, 16, generator=g) * 0.3 + c, dim=1)  # all close to item 0
+    hubbed = hubness(near_c, gallery, k=5)
+    assert balanced["skewness"] < 1.5
+    assert hubbed["skewness"] > 2.5
+    assert hubbed["max_occurrence_over_k"] > 0.9 * 200 / 5  # item 0 in (nearly) every top-5
+
+
+def test_grounding_metrics():
+    pred = torch.zeros(2, 4, 4, dtype=torch.bool)
+    tgt = torch.zeros(2, 4, 4, dtype=torch.bool)
+    pred[0, :2, :2] = True
+    tgt[0, :2, :] = True  # IoU 4/8
+    assert mask_iou(pred, tgt).tolist() == [0.5, 1.0]  # second: both empty
+    heat = torch.zeros(2, 4, 4)
+    heat[0, 1, 3] = 1.0
+    heat[1, 3, 3] = 1.0
+    assert pointing_accuracy(heat, tgt).tolist() == [1.0, 0.0]
+    seg = temporal_iou(torch.tensor([[0.0, 2.0], [5.0, 6.0]]), torch.tensor([[1.0, 3.0], [0.0, 1.0]]))
+    assert seg.tolist() == pytest.approx([1 / 3, 0.0])

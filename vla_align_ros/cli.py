@@ -1,0 +1,86 @@
+"""``vla-align``: the user command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _package_config(rel: str) -> Path:
+    """A file under config/: the installed share directory first, then the source tree."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            p = Path(get_package_share_directory("vla_align_ros")) / "config" / rel
+            if p.exists():
+                return p
+        except (PackageNotFoundError, OSError, ValueError):
+            pass
+    except ImportError:
+        pass
+    return Path(__file__).resolve().parent.parent / "config" / rel
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo_synthetic import run_synthetic_demo
+
+    cfg = Path(args.config) if args.config else _package_config("model/tiny.yaml")
+    report = run_synthetic_demo(cfg, Path(args.out), steps=args.steps, seed=args.seed, progress=not args.quiet)
+    ho = report["held_out"]
+    print(f"\nheld-out compositions {report['held_out_compositions']} "
+          f"({ho['n']} samples, {ho['n_distinct_instructions']} distinct instructions)")
+    print(f"{'direction':<16} {'R@1':>6} {'R@5':>6}   chance R@1 = {ho['chance_r1']:.3f}")
+    for name, s in ho["retrieval"].items():
+        print(f"{name:<16} {s['r1']:>6.3f} {s['r5']:>6.3f}")
+    print(f"\nreport: {Path(args.out) / 'report.json'}  plot: {Path(args.out) / 'report.png'}")
+    return 0
+
+
+def _cmd_say(args: argparse.Namespace) -> int:
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    from .ros.say import say
+    from .text_input import InstructionError
+
+    try:
+        say(args.text, topic=args.topic, wait_for_subscriber=args.wait, linger=args.linger)
+    except InstructionError as e:
+        print(f"vla-align say: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vla-align", description="Trimodal vision-language-action alignment for ROS 2")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="train a small trimodal model on synthetic compositional scenes and "
+                                    "report held-out retrieval")
+    p.add_argument("--config", default="", help="model config YAML (default: the package's config/model/tiny.yaml)")
+    p.add_argument("--out", default="runs/demo", help="output folder for report.json, report.png, checkpoint/")
+    p.add_argument("--steps", type=int, default=600, help="training steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("say", help="publish an instruction (std_msgs/String, reliable, transient local)")
+    p.add_argument("text", help="the instruction, e.g. 'put the red cube on the blue plate'")
+    p.add_argument("--topic", default="/instruction")
+    p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for a subscriber before publishing")
+    p.add_argument("--linger", type=float, default=1.0, help="seconds to stay up for late joiners")
+    p.set_defaults(func=_cmd_say)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
