@@ -36,8 +36,21 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 }
 GRASP_WIDTH = {"cube": 0.5, "ball": 0.3, "triangle": 0.7}
 PUSH_HEIGHT = {"cube": 0.5, "ball": 0.3, "triangle": 0.2}
-# Held out by default: one colour-shape pair per shape, every colour and shape still seen.
-DEFAULT_HELD_OUT: tuple[tuple[str, str], ...] = (("red", "ball"), ("green", "triangle"), ("blue", "cube"))
+# Held out by default: three verb-colour compositions ("push ... blue ... left" and so on) with
+# every shape. Training still sees every verb, every colour and every colour-shape object,
+# just never these verbs with these colours.
+DEFAULT_HELD_OUT: tuple[tuple[str, str, str], ...] = (
+    ("push_left", "blue", "*"), ("push_right", "red", "*"), ("pick", "green", "*"))
+Composition = tuple[str, str, str]  # (verb, colour, shape)
+
+
+def all_compositions() -> list[Composition]:
+    return list(product(VERBS, COLORS, SHAPES))
+
+
+def matches(comp: Composition, pattern: tuple[str, str, str]) -> bool:
+    """``pattern`` fields equal to ``*`` match anything."""
+    return all(p == "*" or p == c for c, p in zip(comp, pattern))
 
 
 def instruction_id(verb: str, color: str, shape: str) -> int:
@@ -79,13 +92,13 @@ def _draw_shape(img: np.ndarray, mask: np.ndarray | None, shape: str, cx: int, c
 
 
 def _draw_gripper(img: np.ndarray, gx: int, gy: int, vertical: bool) -> None:
-    dark = (40, 40, 40)
-    if vertical:  # seen from above, fingers left and right of the object
-        cv2.rectangle(img, (gx - 7, gy - 4), (gx - 5, gy + 4), dark, -1)
-        cv2.rectangle(img, (gx + 5, gy - 4), (gx + 7, gy + 4), dark, -1)
-        cv2.rectangle(img, (gx - 7, gy - 6), (gx + 7, gy - 5), dark, -1)
-    else:  # a pusher paddle
-        cv2.rectangle(img, (gx - 1, gy - 5), (gx + 1, gy + 5), dark, -1)
+    dark = (35, 35, 35)
+    if vertical:  # a parallel gripper seen from above, fingers left and right of the object
+        cv2.rectangle(img, (gx - 9, gy - 6), (gx - 7, gy + 6), dark, -1)
+        cv2.rectangle(img, (gx + 7, gy - 6), (gx + 9, gy + 6), dark, -1)
+        cv2.rectangle(img, (gx - 9, gy - 9), (gx + 9, gy - 7), dark, -1)
+    else:  # a pusher paddle beside the object
+        cv2.rectangle(img, (gx - 2, gy - 8), (gx + 2, gy + 8), dark, -1)
 
 
 def _action_chunk(verb: str, shape: str, horizon: int, rng: np.random.Generator) -> np.ndarray:
@@ -116,12 +129,12 @@ def _place(rng: np.random.Generator, n_objects: int, s: int, r: int) -> list[tup
     raise ValueError(f"cannot place {n_objects} objects of radius {r} in a {s} px image")
 
 
-def make_synthetic_set(n: int, seed: int, compositions: list[tuple[str, str]] | None = None,
+def make_synthetic_set(n: int, seed: int, compositions: list[Composition] | None = None,
                        image_size: int = 64, horizon: int = 8, n_objects: int = 3) -> SyntheticSet:
-    """n samples whose target object is drawn from ``compositions`` (colour, shape) pairs
-    (default: all 12). Distractors are any other colour-shape pair. Deterministic per seed."""
+    """n samples whose (verb, colour, shape) is drawn uniformly from ``compositions`` (default:
+    all 36). Distractors are any other colour-shape pair. Deterministic per seed."""
     rng = np.random.default_rng(seed)
-    pairs = compositions or list(product(COLORS, SHAPES))
+    comps_allowed = compositions or all_compositions()
     all_pairs = list(product(COLORS, SHAPES))
     s = image_size
     r = max(3, s // 9)
@@ -131,8 +144,7 @@ def make_synthetic_set(n: int, seed: int, compositions: list[tuple[str, str]] | 
     state = np.empty((n, 4), dtype=np.float32)
     texts, ids, comps = [], [], []
     for i in range(n):
-        verb = VERBS[rng.integers(len(VERBS))]
-        color, shape = pairs[rng.integers(len(pairs))]
+        verb, color, shape = comps_allowed[rng.integers(len(comps_allowed))]
         others = [p for p in all_pairs if p != (color, shape)]
         chosen = [(color, shape)] + [others[j] for j in rng.choice(len(others), n_objects - 1, replace=False)]
         # Non-overlapping centres, away from the border (room for the gripper).
@@ -151,9 +163,9 @@ def make_synthetic_set(n: int, seed: int, compositions: list[tuple[str, str]] | 
         if verb == "pick":
             gx, gy = tx, ty
         elif verb == "push_left":
-            gx, gy = tx + r + 3, ty
+            gx, gy = tx + r + 4, ty
         else:
-            gx, gy = tx - r - 3, ty
+            gx, gy = tx - r - 4, ty
         _draw_gripper(img, gx, gy, vertical=verb == "pick")
         images[i] = img
         actions[i] = _action_chunk(verb, shape, horizon, rng)
@@ -169,14 +181,18 @@ def make_synthetic_set(n: int, seed: int, compositions: list[tuple[str, str]] | 
 
 
 def compositional_split(n_train: int, n_test: int, seed: int,
-                        held_out: tuple[tuple[str, str], ...] = DEFAULT_HELD_OUT,
+                        held_out: tuple[tuple[str, str, str], ...] = DEFAULT_HELD_OUT,
                         image_size: int = 64, horizon: int = 8) -> tuple[SyntheticSet, SyntheticSet]:
-    """Train on every colour-shape pair except ``held_out``; test only on ``held_out``."""
-    all_pairs = list(product(COLORS, SHAPES))
-    for pair in held_out:
-        if pair not in all_pairs:
-            raise ValueError(f"held_out pair {pair!r} is not a (colour, shape) of {all_pairs}")
-    train_pairs = [p for p in all_pairs if p not in held_out]
-    train = make_synthetic_set(n_train, seed, train_pairs, image_size, horizon)
-    test = make_synthetic_set(n_test, seed + 1, list(held_out), image_size, horizon)
+    """Train on every (verb, colour, shape) that matches no ``held_out`` pattern; test only on
+    those that do. Patterns use ``*`` as a wildcard."""
+    comps = all_compositions()
+    for pattern in held_out:
+        if len(pattern) != 3 or not any(matches(c, pattern) for c in comps):
+            raise ValueError(f"held_out pattern {pattern!r} matches no (verb, colour, shape) composition")
+    test_comps = [c for c in comps if any(matches(c, p) for p in held_out)]
+    train_comps = [c for c in comps if c not in test_comps]
+    if not train_comps:
+        raise ValueError(f"held_out {held_out!r} leaves nothing to train on")
+    train = make_synthetic_set(n_train, seed, train_comps, image_size, horizon)
+    test = make_synthetic_set(n_test, seed + 1, test_comps, image_size, horizon)
     return train, test
