@@ -65,8 +65,14 @@ def main() -> None:
         grads = {name: p.grad.clone() for name, p in module.named_parameters() if p.grad is not None}
         torch.save({"loss": mean_loss, "grads": grads}, out)
     if dist.is_initialized():
+        dist.barrier()  # both ranks done (rank 0 has written) before gloo tears down its pairs
         dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     main()
+    # Skip interpreter teardown: gloo's background threads can abort a process that is
+    # already done ("terminate called without an active exception") while static objects die.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

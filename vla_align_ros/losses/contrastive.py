@@ -20,8 +20,11 @@ def positive_mask(row_ids: Tensor, col_ids: Tensor) -> Tensor:
     return row_ids[:, None] == col_ids[None, :]
 
 
-def default_ids(n: int, device: torch.device | None = None) -> Tensor:
-    return torch.arange(n, device=device)
+def resolve_ids(x: Tensor, y: Tensor, row_ids: Tensor | None, col_ids: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Group ids for rows and columns; missing ones default to the diagonal (0..N-1, 0..M-1)."""
+    rows = row_ids if row_ids is not None else torch.arange(x.shape[0], device=x.device)
+    cols = col_ids if col_ids is not None else torch.arange(y.shape[0], device=x.device)
+    return rows, cols
 
 
 def _at_least_fp32(t: Tensor) -> Tensor:
@@ -60,10 +63,7 @@ def info_nce_directional(
     """One direction of InfoNCE: each row of x (N, D) classifies its positives among the
     candidates y (M, D) plus ``extra_y`` (K, D) (memory-bank entries with ids ``extra_ids``;
     a stored sample of the same group counts as a positive). Mean over rows."""
-    if row_ids is None:
-        row_ids = default_ids(x.shape[0], x.device)
-    if col_ids is None:
-        col_ids = default_ids(y.shape[0], x.device)
+    row_ids, col_ids = resolve_ids(x, y, row_ids, col_ids)
     scale = logit_scale.exp()
     logits = scale * x @ y.T  # (N, M)
     pos = positive_mask(row_ids, col_ids)  # (N, M)
@@ -100,14 +100,10 @@ def siglip_loss(
 ) -> Tensor:
     """Dense SigLIP sigmoid loss: -1/N * sum_ij log sigmoid(z_ij * (t x_i.y_j + b)),
     z_ij = +1 for positives and -1 otherwise. Materialises the (N, M) logits."""
-    n, m = x.shape[0], y.shape[0]
-    if row_ids is None:
-        row_ids = default_ids(n, x.device)
-    if col_ids is None:
-        col_ids = default_ids(m, x.device)
+    row_ids, col_ids = resolve_ids(x, y, row_ids, col_ids)
     logits = logit_scale.exp() * x @ y.T + bias  # (N, M)
     z = positive_mask(row_ids, col_ids).to(logits.dtype) * 2.0 - 1.0  # (N, M) in {-1, +1}
-    return -F.logsigmoid(z * logits).sum() / n
+    return -F.logsigmoid(z * logits).sum() / x.shape[0]
 
 
 class _ChunkedSiglip(torch.autograd.Function):
@@ -165,9 +161,5 @@ def siglip_loss_chunked(
     """Same value and gradients as :func:`siglip_loss`, with peak memory O(N * chunk)."""
     if chunk <= 0:
         raise ValueError(f"chunk={chunk}: must be > 0")
-    n, m = x.shape[0], y.shape[0]
-    if row_ids is None:
-        row_ids = default_ids(n, x.device)
-    if col_ids is None:
-        col_ids = default_ids(m, x.device)
+    row_ids, col_ids = resolve_ids(x, y, row_ids, col_ids)
     return _ChunkedSiglip.apply(x, y, logit_scale, bias, row_ids, col_ids, int(chunk))
