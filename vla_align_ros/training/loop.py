@@ -7,6 +7,7 @@ pieces (model, TrimodalLoss, metrics).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import Any, Protocol, Sequence
 
@@ -65,7 +66,9 @@ def train_contrastive(model: TrimodalModel, data: Samples, steps: int, batch_siz
     perm = torch.randperm(len(data), generator=gen)
     cursor = 0
     t0 = time.perf_counter()
-    bar = tqdm(range(steps), desc="train", disable=not progress, dynamic_ncols=True)
+    # Redraw often on a terminal, rarely into a log file.
+    bar = tqdm(range(steps), desc="train", disable=not progress, dynamic_ncols=True,
+               mininterval=0.2 if sys.stderr.isatty() else 15.0)
     for step in bar:
         if cursor + batch_size > len(data):
             perm, cursor = torch.randperm(len(data), generator=gen), 0
