@@ -18,6 +18,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "config" / "model"
     (lambda: LossConfig(vl="triplet"), "loss.vl='triplet'"),
     (lambda: LossConfig(alpha=0, beta=0, gamma=0), "at least one pair weight"),
     (lambda: LossConfig(init_temperature=0.0), "loss.init_temperature=0.0"),
+    (lambda: LossConfig(hard_negatives=4, memory_bank=64), "cannot be combined with loss.memory_bank"),
 ])
 def test_invalid_values_name_the_field(make, match):
     with pytest.raises(ValueError, match=match.replace("(", r"\(").replace(")", r"\)")):

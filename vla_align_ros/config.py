@@ -192,6 +192,8 @@ class LossConfig:
         _positive("loss.siglip_chunk", self.siglip_chunk)
         _check(self.hard_negatives >= 0, "loss.hard_negatives", self.hard_negatives, "must be >= 0")
         _check(self.memory_bank >= 0, "loss.memory_bank", self.memory_bank, "must be >= 0")
+        _check(not (self.hard_negatives and self.memory_bank), "loss.hard_negatives", self.hard_negatives,
+               "cannot be combined with loss.memory_bank (mining runs over the batch only)")
 
 
 @dataclass

@@ -80,7 +80,9 @@ def save_checkpoint(model: TrimodalModel, out_dir: str | Path, metadata: dict[st
 def verify_checkpoint(ckpt_dir: str | Path) -> dict[str, str]:
     """Check the folder is a complete, untampered checkpoint; return its manifest."""
     d = Path(ckpt_dir)
-    if d.is_file() and d.suffix in PICKLE_SUFFIXES or any(d.glob("*" + s) for s in PICKLE_SUFFIXES) and not (d / WEIGHTS).exists():
+    pickle_file = d.is_file() and d.suffix in PICKLE_SUFFIXES
+    pickle_dir = d.is_dir() and not (d / WEIGHTS).exists() and any(d.glob("*" + s) for s in PICKLE_SUFFIXES)
+    if pickle_file or pickle_dir:
         raise CheckpointError(f"{d}: refusing a pickle checkpoint (it could run arbitrary code); "
                               f"convert it to safetensors")
     if not d.is_dir():
