@@ -16,6 +16,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/model", glob("config/model/*.yaml")),
+        (f"share/{PACKAGE}/config/sim", glob("config/sim/*.yaml")),
     ],
     install_requires=["setuptools"],
     zip_safe=False,
@@ -26,6 +27,7 @@ setup(
     entry_points={
         "console_scripts": [
             "vla-align = vla_align_ros.cli:main",
+            "sim_node = vla_align_ros.ros.sim_node:main",
         ],
     },
 )

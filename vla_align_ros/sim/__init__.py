@@ -1,0 +1,8 @@
+"""MuJoCo tabletop with a Franka Panda: scene, IK, tasks, scripted expert (no ROS, no model).
+
+``MUJOCO_GL`` is set to ``egl`` here, before mujoco is imported, unless the user chose one.
+"""
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
