@@ -53,6 +53,42 @@ def _cmd_say(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_record(args: argparse.Namespace) -> int:
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    if args.from_topics:
+        from .ros.live_record import record_topics
+
+        counts = record_topics(args.out, args.from_topics, args.duration, storage=args.storage)
+        print(json.dumps({"bag": args.out, "messages": counts}, indent=2))
+        return 0
+    from .sim.record import record_episodes
+    from .sim.tasks import FAMILIES
+
+    families = args.tasks or None
+    for f in families or []:
+        if f not in FAMILIES:
+            print(f"vla-align record: unknown task family {f!r}; known: {', '.join(FAMILIES)}", file=sys.stderr)
+            return 2
+    stats = record_episodes(args.out, args.episodes, args.seed, families, storage=args.storage,
+                            image_size=(args.image_size, args.image_size), progress=not args.quiet,
+                            overwrite=args.overwrite)
+    summary = {
+        "bag": args.out, "storage": args.storage, "episodes": stats.episodes, "expert_successes": stats.successes,
+        "per_family": {k: {"success": v[0], "episodes": v[1]} for k, v in sorted(stats.per_family.items())},
+        "messages": stats.messages, "bag_mb": round(stats.bag_bytes / 1e6, 2),
+        "mb_per_episode": round(stats.bag_bytes / 1e6 / max(stats.episodes, 1), 2), "sim_seconds": stats.sim_seconds,
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_sim_bench(args: argparse.Namespace) -> int:
+    from .sim.bench import run_sim_bench
+
+    print(json.dumps(run_sim_bench(episodes=args.episodes, render_size=args.image_size, seed=args.seed), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vla-align", description="Trimodal vision-language-action alignment for ROS 2")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +101,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("record", help="record scripted-expert demonstrations (or live topics) to a rosbag2")
+    p.add_argument("--out", required=True, help="bag folder to create")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0, help="seed of the first episode (then seed+1, ...)")
+    p.add_argument("--tasks", nargs="*", default=[], help="task families to cycle through (default: random)")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    p.add_argument("--image-size", type=int, default=96, help="square camera image size (px)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bag folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--from-topics", nargs="*", default=[], metavar="TOPIC",
+                   help="record these live topics instead of running the simulator")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds to record with --from-topics")
+    p.set_defaults(func=_cmd_record)
+
+    p = sub.add_parser("sim-bench", help="simulator benchmark: steps/s with rendering, expert success (JSON)")
+    p.add_argument("--episodes", type=int, default=200, help="expert episodes (spread over every task family)")
+    p.add_argument("--image-size", type=int, default=96)
+    p.add_argument("--seed", type=int, default=1000)
+    p.set_defaults(func=_cmd_sim_bench)
 
     p = sub.add_parser("say", help="publish an instruction (std_msgs/String, reliable, transient local)")
     p.add_argument("text", help="the instruction, e.g. 'put the red cube on the blue plate'")

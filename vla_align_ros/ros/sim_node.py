@@ -61,7 +61,7 @@ class SimNode(Node):
         self.family = p("task_family", "", _desc("task family of each episode ('' = random)")).value
         self.announce = p("announce_instruction", True, _desc("also publish the task's instruction")).value
         self.ground_truth = p("publish_ground_truth", True, _desc("publish the ground-truth topics")).value
-        self.command_timeout = p("command_timeout_s", 0.5, _desc("a twist older than this is ignored",
+        self.command_timeout = p("command_timeout_s", 0.2, _desc("a twist older than this is ignored",
                                                                  read_only=False, lo=0.05, hi=5.0)).value
         self.realtime = p("realtime_factor", 1.0, _desc("simulation speed relative to wall time", lo=0.1, hi=20.0)).value
         self.topics = SimTopics()

@@ -25,7 +25,9 @@ CUBE_HALF = 0.02  # m
 PLATE_RADIUS = 0.055
 PLATE_HALF_HEIGHT = 0.006
 TABLE_TOP = 0.0  # the robot base stands on the table top plane (z = 0)
-WORKSPACE_LOW = np.array([0.25, -0.35, 0.0])  # end-effector workspace box (base frame, metres)
+# End-effector workspace box (base frame, metres). The end-effector site is 5 cm above the
+# fingertips, so its floor keeps the fingers just clear of the table.
+WORKSPACE_LOW = np.array([0.25, -0.35, 0.045])
 WORKSPACE_HIGH = np.array([0.75, 0.35, 0.45])
 OBJECT_AREA_LOW = np.array([0.38, -0.22])
 OBJECT_AREA_HIGH = np.array([0.62, 0.22])
