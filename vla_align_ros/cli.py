@@ -89,6 +89,14 @@ def _cmd_sim_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sim_view(args: argparse.Namespace) -> int:
+    from .sim.viz import save_camera_figure
+
+    instruction = save_camera_figure(args.out, seed=args.seed, family=args.task, size=args.image_size)
+    print(f"{args.out}: {instruction}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vla-align", description="Trimodal vision-language-action alignment for ROS 2")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--seed", type=int, default=1000)
     p.set_defaults(func=_cmd_sim_bench)
+
+    p = sub.add_parser("sim-view", help="save the simulator's camera view with ground-truth masks as a PNG")
+    p.add_argument("--out", default="sim_view.png")
+    p.add_argument("--seed", type=int, default=3)
+    p.add_argument("--task", default="place", help="task family")
+    p.add_argument("--image-size", type=int, default=256)
+    p.set_defaults(func=_cmd_sim_view)
 
     p = sub.add_parser("say", help="publish an instruction (std_msgs/String, reliable, transient local)")
     p.add_argument("text", help="the instruction, e.g. 'put the red cube on the blue plate'")

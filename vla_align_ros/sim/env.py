@@ -31,6 +31,7 @@ class TabletopEnv:
         self.model, self.ids = build_model(visual)
         self.data = mujoco.MjData(self.model)
         self.kin = ArmKinematics(self.model, self.ids.ee_site, self.ids.arm_dof, self.ids.arm_qpos)
+        self.model.site_rgba[:, 3] = 0.0  # sites are frames, not things the camera sees
         self.control_dt = 1.0 / control_hz
         self.substeps = max(1, int(round(self.control_dt / self.model.opt.timestep)))
         self.height, self.width = image_size
