@@ -14,9 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __name__ as _sim_pkg  # noqa: F401  (sets MUJOCO_GL before mujoco is imported)
-
-import mujoco  # noqa: E402
+import mujoco  # the package __init__ has set MUJOCO_GL before this import
 
 COLORS: dict[str, tuple[float, float, float]] = {
     "red": (0.85, 0.12, 0.10), "green": (0.15, 0.65, 0.20), "blue": (0.12, 0.30, 0.85), "yellow": (0.92, 0.80, 0.12),
