@@ -1,0 +1,157 @@
+"""rosbag2 -> episodes: sync on header stamps with a slop, episode splitting, action sources,
+step labels, splits, and clear errors for broken recordings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from vla_align_ros.data.bag_dataset import episodes_to_samples, matches_hold_out, split_episodes
+from vla_align_ros.data.bags import BagError, BagTopics, _image_array, action_chunks, read_episodes
+from vla_align_ros.sim.record import record_episodes
+from vla_align_ros.sim.scene import OBJECTS
+
+
+def write_bag(path: Path, *, joint_offset_ns: int = 0, with_twist: bool = True, with_phase: bool = False,
+              grip_pattern=(0.08, 0.08, 0.0, 0.0, 0.0, 0.08, 0.08, 0.0, 0.0, 0.08), skip_topics=(), empty_topics=()):
+    """A hand-made recording as another tool might write it: 10 frames at 10 Hz, 4x4 images."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_KILTED)
+    M = {k.split("/")[-1]: v for k, v in ts.types.items()}
+    topics = {"/instruction": "std_msgs/msg/String", "/camera/image_raw": "sensor_msgs/msg/Image",
+              "/joint_states": "sensor_msgs/msg/JointState", "/servo_node/delta_twist_cmds": "geometry_msgs/msg/TwistStamped",
+              "/gripper/command": "std_msgs/msg/Float64", "/ground_truth/task": "std_msgs/msg/String",
+              "/ground_truth/phase": "std_msgs/msg/String"}
+    if not with_twist:
+        skip_topics = tuple(skip_topics) + ("/servo_node/delta_twist_cmds", "/gripper/command")
+    if not with_phase:
+        skip_topics = tuple(skip_topics) + ("/ground_truth/phase",)
+    w = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+    w.open()
+    conns = {t: w.add_connection(t, ty, typestore=ts) for t, ty in topics.items() if t not in skip_topics}
+
+    def put(topic, msg, ns):
+        if topic in conns and topic not in empty_topics:
+            w.write(conns[topic], ns, ts.serialize_cdr(msg, topics[topic]))
+
+    def header(ns):
+        return M["Header"](stamp=M["Time"](sec=ns // 10**9, nanosec=ns % 10**9), frame_id="f")
+
+    base = 1_000_000_000
+    put("/instruction", M["String"](data="put the red cube on the blue plate and then the green cube on the red plate"), base)
+    task = {"family": "place_two", "steps": ["put the red cube on the blue plate", "put the green cube on the red plate"],
+            "subgoals": [{"kind": "place", "obj": "red_cube", "target": "blue_plate", "direction": 0.0},
+                         {"kind": "place", "obj": "green_cube", "target": "red_plate", "direction": 0.0}]}
+    put("/ground_truth/task", M["String"](data=json.dumps(task)), base)
+    for i in range(10):
+        ns = base + i * 100_000_000
+        img = np.full((4, 4, 3), i, np.uint8)
+        put("/camera/image_raw", M["Image"](header=header(ns), height=4, width=4, encoding="rgb8", is_bigendian=0,
+                                            step=12, data=img.reshape(-1)), ns)
+        jns = ns + (joint_offset_ns if i % 2 else 0)
+        put("/joint_states", M["JointState"](header=header(jns), name=["j1", "j2"],
+                                             position=np.array([0.1 * i, -0.1 * i]), velocity=np.zeros(2),
+                                             effort=np.zeros(0)), jns)
+        tw = M["Twist"](linear=M["Vector3"](x=0.01 * i, y=0.0, z=0.0), angular=M["Vector3"](x=0.0, y=0.0, z=0.0))
+        put("/servo_node/delta_twist_cmds", M["TwistStamped"](header=header(ns), twist=tw), ns)
+        put("/gripper/command", M["Float64"](data=grip_pattern[i]), ns)
+        if i in (0, 6):
+            put("/ground_truth/phase", M["String"](data=json.dumps({"phase": "x", "step_index": 0 if i == 0 else 1})), ns)
+    w.close()
+    return path
+
+
+def test_simulator_bag_becomes_synchronised_episodes(tmp_path):
+    record_episodes(tmp_path / "sim", episodes=3, seed=2, families=["place_two", "push", "pick"], image_size=(32, 32),
+                    progress=False)
+    episodes, stats = read_episodes([tmp_path / "sim"])
+    assert len(episodes) == 3 and stats.dropped_no_joint_state == stats.dropped_no_command == 0
+    ep = episodes[0]
+    assert ep.task["family"] == "place_two" and ep.action_space == "ee_twist_gripper"
+    assert ep.images.shape[1:] == (32, 32, 3) and ep.actions.shape[1] == 7 and ep.labels.shape == (len(ep), 32, 32)
+    assert ep.step_index[0] == 0 and ep.step_index[-1] == 1 and np.all(np.diff(ep.step_index) >= 0)
+    samples = episodes_to_samples(episodes, horizon=4, object_names=[o.name for o in OBJECTS])
+    assert len(samples) == sum(len(e) for e in episodes) == stats.frames
+    assert samples.has_mask.float().mean() > 0.9  # the manipulated object is in view almost always
+    assert samples.actions.shape == (len(samples), 4, 7)
+    assert samples.ids.unique().numel() == 3
+
+
+def test_sync_slop_drops_and_counts(tmp_path):
+    bag = write_bag(tmp_path / "b", joint_offset_ns=30_000_000)  # odd frames' joint states 30 ms late
+    eps, stats = read_episodes([bag], slop=0.02)
+    assert stats.dropped_no_joint_state == 5 and len(eps[0]) == 5
+    eps, stats = read_episodes([bag], slop=0.05)
+    assert stats.dropped_no_joint_state == 0 and len(eps[0]) == 10
+
+
+def test_action_sources_and_step_labels(tmp_path):
+    eps, _ = read_episodes([write_bag(tmp_path / "phase", with_phase=True)])
+    assert eps[0].step_index.tolist() == [0] * 6 + [1] * 4  # from the phase markers
+    np.testing.assert_allclose(eps[0].actions[:, 0], 0.01 * np.arange(10), atol=1e-7)
+    eps, _ = read_episodes([write_bag(tmp_path / "grip")])  # no markers: gripper close -> open events
+    assert eps[0].step_index.tolist() == [0] * 5 + [1] * 5
+    eps, _ = read_episodes([write_bag(tmp_path / "joints", with_twist=False)])  # no commands: joint deltas
+    assert eps[0].action_space == "joint_delta"
+    np.testing.assert_allclose(eps[0].actions[:-1], [[0.1, -0.1]] * 9, atol=1e-6)
+    chunks = action_chunks(np.arange(5)[:, None].astype(float), 3)
+    assert chunks[:, :, 0].tolist() == [[0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 4], [4, 4, 4]]
+
+
+def test_broken_recordings_fail_clearly(tmp_path):
+    bag = write_bag(tmp_path / "nometa")
+    (bag / "metadata.yaml").unlink()
+    with pytest.raises(BagError, match="no metadata.yaml"):
+        read_episodes([bag])
+    bag = write_bag(tmp_path / "nojoints", skip_topics=("/joint_states",))
+    with pytest.raises(BagError, match=r"required topic /joint_states \(joint_states\) is missing; the bag contains: "
+                                       r".*/camera/image_raw \[sensor_msgs/msg/Image\] x10"):
+        read_episodes([bag])
+    bag = write_bag(tmp_path / "empty", empty_topics=("/camera/image_raw",))
+    with pytest.raises(BagError, match="/camera/image_raw .* has no messages"):
+        read_episodes([bag])
+    bag = write_bag(tmp_path / "trunc")
+    data = next(bag.glob("*.mcap"))
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    with pytest.raises(BagError, match="truncated"):
+        read_episodes([bag])
+    with pytest.raises(BagError, match="no such bag"):
+        read_episodes([tmp_path / "missing"])
+    custom = BagTopics(image="/cam/rgb")
+    with pytest.raises(BagError, match="/cam/rgb"):
+        read_episodes([write_bag(tmp_path / "ok")], topics=custom)
+
+
+def test_image_conversion_crops_padding_and_swaps_bgr():
+    arr = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    padded = np.zeros((2, 12), np.uint8)
+    padded[:, :9] = arr.reshape(2, 9)
+    msg = SimpleNamespace(encoding="rgb8", height=2, width=3, step=12, data=padded.reshape(-1))
+    np.testing.assert_array_equal(_image_array(msg), arr)
+    msg = SimpleNamespace(encoding="bgr8", height=2, width=3, step=9, data=arr.reshape(-1))
+    np.testing.assert_array_equal(_image_array(msg), arr[..., ::-1])
+    with pytest.raises(BagError, match="step 8"):
+        _image_array(SimpleNamespace(encoding="rgb8", height=2, width=3, step=8, data=np.zeros(16, np.uint8)))
+    with pytest.raises(BagError, match="'yuv422'"):
+        _image_array(SimpleNamespace(encoding="yuv422", height=2, width=3, step=6, data=np.zeros(12, np.uint8)))
+
+
+def test_splits_hold_out_compositions_and_episodes(tmp_path):
+    record_episodes(tmp_path / "s", episodes=8, seed=0, image_size=(16, 16), progress=False)
+    eps, _ = read_episodes([tmp_path / "s"])
+    targets = {g.get("target") for e in eps for g in e.task["subgoals"]}
+    pattern = f"target={sorted(t for t in targets if t)[0]}"
+    sp = split_episodes(eps, [pattern], val_fraction=0.3, seed=1)
+    assert sorted(sp["train"] + sp["val_seen"] + sp["held_out"]) == list(range(8))
+    assert sp["held_out"] and all(matches_hold_out(eps[i], pattern) for i in sp["held_out"])
+    assert not any(matches_hold_out(eps[i], pattern) for i in sp["train"] + sp["val_seen"])
+    assert split_episodes(eps, [pattern], 0.3, seed=1) == sp  # deterministic
+    assert matches_hold_out(eps[0], "instruction~.") and not matches_hold_out(eps[0], "instruction~zebra")
+    with pytest.raises(ValueError, match="key must be"):
+        matches_hold_out(eps[0], "colour=red")

@@ -1,0 +1,136 @@
+"""Episodes -> training samples, and splits that hold out whole compositions and episodes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .bags import Episode, action_chunks
+
+
+@dataclass
+class BagSamples:
+    """One sample per synchronised frame. Tensors are stacked over all frames."""
+
+    images: Tensor  # (N, H, W, 3) uint8
+    texts: list[str]  # instruction per sample
+    ids: Tensor  # (N,) composition id: the same task (whatever the phrasing) shares an id
+    actions: Tensor  # (N, H, A) action chunks
+    state: Tensor  # (N, S) joint positions
+    masks: Tensor  # (N, H, W) bool, the object of the active step (all False when unknown)
+    has_mask: Tensor  # (N,) bool
+    step_index: Tensor  # (N,) active step
+    step_texts: list[list[str]]  # steps of each sample's instruction
+    progress: Tensor  # (N,) progress within the active step in [0, 1]
+    episode: Tensor  # (N,) episode index
+    time_in_episode: Tensor  # (N,) seconds since the instruction
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, idx: Tensor) -> "BagSamples":
+        sel = idx.tolist()
+        return BagSamples(self.images[idx], [self.texts[i] for i in sel], self.ids[idx], self.actions[idx],
+                          self.state[idx], self.masks[idx], self.has_mask[idx], self.step_index[idx],
+                          [self.step_texts[i] for i in sel], self.progress[idx], self.episode[idx],
+                          self.time_in_episode[idx])
+
+
+def composition_key(ep: Episode) -> str:
+    """What the task is, independent of its phrasing: family + subgoals when the bag carries
+    the task, otherwise the instruction text itself."""
+    if ep.task:
+        return json.dumps({"family": ep.task.get("family"), "subgoals": ep.task.get("subgoals")}, sort_keys=True)
+    return ep.instruction.strip().lower()
+
+
+def _step_object(ep: Episode, step: int) -> str | None:
+    if not ep.task or not ep.task.get("subgoals"):
+        return None
+    goals = ep.task["subgoals"]
+    return goals[min(step, len(goals) - 1)]["obj"]
+
+
+def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names: Sequence[str] | None = None,
+                        ) -> BagSamples:
+    """``object_names``: the label order of the segmentation images (label i+1 = object i)."""
+    keys: dict[str, int] = {}
+    parts: dict[str, list] = {k: [] for k in ("images", "texts", "ids", "actions", "state", "masks", "has_mask",
+                                              "step_index", "step_texts", "progress", "episode", "time")}
+    for e_idx, ep in enumerate(episodes):
+        t = len(ep)
+        cid = keys.setdefault(composition_key(ep), len(keys))
+        chunks = action_chunks(ep.actions, horizon)
+        h, w = ep.images.shape[1:3]
+        masks = np.zeros((t, h, w), dtype=bool)
+        has = np.zeros(t, dtype=bool)
+        if ep.labels is not None and object_names is not None:
+            for i in range(t):
+                obj = _step_object(ep, int(ep.step_index[i]))
+                if obj in object_names:
+                    masks[i] = ep.labels[i] == object_names.index(obj) + 1
+                    has[i] = masks[i].any()
+        progress = np.zeros(t, dtype=np.float32)
+        for s in np.unique(ep.step_index):
+            where = np.flatnonzero(ep.step_index == s)
+            progress[where] = np.linspace(0.0, 1.0, len(where)) if len(where) > 1 else 1.0
+        parts["images"].append(torch.from_numpy(ep.images))
+        parts["texts"] += [ep.instruction] * t
+        parts["ids"] += [cid] * t
+        parts["actions"].append(torch.from_numpy(chunks))
+        parts["state"].append(torch.from_numpy(ep.joints))
+        parts["masks"].append(torch.from_numpy(masks))
+        parts["has_mask"].append(torch.from_numpy(has))
+        parts["step_index"].append(torch.from_numpy(ep.step_index))
+        parts["step_texts"] += [list(ep.steps)] * t
+        parts["progress"].append(torch.from_numpy(progress))
+        parts["episode"] += [e_idx] * t
+        parts["time"].append(torch.from_numpy((ep.stamps - ep.stamps[0]).astype(np.float64) * 1e-9))
+    return BagSamples(
+        images=torch.cat(parts["images"]), texts=parts["texts"], ids=torch.tensor(parts["ids"]),
+        actions=torch.cat(parts["actions"]), state=torch.cat(parts["state"]), masks=torch.cat(parts["masks"]),
+        has_mask=torch.cat(parts["has_mask"]), step_index=torch.cat(parts["step_index"]),
+        step_texts=parts["step_texts"], progress=torch.cat(parts["progress"]), episode=torch.tensor(parts["episode"]),
+        time_in_episode=torch.cat(parts["time"]).float())
+
+
+def matches_hold_out(ep: Episode, pattern: str) -> bool:
+    """``key=value`` on the task (family=stack, object=red_cube, target=yellow_plate) or
+    ``instruction~REGEX`` on the instruction text."""
+    if "~" in pattern and pattern.split("~", 1)[0] == "instruction":
+        return re.search(pattern.split("~", 1)[1], ep.instruction, flags=re.IGNORECASE) is not None
+    if "=" not in pattern:
+        raise ValueError(f"hold-out pattern {pattern!r}: use key=value (family, object, target) or instruction~REGEX")
+    key, value = pattern.split("=", 1)
+    if key not in ("family", "object", "target"):
+        raise ValueError(f"hold-out pattern {pattern!r}: key must be family, object, target or instruction")
+    if not ep.task:
+        return False
+    if key == "family":
+        return ep.task.get("family") == value
+    field_name = "obj" if key == "object" else "target"
+    return any(g.get(field_name) == value for g in ep.task.get("subgoals", []))
+
+
+def split_episodes(episodes: Sequence[Episode], hold_out: Sequence[str] = (), val_fraction: float = 0.1,
+                   seed: int = 0) -> dict[str, list[int]]:
+    """-> {"train", "val_seen", "held_out"} episode indices. ``held_out``: every episode matching
+    a pattern (whole compositions never trained on); ``val_seen``: a seeded fraction of the rest
+    (whole episodes of seen compositions)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction={val_fraction}: must be in [0, 1)")
+    out: dict[str, list[int]] = {"train": [], "val_seen": [], "held_out": []}
+    for i, ep in enumerate(episodes):
+        if any(matches_hold_out(ep, p) for p in hold_out):
+            out["held_out"].append(i)
+            continue
+        h = int(hashlib.sha256(f"{seed}:{ep.bag}:{i}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        out["val_seen" if h < val_fraction else "train"].append(i)
+    return out
