@@ -17,6 +17,7 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/model", glob("config/model/*.yaml")),
         (f"share/{PACKAGE}/config/sim", glob("config/sim/*.yaml")),
+        (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
     ],
     install_requires=["setuptools"],
     zip_safe=False,

@@ -97,6 +97,46 @@ def _cmd_sim_view(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .data.bags import BagError
+    from .training.trainer import TrainConfig, train
+
+    cfg_path = Path(args.config) if args.config else _package_config("train/sim_tiny.yaml")
+    cfg = TrainConfig.from_yaml(cfg_path)
+    if args.steps:
+        cfg.steps = args.steps
+    if args.hold_out is not None:
+        cfg.data.hold_out = list(args.hold_out)
+    if args.seed is not None:
+        cfg.seed = args.seed
+    try:
+        result = train(args.bags, cfg, args.out, resume=args.resume, progress=not args.quiet,
+                       stop_after=args.stop_after)
+    except (BagError, FileExistsError, ValueError) as e:
+        print(f"vla-align train: {e}", file=sys.stderr)
+        return 2
+    last = result["log"][-1] if result["log"] else {}
+    print(json.dumps({"run_dir": args.out, "finished": result["finished"], "steps": result["steps"],
+                      "final_losses": {k: round(v, 4) for k, v in last.items() if k not in ("step", "lr")},
+                      "split_episodes": {k: len(v) for k, v in result["split"].items()}, "sync": result["sync"]},
+                     indent=2))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .data.bags import BagError
+    from .training.report import evaluate_run
+
+    try:
+        metrics = evaluate_run(Path(args.checkpoint), args.bags, Path(args.out), max_frames=args.max_frames)
+    except (BagError, ValueError) as e:
+        print(f"vla-align eval: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(metrics["summary"], indent=2))
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vla-align", description="Trimodal vision-language-action alignment for ROS 2")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +163,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record these live topics instead of running the simulator")
     p.add_argument("--duration", type=float, default=10.0, help="seconds to record with --from-topics")
     p.set_defaults(func=_cmd_record)
+
+    p = sub.add_parser("train", help="train from rosbag2 recordings to a checkpoint")
+    p.add_argument("--bags", nargs="+", required=True, help="rosbag2 folders (mcap or sqlite3)")
+    p.add_argument("--config", default="", help="training YAML (default: the package's config/train/sim_tiny.yaml)")
+    p.add_argument("--out", required=True, help="run folder: checkpoint/, resume/, train_log.jsonl, split.json")
+    p.add_argument("--steps", type=int, default=0, help="override the config's step count")
+    p.add_argument("--hold-out", nargs="*", default=None, metavar="PATTERN",
+                   help="hold out compositions: family=stack, object=red_cube, target=yellow_plate, instruction~REGEX")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--resume", action="store_true", help="continue a stopped run from RUN_DIR/resume")
+    p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a trained run on recordings: metrics.json, report.md, plots")
+    p.add_argument("--checkpoint", required=True, help="run folder (or its checkpoint/ folder)")
+    p.add_argument("--bags", nargs="+", required=True)
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--max-frames", type=int, default=1500, help="frames per split to evaluate (subsampled evenly)")
+    p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("sim-bench", help="simulator benchmark: steps/s with rendering, expert success (JSON)")
     p.add_argument("--episodes", type=int, default=200, help="expert episodes (spread over every task family)")

@@ -46,6 +46,21 @@ class TrimodalModel(nn.Module):
         self.policy = PolicyHead(d, cfg.action.horizon, cfg.action.action_dim, cfg.action.state_dim,
                                  cfg.heads.policy_layers, cfg.heads.num_heads)
         self.loss = TrimodalLoss(cfg.loss, d)
+        # Normalisation of actions and robot state, fitted on the training data and saved with
+        # the weights so a deployed model sees exactly what it was trained on.
+        self.register_buffer("action_mean", torch.zeros(cfg.action.action_dim))
+        self.register_buffer("action_std", torch.ones(cfg.action.action_dim))
+        self.register_buffer("state_mean", torch.zeros(cfg.action.state_dim))
+        self.register_buffer("state_std", torch.ones(cfg.action.state_dim))
+
+    def normalize_actions(self, actions: Tensor) -> Tensor:
+        return (actions - self.action_mean) / self.action_std
+
+    def denormalize_actions(self, actions: Tensor) -> Tensor:
+        return actions * self.action_std + self.action_mean
+
+    def normalize_state(self, state: Tensor) -> Tensor:
+        return (state - self.state_mean) / self.state_std
 
     @property
     def embed_dim(self) -> int:

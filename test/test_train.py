@@ -1,0 +1,120 @@
+"""Record -> train -> eval on a tiny configuration, and resume after a killed run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vla_align_ros.sim.record import record_episodes
+
+VENV_BIN = Path(sys.prefix) / "bin"
+TINY = """
+model:
+  vision: {kind: hf, hf_model_type: siglip, image_size: 32, patch_size: 8, hidden_size: 32, num_layers: 1, num_heads: 2}
+  text: {kind: hf, max_length: 24, hidden_size: 32, num_layers: 1, num_heads: 2}
+  action: {horizon: 4, action_dim: 7, state_dim: 9, hidden_size: 32}
+  projection: {kind: mlp, embed_dim: 32, hidden_size: 64}
+  heads: {num_heads: 2, policy_layers: 1, temporal_layers: 1, max_steps: 3}
+objective: {contrastive: 1.0, spatial: 1.0, temporal: 0.5, policy: 1.0}
+data: {hold_out: ["family=stack"], val_fraction: 0.0}
+steps: STEPS
+batch_size: 16
+lr: 0.002
+warmup: 2
+checkpoint_every: 3
+"""
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bags")
+    record_episodes(d / "train", episodes=6, seed=0, families=["place", "stack", "pick_then_place"],
+                    image_size=(32, 32), progress=False)
+    record_episodes(d / "eval", episodes=3, seed=900, families=["place", "stack", "pick_then_place"],
+                    image_size=(32, 32), progress=False)
+    return d
+
+
+def config(tmp_path: Path, steps: int) -> Path:
+    p = tmp_path / f"tiny_{steps}.yaml"
+    p.write_text(TINY.replace("STEPS", str(steps)))
+    return p
+
+
+def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([str(VENV_BIN / "vla-align"), *args], capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def test_record_train_eval(bags, tmp_path):
+    res = run_cli("train", "--bags", str(bags / "train"), "--config", str(config(tmp_path, 12)), "--out",
+                  str(tmp_path / "run"), "--quiet")
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads(res.stdout)
+    assert summary["finished"] and summary["split_episodes"]["held_out"] == 2 and summary["split_episodes"]["train"] == 4
+    log = [json.loads(l) for l in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 12 and log[-1]["total"] < log[0]["total"]
+    assert (tmp_path / "run" / "checkpoint" / "manifest.json").is_file()
+    res = run_cli("eval", "--checkpoint", str(tmp_path / "run"), "--bags", str(bags / "eval"), "--out",
+                  str(tmp_path / "report"), "--max-frames", "120")
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    for split in ("seen", "held_out"):
+        m = metrics[split]
+        assert len(m["retrieval"]) == 6 and 0 < m["chance_r1"] < 1
+        assert 0 <= m["mask_iou"] <= 1 and 0 <= m["pointing_accuracy"] <= 1 and m["temporal_iou"] is not None
+        assert m["action_l1_mean_baseline"] > 0
+    assert set(metrics["language"]["trained"]) and isinstance(metrics["language"]["pretrained_minilm"], dict)
+    report = (tmp_path / "report" / "report.md").read_text()
+    for png in ("training_curves.png", "similarity_matrices.png", "recall_at_k.png", "embedding_pca.png",
+                "mask_overlays.png", "temporal_timeline.png"):
+        assert (tmp_path / "report" / png).stat().st_size > 5000 and png in report
+
+
+def test_killed_run_resumes_exactly(bags, tmp_path):
+    cfg = config(tmp_path, 12)
+    full = run_cli("train", "--bags", str(bags / "train"), "--config", str(cfg), "--out", str(tmp_path / "full"),
+                   "--quiet")
+    assert full.returncode == 0, full.stderr[-2000:]
+    proc = subprocess.Popen([str(VENV_BIN / "vla-align"), "train", "--bags", str(bags / "train"), "--config", str(cfg),
+                             "--out", str(tmp_path / "killed"), "--quiet"], env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "killed" / "resume" / "state.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.exists() and json.loads(state.read_text())["step"] >= 6:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "checkpoint").exists()  # nothing half-trained looks finished
+    step = json.loads(state.read_text())["step"]
+    assert 6 <= step < 12
+    again = run_cli("train", "--bags", str(bags / "train"), "--config", str(cfg), "--out", str(tmp_path / "killed"),
+                    "--resume", "--quiet")
+    assert again.returncode == 0, again.stderr[-2000:]
+    a = load_file(str(tmp_path / "full" / "checkpoint" / "model.safetensors"))
+    b = load_file(str(tmp_path / "killed" / "checkpoint" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6, msg=k)
+    log_a = [json.loads(l)["total"] for l in (tmp_path / "full" / "train_log.jsonl").read_text().splitlines()]
+    log_b = [json.loads(l)["total"] for l in (tmp_path / "killed" / "train_log.jsonl").read_text().splitlines()]
+    assert log_b == pytest.approx(log_a, rel=1e-5)
+
+
+def test_bad_bag_fails_before_anything_is_written(tmp_path):
+    (tmp_path / "notabag").mkdir()
+    res = run_cli("train", "--bags", str(tmp_path / "notabag"), "--config", str(config(tmp_path, 5)), "--out",
+                  str(tmp_path / "run"))
+    assert res.returncode == 2 and "no metadata.yaml" in res.stderr
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,86 @@
+"""The full training objective on a batch: trimodal contrastive + spatial grounding (masks) +
+temporal grounding (active step and progress) + policy (action-chunk regression)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..model.trimodal import TrimodalModel
+
+
+@dataclass
+class ObjectiveWeights:
+    contrastive: float = 1.0
+    spatial: float = 1.0
+    temporal: float = 0.5
+    policy: float = 1.0
+
+    def __post_init__(self) -> None:
+        for k, v in vars(self).items():
+            if v < 0:
+                raise ValueError(f"objective.{k}={v}: must be >= 0")
+
+
+@dataclass
+class Batch:
+    images: Tensor  # (B, H, W, 3) uint8
+    input_ids: Tensor  # (B, T)
+    attention_mask: Tensor  # (B, T)
+    ids: Tensor  # (B,) composition ids
+    actions: Tensor  # (B, H, A) raw
+    state: Tensor  # (B, S) raw
+    masks: Tensor  # (B, h, w) bool
+    has_mask: Tensor  # (B,) bool
+    step_ids: Tensor  # (B, K, Ts) token ids of each step
+    step_attn: Tensor  # (B, K, Ts)
+    step_valid: Tensor  # (B, K) bool
+    step_index: Tensor  # (B,)
+    progress: Tensor  # (B,)
+
+
+def dice_loss(logits: Tensor, target: Tensor) -> Tensor:
+    p = torch.sigmoid(logits).flatten(1)
+    t = target.float().flatten(1)
+    return (1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)).mean()
+
+
+def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights) -> dict[str, Tensor]:
+    vis = model.encode_image(b.images)
+    txt = model.encode_text(b.input_ids, b.attention_mask)
+    actions = model.normalize_actions(b.actions)
+    state = model.normalize_state(b.state)
+    emb = model.embed(vis, txt, actions, state)
+    out: dict[str, Tensor] = {}
+    zero = emb.vision.new_zeros(())
+    out["contrastive"] = model.loss(emb.as_dict(), b.ids).total if w.contrastive > 0 else zero
+    if w.spatial > 0 and bool(b.has_mask.any()):
+        sel = b.has_mask
+        h, wd = b.masks.shape[-2:]
+        g = model.spatial(model.patch_proj(vis.patches[sel]), vis.grid, model.word_proj(txt.tokens[sel]), txt.mask[sel],
+                          (h, wd))
+        target = b.masks[sel].float()
+        out["spatial"] = F.binary_cross_entropy_with_logits(g.mask_logits, target) + dice_loss(g.mask_logits, target)
+    else:
+        out["spatial"] = zero
+    if w.temporal > 0:
+        bsz, k, ts = b.step_ids.shape
+        st = model.encode_text(b.step_ids.view(bsz * k, ts), b.step_attn.view(bsz * k, ts))
+        step_emb = model.proj_text(st.pooled).view(bsz, k, -1)  # (B, K, D)
+        obs = emb.vision  # (B, D)
+        state_out = model.temporal.step_state(obs, step_emb, b.step_valid)
+        out["temporal"] = F.cross_entropy(state_out.step_logits, b.step_index) + \
+            F.mse_loss(state_out.progress, b.progress)
+    else:
+        out["temporal"] = zero
+    if w.policy > 0:
+        pred = model.act(vis, txt, state)  # (B, H, A) normalised
+        out["policy"] = F.smooth_l1_loss(pred, actions)
+    else:
+        out["policy"] = zero
+    out["total"] = (w.contrastive * out["contrastive"] + w.spatial * out["spatial"] + w.temporal * out["temporal"]
+                    + w.policy * out["policy"])
+    return out

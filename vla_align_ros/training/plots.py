@@ -1,0 +1,137 @@
+"""PNG plots of the evaluation report (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.bag_dataset import BagSamples
+from ..metrics.retrieval import first_correct_rank
+
+PAIRS = (("vision", "text"), ("vision", "action"), ("text", "action"))
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_plots(out: Path, log: list[dict], samples: dict[str, BagSamples], fwd: dict[str, Any]) -> list[str]:
+    plt = _plt()
+    written: list[str] = []
+    main = "held_out" if "held_out" in samples else "seen"
+
+    if log:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        steps = [r["step"] for r in log]
+        for k in ("total", "contrastive", "spatial", "temporal", "policy"):
+            if k in log[0]:
+                ax.plot(steps, [r[k] for r in log], label=k, lw=1.2)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_title("training curves")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "training_curves.png", dpi=100)
+        plt.close(fig)
+        written.append("training_curves.png")
+
+    s, f = samples[main], fwd[main]
+    order = torch.argsort(s.ids, stable=True)
+    pick = order[torch.linspace(0, len(order) - 1, min(48, len(order))).long()]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    for ax, (a, b) in zip(axes, PAIRS):
+        sim = (f[a][pick] @ f[b][pick].T).numpy()
+        im = ax.imshow(sim, cmap="viridis", vmin=-1, vmax=1)
+        ax.set_title(f"{a} x {b} ({main}, sorted by task)")
+        ax.set_xlabel(b)
+        ax.set_ylabel(a)
+    fig.colorbar(im, ax=axes, shrink=0.8)
+    fig.savefig(out / "similarity_matrices.png", dpi=100)
+    plt.close(fig)
+    written.append("similarity_matrices.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ks = np.arange(1, 21)
+    for name, style in (("held_out", "-"), ("seen", "--")):
+        if name not in samples:
+            continue
+        for (a, b), color in zip(PAIRS, ("tab:blue", "tab:orange", "tab:green")):
+            for q, g, marker in ((a, b, "o"), (b, a, "s")):
+                ranks = first_correct_rank(fwd[name][q], fwd[name][g], samples[name].ids, samples[name].ids).numpy()
+                ax.plot(ks, [(ranks <= k).mean() for k in ks], style, color=color, marker=marker, ms=3, lw=1,
+                        label=f"{q}->{g} ({name})")
+    ax.set_xlabel("K")
+    ax.set_ylabel("recall@K")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("retrieval recall against K")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "recall_at_k.png", dpi=100)
+    plt.close(fig)
+    written.append("recall_at_k.png")
+
+    z = torch.cat([f["vision"], f["text"], f["action"]]).float()
+    z = z - z.mean(0)
+    _, _, v = torch.pca_lowrank(z, q=2, center=False)
+    p = (z @ v[:, :2]).numpy()
+    n = len(f["vision"])
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for i, (name, color) in enumerate((("vision", "tab:blue"), ("text", "tab:orange"), ("action", "tab:green"))):
+        ax.scatter(p[i * n : (i + 1) * n, 0], p[i * n : (i + 1) * n, 1], s=5, alpha=0.5, color=color, label=name)
+    ax.set_title("embeddings, 2-D PCA (the modality gap)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "embedding_pca.png", dpi=100)
+    plt.close(fig)
+    written.append("embedding_pca.png")
+
+    with_mask = s.has_mask.nonzero().flatten()
+    if len(with_mask):
+        chosen = with_mask[torch.linspace(0, len(with_mask) - 1, min(6, len(with_mask))).long()]
+        fig, axes = plt.subplots(2, len(chosen), figsize=(2.4 * len(chosen), 5.2), squeeze=False)
+        for j, i in enumerate(chosen.tolist()):
+            img = s.images[i].numpy()
+            axes[0, j].imshow(img)
+            axes[0, j].contour(s.masks[i].numpy(), levels=[0.5], colors="white", linewidths=1)
+            axes[0, j].set_title("true mask", fontsize=8)
+            axes[1, j].imshow(img)
+            axes[1, j].imshow(np.ma.masked_where(f["mask_logits"][i].numpy() <= 0, np.ones(img.shape[:2])),
+                              cmap="autumn", alpha=0.55)
+            axes[1, j].set_title("predicted", fontsize=8)
+            axes[0, j].set_xlabel(s.texts[i][:32], fontsize=6)
+            for ax in axes[:, j]:
+                ax.set_xticks([])
+                ax.set_yticks([])
+        fig.suptitle(f"spatial grounding on {main} frames")
+        fig.tight_layout()
+        fig.savefig(out / "mask_overlays.png", dpi=100)
+        plt.close(fig)
+        written.append("mask_overlays.png")
+
+    multi = [e for e in s.episode.unique().tolist() if len(s.step_texts[int((s.episode == e).nonzero()[0])]) > 1][:3]
+    if multi:
+        fig, axes = plt.subplots(len(multi), 1, figsize=(8, 1.8 * len(multi)), squeeze=False)
+        for ax, e in zip(axes[:, 0], multi):
+            sel = (s.episode == e).nonzero().flatten()
+            t = s.time_in_episode[sel].numpy()
+            ax.step(t, s.step_index[sel].numpy(), where="post", label="true step", lw=2)
+            ax.step(t, f["step_logits"][sel].argmax(1).numpy() + 0.05, where="post", label="predicted", lw=1.2)
+            ax.set_yticks(range(len(s.step_texts[int(sel[0])])))
+            ax.set_ylabel("step")
+            ax.set_title(s.texts[int(sel[0])][:90], fontsize=8)
+        axes[-1, 0].set_xlabel("seconds since the instruction")
+        axes[0, 0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "temporal_timeline.png", dpi=100)
+        plt.close(fig)
+        written.append("temporal_timeline.png")
+    return written

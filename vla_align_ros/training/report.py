@@ -1,0 +1,221 @@
+"""``vla-align eval``: a trained run + recordings -> metrics.json, report.md and PNG plots,
+on seen and held-out compositions, each metric beside chance, an untrained model or a
+predict-the-mean baseline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import from_dict
+from ..data.bag_dataset import BagSamples, episodes_to_samples, split_episodes
+from ..data.bags import BagTopics, read_episodes
+from ..metrics import alignment, hubness, mask_iou, modality_gap, pointing_accuracy, temporal_iou, uniformity
+from ..metrics.retrieval import chance_recall_at_1, first_correct_rank, pairwise_retrieval
+from ..model.checkpoint import load_checkpoint
+from ..model.trimodal import TrimodalModel
+from .trainer import DataConfig, TokenTable, TrainConfig, make_batch
+
+OPPOSITES = (("pick up the red cube", "put down the red cube"), ("push the blue cube left", "push the blue cube right"),
+             ("lift the green block", "lower the green block"))
+
+
+def _subsample(s: BagSamples, n: int) -> BagSamples:
+    if len(s) <= n:
+        return s
+    return s.subset(torch.linspace(0, len(s) - 1, n).round().long().unique())
+
+
+@torch.no_grad()
+def _forward_all(model: TrimodalModel, s: BagSamples, tokens: TokenTable, max_steps: int, bs: int = 64) -> dict[str, Any]:
+    model.eval()
+    out: dict[str, list] = {k: [] for k in ("vision", "text", "action", "mask_logits", "step_logits", "pred")}
+    for i in range(0, len(s), bs):
+        idx = torch.arange(i, min(i + bs, len(s)))
+        b = make_batch(s, idx, tokens, max_steps, torch.device("cpu"))
+        vis = model.encode_image(b.images)
+        txt = model.encode_text(b.input_ids, b.attention_mask)
+        state = model.normalize_state(b.state)
+        emb = model.embed(vis, txt, model.normalize_actions(b.actions), state)
+        for k in ("vision", "text", "action"):
+            out[k].append(getattr(emb, k))
+        h, w = b.masks.shape[-2:]
+        out["mask_logits"].append(model.ground(vis, txt, (h, w)).mask_logits)
+        bsz, k, ts = b.step_ids.shape
+        st = model.encode_text(b.step_ids.view(bsz * k, ts), b.step_attn.view(bsz * k, ts))
+        steps = model.proj_text(st.pooled).view(bsz, k, -1)
+        logits = model.temporal.step_state(emb.vision, steps, b.step_valid).step_logits
+        out["step_logits"].append(F.pad(logits, (0, max_steps - k), value=float("-inf")))
+        out["pred"].append(model.denormalize_actions(model.act(vis, txt, state)))
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def _temporal_ious(s: BagSamples, step_pred: torch.Tensor) -> list[float]:
+    """Per multi-step episode and step: IoU in time between where the model says the step is
+    active and where it truly is."""
+    ious = []
+    for e in s.episode.unique().tolist():
+        sel = (s.episode == e).nonzero().flatten()
+        if len(s.step_texts[int(sel[0])]) < 2:
+            continue
+        t = s.time_in_episode[sel]
+        for k in range(len(s.step_texts[int(sel[0])])):
+            true_t, pred_t = t[s.step_index[sel] == k], t[step_pred[sel] == k]
+            if len(true_t) == 0:
+                continue
+            seg_true = torch.tensor([[true_t.min(), true_t.max()]])
+            seg_pred = torch.tensor([[pred_t.min(), pred_t.max()]]) if len(pred_t) else torch.tensor([[0.0, 0.0]])
+            ious.append(float(temporal_iou(seg_pred, seg_true)[0]))
+    return ious
+
+
+def _split_metrics(model: TrimodalModel, untrained: TrimodalModel, s: BagSamples, tokens: TokenTable,
+                   max_steps: int, action_mean: torch.Tensor) -> tuple[dict[str, Any], dict[str, Any]]:
+    f = _forward_all(model, s, tokens, max_steps)
+    u = _forward_all(untrained, s, tokens, max_steps)
+    emb = {k: f[k] for k in ("vision", "text", "action")}
+    m: dict[str, Any] = {"frames": len(s), "episodes": int(s.episode.unique().numel()),
+                         "distinct_tasks": int(s.ids.unique().numel()), "chance_r1": chance_recall_at_1(s.ids, s.ids)}
+    m["retrieval"] = pairwise_retrieval(emb, s.ids)
+    m["retrieval_untrained"] = {k: v["r1"] for k, v in pairwise_retrieval({k: u[k] for k in emb}, s.ids).items()}
+    m["modality_gap"] = {"vision-text": modality_gap(emb["vision"], emb["text"]),
+                         "vision-action": modality_gap(emb["vision"], emb["action"]),
+                         "text-action": modality_gap(emb["text"], emb["action"])}
+    m["alignment"] = {"vision-text": alignment(emb["vision"], emb["text"]),
+                      "vision-action": alignment(emb["vision"], emb["action"])}
+    m["uniformity"] = {k: uniformity(v) for k, v in emb.items()}
+    m["hubness_text_to_vision"] = hubness(emb["text"], emb["vision"], k=10)
+    sel = s.has_mask
+    if bool(sel.any()):
+        logits = f["mask_logits"][sel]
+        m["mask_iou"] = float(mask_iou(logits > 0, s.masks[sel]).mean())
+        m["pointing_accuracy"] = float(pointing_accuracy(logits, s.masks[sel]).mean())
+        m["mask_iou_untrained"] = float(mask_iou(u["mask_logits"][sel] > 0, s.masks[sel]).mean())
+    step_pred = f["step_logits"].argmax(1)
+    ious = _temporal_ious(s, step_pred)
+    m["temporal_iou"] = float(np.mean(ious)) if ious else None
+    m["step_accuracy"] = float((step_pred == s.step_index.clamp(max=max_steps - 1)).float().mean())
+    err = (f["pred"] - s.actions).abs().mean()
+    base = (action_mean - s.actions).abs().mean()
+    m["action_l1"] = float(err)
+    m["action_l1_mean_baseline"] = float(base)
+    m["action_error_ratio"] = float(err / base.clamp(min=1e-9))
+    return m, f
+
+
+@torch.no_grad()
+def _language_ties(model: TrimodalModel) -> dict[str, Any]:
+    def cos(m_embed, a: str, b: str) -> float:
+        z = m_embed([a, b])
+        return float(F.cosine_similarity(z[0:1], z[1:2]))
+
+    trained = {f"{a} | {b}": cos(model.embed_text, a, b) for a, b in OPPOSITES}
+    out: dict[str, Any] = {"trained": trained}
+    try:
+        from ..config import TextConfig
+        from ..model.text import TextEncoder
+
+        enc = TextEncoder(TextConfig(kind="minilm")).eval()
+
+        def minilm(texts):
+            return enc(**enc.tokenize(texts)).pooled
+
+        out["pretrained_minilm"] = {f"{a} | {b}": cos(minilm, a, b) for a, b in OPPOSITES}
+    except (FileNotFoundError, OSError) as e:
+        out["pretrained_minilm"] = f"unavailable ({e})"
+    return out
+
+
+def evaluate_run(run: Path, bags: Sequence[str | Path], out: Path, max_frames: int = 1500) -> dict[str, Any]:
+    run_dir = run.parent if (run / "manifest.json").exists() and run.name == "checkpoint" else run
+    ckpt = run_dir / "checkpoint"
+    if not ckpt.exists():
+        raise ValueError(f"{run_dir}: no finished checkpoint/ (is training still running or was it stopped?)")
+    model = load_checkpoint(ckpt).eval()
+    raw_cfg = json.loads((run_dir / "train_config.json").read_text())
+    raw_cfg["data"]["topics"] = BagTopics(**raw_cfg["data"].get("topics", {}))
+    data_cfg = DataConfig(**raw_cfg["data"])
+    train_cfg = from_dict(TrainConfig, {k: v for k, v in raw_cfg.items() if k not in ("data", "model")})
+    torch.manual_seed(train_cfg.seed)
+    untrained = TrimodalModel(model.cfg, load_pretrained=False).eval()
+    for name in ("action_mean", "action_std", "state_mean", "state_std"):
+        getattr(untrained, name).copy_(getattr(model, name))
+    episodes, stats = read_episodes(bags, data_cfg.topics, data_cfg.slop)
+    split = split_episodes(episodes, data_cfg.hold_out, 0.0, train_cfg.seed)
+    from ..sim.scene import OBJECTS
+
+    names = data_cfg.object_names or [o.name for o in OBJECTS]
+    h = model.cfg.action.horizon
+    out.mkdir(parents=True, exist_ok=True)
+    groups = {"seen": split["train"], "held_out": split["held_out"]}
+    metrics: dict[str, Any] = {"bags": [str(b) for b in bags], "sync": stats.as_dict(), "hold_out": data_cfg.hold_out}
+    forwards: dict[str, Any] = {}
+    samples: dict[str, BagSamples] = {}
+    for name, idx in groups.items():
+        if not idx:
+            continue
+        s = _subsample(episodes_to_samples([episodes[i] for i in idx], h, names), max_frames)
+        tokens = TokenTable(model, list(s.texts) + [t for st in s.step_texts for t in st])
+        metrics[name], forwards[name] = _split_metrics(model, untrained, s, tokens, model.cfg.heads.max_steps,
+                                                       model.action_mean)
+        samples[name] = s
+    metrics["language"] = _language_ties(model)
+    log = [json.loads(l) for l in (run_dir / "train_log.jsonl").read_text().splitlines() if l.strip()] \
+        if (run_dir / "train_log.jsonl").exists() else []
+    metrics["summary"] = _summary(metrics)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    from .plots import write_plots
+
+    pngs = write_plots(out, log, samples, forwards)
+    (out / "report.md").write_text(_markdown(metrics, pngs))
+    return metrics
+
+
+def _summary(m: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name in ("seen", "held_out"):
+        if name not in m:
+            continue
+        s = m[name]
+        out[name] = {"chance_r1": round(s["chance_r1"], 3),
+                     "r1": {k: round(v["r1"], 3) for k, v in s["retrieval"].items()},
+                     "mask_iou": s.get("mask_iou"), "pointing_accuracy": s.get("pointing_accuracy"),
+                     "temporal_iou": s.get("temporal_iou"), "action_error_ratio": round(s["action_error_ratio"], 3)}
+    return out
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def _markdown(m: dict[str, Any], pngs: list[str]) -> str:
+    lines = ["# Evaluation report", "", f"Bags: {', '.join(m['bags'])}  ", f"Held-out compositions: {m['hold_out']}", ""]
+    splits = [s for s in ("seen", "held_out") if s in m]
+    lines += ["| metric | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
+    rows = [("frames", lambda s: s["frames"]), ("episodes", lambda s: s["episodes"]),
+            ("chance R@1", lambda s: s["chance_r1"])]
+    for d in m[splits[0]]["retrieval"]:
+        rows.append((f"R@1 {d} (untrained)", lambda s, d=d: f"{s['retrieval'][d]['r1']:.3f} ({s['retrieval_untrained'][d]:.3f})"))
+        rows.append((f"mean rank {d}", lambda s, d=d: s["retrieval"][d]["mean_rank"]))
+    rows += [("mask IoU (untrained)", lambda s: f"{_fmt(s.get('mask_iou'))} ({_fmt(s.get('mask_iou_untrained'))})"),
+             ("pointing accuracy", lambda s: s.get("pointing_accuracy")),
+             ("temporal IoU (multi-step)", lambda s: s.get("temporal_iou")),
+             ("step accuracy", lambda s: s["step_accuracy"]),
+             ("action L1 / predict-the-mean", lambda s: f"{s['action_l1']:.4f} / {s['action_l1_mean_baseline']:.4f}"),
+             ("modality gap V-T", lambda s: s["modality_gap"]["vision-text"]),
+             ("hubness skew T->V", lambda s: s["hubness_text_to_vision"]["skewness"])]
+    for label, fn in rows:
+        lines.append(f"| {label} | " + " | ".join(_fmt(fn(m[s])) for s in splits) + " |")
+    lang = m["language"]
+    lines += ["", "## Opposite commands: cosine similarity of their text embeddings", "",
+              "| pair | trained | pretrained MiniLM |", "|---|---|---|"]
+    for k, v in lang["trained"].items():
+        pre = lang["pretrained_minilm"].get(k) if isinstance(lang["pretrained_minilm"], dict) else None
+        lines.append(f"| {k} | {v:.3f} | {_fmt(pre)} |")
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in pngs]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,281 @@
+"""Training from rosbag2 recordings: bags -> samples -> the full objective -> checkpoints.
+
+* deterministic: batches are a pure function of (seed, step), and the global RNG state is
+  saved with the optimiser, so ``resume`` continues exactly where a stopped run left off;
+* checkpoints: safetensors + JSON + sha256 manifest, written atomically; the final model lands
+  in ``RUN_DIR/checkpoint`` only when training finished, so nothing half-trained looks complete;
+* AMP (bf16 autocast) on CUDA; torchrun DDP with negatives gathered across ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.distributed as dist
+import yaml
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm import tqdm
+
+from ..config import ModelConfig, from_dict
+from ..data.bag_dataset import BagSamples, episodes_to_samples, split_episodes
+from ..data.bags import BagTopics, read_episodes
+from ..losses.schedules import warmup_cosine_lr
+from ..model.checkpoint import _atomic_write_bytes, save_checkpoint, verify_checkpoint
+from ..model.trimodal import TrimodalModel
+from .objective import Batch, ObjectiveWeights, compute_losses
+
+
+@dataclass
+class DataConfig:
+    slop: float = 0.02
+    hold_out: list[str] = field(default_factory=list)
+    val_fraction: float = 0.1
+    topics: BagTopics = field(default_factory=BagTopics)
+    object_names: list[str] = field(default_factory=list)  # label order of the segmentation topic
+
+    def __post_init__(self) -> None:
+        if self.slop <= 0:
+            raise ValueError(f"data.slop={self.slop}: must be > 0")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"data.val_fraction={self.val_fraction}: must be in [0, 1)")
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveWeights = field(default_factory=ObjectiveWeights)
+    data: DataConfig = field(default_factory=DataConfig)
+    steps: int = 500
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: int = 20
+    seed: int = 0
+    checkpoint_every: int = 100
+    device: str = "auto"  # auto | cpu | cuda
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "checkpoint_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"train.{name}={getattr(self, name)}: must be > 0")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr={self.lr}: must be > 0")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"train.device={self.device!r}: must be auto, cpu or cuda")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping")
+        return from_dict(cls, data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TokenTable:
+    """Each distinct text tokenised once, padded to a fixed width."""
+
+    def __init__(self, model: TrimodalModel, texts: Sequence[str]) -> None:
+        uniq = sorted(set(texts) | {""})
+        self.row = {t: i for i, t in enumerate(uniq)}
+        tok = model.tokenize(uniq)
+        self.ids, self.mask = tok["input_ids"], tok["attention_mask"]
+
+    def __call__(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        r = torch.tensor([self.row[t] for t in texts])
+        ids, mask = self.ids[r], self.mask[r]
+        width = max(int(mask.sum(-1).max()), 1)
+        return ids[..., :width], mask[..., :width]
+
+
+def make_batch(samples: BagSamples, idx: Tensor, tokens: TokenTable, max_steps: int, device: torch.device) -> Batch:
+    ids, attn = tokens([samples.texts[i] for i in idx.tolist()])
+    steps = [samples.step_texts[i][:max_steps] for i in idx.tolist()]
+    k = max(len(s) for s in steps)
+    flat = [s[j] if j < len(s) else "" for s in steps for j in range(k)]
+    s_ids, s_attn = tokens(flat)
+    b = len(idx)
+    valid = torch.tensor([[j < len(s) for j in range(k)] for s in steps])
+    to = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+    return Batch(images=to(samples.images[idx]), input_ids=to(ids), attention_mask=to(attn), ids=to(samples.ids[idx]),
+                 actions=to(samples.actions[idx].float()), state=to(samples.state[idx].float()),
+                 masks=to(samples.masks[idx]), has_mask=to(samples.has_mask[idx]),
+                 step_ids=to(s_ids.view(b, k, -1)), step_attn=to(s_attn.view(b, k, -1)), step_valid=to(valid),
+                 step_index=to(samples.step_index[idx].clamp(max=max_steps - 1)), progress=to(samples.progress[idx]))
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> Tensor:
+    """The global batch of ``step``: a pure function of (seed, step), so a resumed run sees the
+    same data as an uninterrupted one."""
+    per_epoch = max(n // batch_size, 1)
+    epoch, k = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    return perm[k * batch_size : (k + 1) * batch_size]
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _save_resume_state(run_dir: Path, model: TrimodalModel, opt: torch.optim.Optimizer, step: int,
+                       log: list[dict[str, float]]) -> None:
+    """Model + optimiser + RNG + step, as safetensors + JSON, swapped in atomically."""
+    tmp = run_dir / f".resume.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_checkpoint(model, tmp, metadata={"step": step})
+    tensors: dict[str, Tensor] = {"rng_cpu": torch.get_rng_state()}
+    for gi, group in enumerate(opt.param_groups):
+        for pi, p in enumerate(group["params"]):
+            st = opt.state.get(p, {})
+            for key, val in st.items():
+                if torch.is_tensor(val):
+                    tensors[f"opt.{gi}.{pi}.{key}"] = val.detach().cpu().contiguous().clone().reshape(val.shape)
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    _atomic_write_bytes(tmp / "state.json", json.dumps({"step": step, "log": log}).encode())
+    final = run_dir / "resume"
+    old = run_dir / f".resume.old{os.getpid()}"
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_resume_state(run_dir: Path, model: TrimodalModel, opt: torch.optim.Optimizer) -> tuple[int, list]:
+    d = run_dir / "resume"
+    verify_checkpoint(d)
+    state = load_file(str(d / "model.safetensors"))
+    model.load_state_dict(state, strict=True)
+    tensors = load_file(str(d / "optimizer.safetensors"))
+    torch.set_rng_state(tensors["rng_cpu"])
+    for gi, group in enumerate(opt.param_groups):
+        for pi, p in enumerate(group["params"]):
+            prefix = f"opt.{gi}.{pi}."
+            st = {k[len(prefix):]: v.to(p.device) for k, v in tensors.items() if k.startswith(prefix)}
+            if st:
+                opt.state[p] = st
+    meta = json.loads((d / "state.json").read_text())
+    return int(meta["step"]), list(meta["log"])
+
+
+def prepare_data(bags: Sequence[str | Path], cfg: TrainConfig) -> dict[str, Any]:
+    episodes, stats = read_episodes(bags, cfg.data.topics, cfg.data.slop)
+    split = split_episodes(episodes, cfg.data.hold_out, cfg.data.val_fraction, cfg.seed)
+    if not split["train"]:
+        raise ValueError(f"no training episodes left after hold-out {cfg.data.hold_out}")
+    names = cfg.data.object_names or None
+    if names is None:
+        from ..sim.scene import OBJECTS  # the simulator's label order, when the bags come from it
+
+        names = [o.name for o in OBJECTS]
+    h = cfg.model.action.horizon
+    parts = {k: episodes_to_samples([episodes[i] for i in v], h, names) if v else None for k, v in split.items()}
+    return {"episodes": episodes, "stats": stats, "split": split, "samples": parts}
+
+
+def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, resume: bool = False,
+          progress: bool = True, on_progress: Callable[[dict[str, float]], None] | None = None,
+          stop_after: int | None = None) -> dict[str, Any]:
+    """Train and write RUN_DIR/{checkpoint, resume, train_log.jsonl, split.json, train_config.json}.
+    ``stop_after``: stop (as if interrupted) after that many steps, leaving only the resume state."""
+    run_dir = Path(run_dir)
+    rank, world = _dist_info()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the {world} ranks")
+    if (run_dir / "checkpoint").exists() and not resume:
+        raise FileExistsError(f"{run_dir} already holds a finished run; choose another --out or --resume")
+    device = torch.device("cuda" if (cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()))
+                          else "cpu")
+    data = prepare_data(bags, cfg)
+    train_s: BagSamples = data["samples"]["train"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    model = TrimodalModel(cfg.model)
+    # Normalisation fitted on the training split only.
+    a = train_s.actions.reshape(-1, train_s.actions.shape[-1]).float()
+    model.action_mean.copy_(a.mean(0))
+    model.action_std.copy_(a.std(0).clamp(min=1e-3))
+    model.state_mean.copy_(train_s.state.float().mean(0))
+    model.state_std.copy_(train_s.state.float().std(0).clamp(min=1e-3))
+    model.to(device)
+    tokens = TokenTable(model, list(train_s.texts) + [t for s in train_s.step_texts for t in s])
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+                             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr)
+    start, log = 0, []
+    if resume and (run_dir / "resume").exists():
+        start, log = _load_resume_state(run_dir, model, opt)
+    if rank == 0:
+        (run_dir / "split.json").write_text(json.dumps({k: v for k, v in data["split"].items()}))
+        (run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
+    # Under torchrun the objective runs through DDP (gradients all-reduced); heads that this
+    # objective does not train (phrase localisation in time) leave parameters unused.
+    ddp = torch.nn.parallel.DistributedDataParallel(_Objective(model), find_unused_parameters=True) if world > 1 else None
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    max_steps = cfg.model.heads.max_steps
+    local = cfg.batch_size // world
+    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    bar = tqdm(range(start, end), desc="train", disable=not progress or rank != 0, dynamic_ncols=True,
+               initial=start, total=cfg.steps, mininterval=0.2 if sys.stderr.isatty() else 15.0)
+    t0 = time.perf_counter()
+    model.train()
+    for step in bar:
+        idx = batch_indices(len(train_s), cfg.batch_size, cfg.seed, step)[rank * local : (rank + 1) * local]
+        batch = make_batch(train_s, idx, tokens, max_steps, device)
+        for g in opt.param_groups:
+            g["lr"] = warmup_cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr, cfg.lr * 0.05)
+        with amp:
+            losses = compute_losses(model, batch, cfg.objective) if ddp is None else ddp(batch, cfg.objective)
+        total = losses["total"]
+        if not math.isfinite(float(total.detach())):
+            raise FloatingPointError(f"non-finite loss at step {step}: { {k: float(v) for k, v in losses.items()} }")
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        row = {"step": step, "lr": opt.param_groups[0]["lr"], **{k: float(v.detach()) for k, v in losses.items()}}
+        log.append(row)
+        rate = (step + 1 - start) / max(time.perf_counter() - t0, 1e-9)
+        bar.set_postfix(loss=f"{row['total']:.3f}", rate=f"{rate:.1f} it/s")
+        if on_progress is not None and rank == 0:
+            on_progress({**row, "steps": cfg.steps, "rate": rate})
+        if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end):
+            _save_resume_state(run_dir, model, opt, step + 1, log)
+    finished = end == cfg.steps
+    if rank == 0:
+        with open(run_dir / "train_log.jsonl", "w") as f:
+            for row in log:
+                f.write(json.dumps(row) + "\n")
+        if finished:
+            meta = {"steps": cfg.steps, "bags": [str(b) for b in bags], "sync": data["stats"].as_dict(),
+                    "split_episodes": {k: len(v) for k, v in data["split"].items()},
+                    "train_seconds": round(time.perf_counter() - t0, 1), "action_space": "ee_twist_gripper"}
+            tmp = run_dir / ".checkpoint.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            save_checkpoint(model, tmp, metadata=meta)
+            os.replace(tmp, run_dir / "checkpoint")
+    return {"finished": finished, "steps": end, "log": log, "split": data["split"], "sync": data["stats"].as_dict()}
+
+
+class _Objective(torch.nn.Module):
+    """The objective as a module, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: TrimodalModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch, weights: ObjectiveWeights) -> dict[str, Tensor]:
+        return compute_losses(self.model, batch, weights)
