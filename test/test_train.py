@@ -70,9 +70,11 @@ def test_record_train_eval(bags, tmp_path):
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     for split in ("seen", "held_out"):
         m = metrics[split]
-        assert len(m["retrieval"]) == 6 and 0 < m["chance_r1"] < 1
-        assert 0 <= m["mask_iou"] <= 1 and 0 <= m["pointing_accuracy"] <= 1 and m["temporal_iou"] is not None
+        assert len(m["retrieval"]) == 6 and 0 < m["chance_r1"] <= 1
+        assert 0 <= m["mask_iou"] <= 1 and 0 <= m["pointing_accuracy"] <= 1
         assert m["action_l1_mean_baseline"] > 0
+    assert 0 <= metrics["seen"]["temporal_iou"] <= 1  # pick_then_place has two steps
+    assert metrics["held_out"]["temporal_iou"] is None  # stack has one: nothing to segment
     assert set(metrics["language"]["trained"]) and isinstance(metrics["language"]["pretrained_minilm"], dict)
     report = (tmp_path / "report" / "report.md").read_text()
     for png in ("training_curves.png", "similarity_matrices.png", "recall_at_k.png", "embedding_pca.png",

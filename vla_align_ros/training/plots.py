@@ -117,8 +117,13 @@ def write_plots(out: Path, log: list[dict], samples: dict[str, BagSamples], fwd:
         plt.close(fig)
         written.append("mask_overlays.png")
 
-    multi = [e for e in s.episode.unique().tolist() if len(s.step_texts[int((s.episode == e).nonzero()[0])]) > 1][:3]
-    if multi:
+    def multi_step(sm: BagSamples) -> list[int]:
+        return [e for e in sm.episode.unique().tolist() if len(sm.step_texts[int((sm.episode == e).nonzero()[0])]) > 1]
+
+    timeline_split = next((n for n in ("held_out", "seen") if n in samples and multi_step(samples[n])), None)
+    if timeline_split is not None:
+        s, f = samples[timeline_split], fwd[timeline_split]
+        multi = multi_step(s)[:3]
         fig, axes = plt.subplots(len(multi), 1, figsize=(8, 1.8 * len(multi)), squeeze=False)
         for ax, e in zip(axes[:, 0], multi):
             sel = (s.episode == e).nonzero().flatten()
@@ -127,7 +132,7 @@ def write_plots(out: Path, log: list[dict], samples: dict[str, BagSamples], fwd:
             ax.step(t, f["step_logits"][sel].argmax(1).numpy() + 0.05, where="post", label="predicted", lw=1.2)
             ax.set_yticks(range(len(s.step_texts[int(sel[0])])))
             ax.set_ylabel("step")
-            ax.set_title(s.texts[int(sel[0])][:90], fontsize=8)
+            ax.set_title(f"{timeline_split}: {s.texts[int(sel[0])][:80]}", fontsize=8)
         axes[-1, 0].set_xlabel("seconds since the instruction")
         axes[0, 0].legend(fontsize=7)
         fig.tight_layout()
