@@ -29,6 +29,7 @@ setup(
         "console_scripts": [
             "vla-align = vla_align_ros.cli:main",
             "sim_node = vla_align_ros.ros.sim_node:main",
+            "trainer_node = vla_align_ros.ros.trainer_node:main",
         ],
     },
 )

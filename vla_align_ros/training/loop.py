@@ -89,7 +89,8 @@ def train_contrastive(model: TrimodalModel, data: Samples, steps: int, batch_siz
                **{f"loss_{k}": float(v.detach()) for k, v in out.per_pair.items()}}
         log.append(row)
         if progress:
-            bar.set_postfix(loss=f"{row['loss']:.3f}", rate=f"{(step + 1) / (time.perf_counter() - t0):.1f} it/s")
+            bar.set_postfix(loss=f"{row['loss']:.3f}", rate=f"{(step + 1) / (time.perf_counter() - t0):.1f} it/s",
+                            refresh=False)
     model.eval()
     return log
 

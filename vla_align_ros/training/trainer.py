@@ -249,7 +249,7 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
         row = {"step": step, "lr": opt.param_groups[0]["lr"], **{k: float(v.detach()) for k, v in losses.items()}}
         log.append(row)
         rate = (step + 1 - start) / max(time.perf_counter() - t0, 1e-9)
-        bar.set_postfix(loss=f"{row['total']:.3f}", rate=f"{rate:.1f} it/s")
+        bar.set_postfix(loss=f"{row['total']:.3f}", rate=f"{rate:.1f} it/s", refresh=False)
         if on_progress is not None and rank == 0:
             on_progress({**row, "steps": cfg.steps, "rate": rate})
         if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end):

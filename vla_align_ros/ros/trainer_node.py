@@ -1,0 +1,93 @@
+"""``trainer_node``: the same training as ``vla-align train``, configured by ROS parameters,
+reporting progress on a topic (std_msgs/String, JSON) while it runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+
+PROGRESS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class TrainerNode(Node):
+    def __init__(self) -> None:
+        super().__init__("trainer_node")
+        ro = lambda text: ParameterDescriptor(description=text, read_only=True)  # noqa: E731
+        self.bags = list(self.declare_parameter("bags", [""], ro("rosbag2 folders to train on")).value)
+        self.config = self.declare_parameter("config", "", ro("training YAML ('' = the package's sim_tiny.yaml)")).value
+        self.out = self.declare_parameter("out", "runs/train", ro("run folder")).value
+        self.resume = self.declare_parameter("resume", False, ro("continue a stopped run")).value
+        self.steps = self.declare_parameter("steps", 0, ro("override the config's step count (0 = keep)")).value
+        self.every = self.declare_parameter("progress_every", 10, ro("publish progress every N steps")).value
+        self.shutdown_when_done = self.declare_parameter("shutdown_when_done", True, ro("exit after training")).value
+        self.pub = self.create_publisher(String, "~/progress", PROGRESS_QOS)
+        self.done = threading.Event()
+        self.ok = False
+        bags = [b for b in self.bags if b]
+        if not bags:
+            raise ValueError("parameter 'bags' is empty: give at least one rosbag2 folder")
+        self._thread = threading.Thread(target=self._run, args=(bags,), daemon=True)
+        self._thread.start()
+
+    def _publish(self, payload: dict) -> None:
+        self.pub.publish(String(data=json.dumps(payload)))
+
+    def _run(self, bags: list[str]) -> None:
+        from ..cli import _package_config
+        from ..training.trainer import TrainConfig, train
+
+        try:
+            cfg = TrainConfig.from_yaml(Path(self.config) if self.config else _package_config("train/sim_tiny.yaml"))
+            if self.steps > 0:
+                cfg.steps = int(self.steps)
+            self.get_logger().info(f"training on {bags} for {cfg.steps} steps into {self.out}")
+
+            def on_progress(row: dict) -> None:
+                if row["step"] % self.every == 0 or row["step"] + 1 == row["steps"]:
+                    self._publish({"state": "training", **row})
+
+            result = train(bags, cfg, self.out, resume=self.resume, progress=False, on_progress=on_progress)
+            self.ok = result["finished"]
+            self._publish({"state": "finished", "run_dir": str(self.out), "steps": result["steps"]})
+            self.get_logger().info(f"training finished: {self.out}/checkpoint")
+        except Exception as e:  # noqa: BLE001 - reported on the topic and in the log, never swallowed
+            self._publish({"state": "failed", "error": f"{type(e).__name__}: {e}"})
+            self.get_logger().error(f"training failed: {type(e).__name__}: {e}")
+        finally:
+            self.done.set()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args if args is not None else sys.argv)
+    try:
+        node = TrainerNode()
+    except ValueError as e:
+        print(f"trainer_node: {e}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    code = 0
+    try:
+        while rclpy.ok() and not (node.done.is_set() and node.shutdown_when_done):
+            rclpy.spin_once(node, timeout_sec=0.1)
+        code = 0 if node.ok else 1
+        for _ in range(5):  # let the last progress message go out
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
