@@ -99,10 +99,12 @@ class TextConfig:
     num_heads: int = 4
     pooling: Literal["mean", "cls"] = "mean"
     freeze: bool = False
+    dropout: float = 0.0  # for models built from config; loaded models keep their own
     backbone_config: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         _choice("text.kind", self.kind, ("minilm", "hf"))
+        _check(0.0 <= self.dropout < 1.0, "text.dropout", self.dropout, "must be in [0, 1)")
         _choice("text.pooling", self.pooling, ("mean", "cls"))
         _check(1 < self.max_length <= 512, "text.max_length", self.max_length, "must be in (1, 512]")
         _check(self.hidden_size % self.num_heads == 0, "text.hidden_size", self.hidden_size,
@@ -148,9 +150,11 @@ class HeadsConfig:
     policy_layers: int = 2
     temporal_layers: int = 1
     max_steps: int = 8  # most steps a multi-step instruction may have
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         _positive("heads.num_heads", self.num_heads)
+        _check(0.0 <= self.dropout < 1.0, "heads.dropout", self.dropout, "must be in [0, 1)")
         _positive("heads.policy_layers", self.policy_layers)
         _positive("heads.max_steps", self.max_steps)
 

@@ -23,7 +23,8 @@ class ActionEncoder(nn.Module):
             self.step_in = nn.Linear(a, d)
             self.state_in = nn.Linear(max(s, 1), d)
             self.pos = nn.Parameter(torch.zeros(1, h + 1, d))
-            layer = nn.TransformerEncoderLayer(d, nhead=4, dim_feedforward=2 * d, batch_first=True, norm_first=True)
+            layer = nn.TransformerEncoderLayer(d, nhead=4, dim_feedforward=2 * d, dropout=0.0, batch_first=True,
+                                               norm_first=True)
             self.encoder = nn.TransformerEncoder(layer, cfg.num_layers, enable_nested_tensor=False)
             self.norm = nn.LayerNorm(d)
 

@@ -112,13 +112,16 @@ class TemporalGroundingHead(nn.Module):
     where the phrase happens (start/end logits).
     """
 
-    def __init__(self, dim: int, num_layers: int = 1, num_heads: int = 4, max_len: int = 512) -> None:
+    def __init__(self, dim: int, num_layers: int = 1, num_heads: int = 4, max_len: int = 512,
+                 dropout: float = 0.0) -> None:
         super().__init__()
-        self.step_mlp = nn.Sequential(nn.Linear(3 * dim, dim), nn.GELU(), nn.Linear(dim, 1))
+        # No bias on the step logit: a softmax over steps ignores a shared shift (its gradient is 0).
+        self.step_mlp = nn.Sequential(nn.Linear(3 * dim, dim), nn.GELU(), nn.Linear(dim, 1, bias=False))
         self.progress_mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, 1))
         self.film = nn.Linear(dim, 2 * dim)
         self.pos = nn.Parameter(torch.zeros(1, max_len, dim))
-        layer = nn.TransformerEncoderLayer(dim, num_heads, dim_feedforward=2 * dim, batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(dim, num_heads, dim_feedforward=2 * dim, dropout=dropout, batch_first=True,
+                                           norm_first=True)
         self.seq = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.start_end = nn.Linear(dim, 2)
 
@@ -153,14 +156,15 @@ class PolicyHead(nn.Module):
     decode an action chunk (B, H, A)."""
 
     def __init__(self, dim: int, horizon: int, action_dim: int, state_dim: int, num_layers: int = 2,
-                 num_heads: int = 4) -> None:
+                 num_heads: int = 4, dropout: float = 0.0) -> None:
         super().__init__()
         self.horizon, self.action_dim = horizon, action_dim
         self.queries = nn.Parameter(torch.randn(1, horizon, dim) * 0.02)
         self.state_in = nn.Linear(max(state_dim, 1), dim)
         self.state_dim = state_dim
         self.type_emb = nn.Parameter(torch.zeros(3, dim))  # state / text / image token types
-        layer = nn.TransformerDecoderLayer(dim, num_heads, dim_feedforward=2 * dim, batch_first=True, norm_first=True)
+        layer = nn.TransformerDecoderLayer(dim, num_heads, dim_feedforward=2 * dim, dropout=dropout, batch_first=True,
+                                           norm_first=True)
         self.decoder = nn.TransformerDecoder(layer, num_layers)
         self.out = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, action_dim))
 

@@ -63,7 +63,8 @@ class TextEncoder(nn.Module):
             conf = BertConfig(vocab_size=self.tokenizer.vocab_size, hidden_size=cfg.hidden_size,
                               num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
                               intermediate_size=4 * cfg.hidden_size,
-                              max_position_embeddings=max(64, cfg.max_length))
+                              max_position_embeddings=max(64, cfg.max_length),
+                              hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
             self.model = BertModel(conf, add_pooling_layer=False)
         if getattr(self.model, "pooler", None) is not None:
             self.model.pooler = None  # pooling is ours (mean/CLS); BERT's pooler is unused

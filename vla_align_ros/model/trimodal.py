@@ -42,9 +42,10 @@ class TrimodalModel(nn.Module):
         self.patch_proj = nn.Linear(self.vision.patch_dim, d)
         self.word_proj = nn.Linear(self.text.out_dim, d)
         self.spatial = SpatialGroundingHead(d, cfg.heads.num_heads)
-        self.temporal = TemporalGroundingHead(d, cfg.heads.temporal_layers, cfg.heads.num_heads)
+        self.temporal = TemporalGroundingHead(d, cfg.heads.temporal_layers, cfg.heads.num_heads,
+                                              dropout=cfg.heads.dropout)
         self.policy = PolicyHead(d, cfg.action.horizon, cfg.action.action_dim, cfg.action.state_dim,
-                                 cfg.heads.policy_layers, cfg.heads.num_heads)
+                                 cfg.heads.policy_layers, cfg.heads.num_heads, dropout=cfg.heads.dropout)
         self.loss = TrimodalLoss(cfg.loss, d)
         # Normalisation of actions and robot state, fitted on the training data and saved with
         # the weights so a deployed model sees exactly what it was trained on.

@@ -43,9 +43,10 @@ class Batch:
 
 
 def dice_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """Per-sample soft Dice loss. logits, target: (B, H, W) -> (B,)."""
     p = torch.sigmoid(logits).flatten(1)
     t = target.float().flatten(1)
-    return (1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)).mean()
+    return 1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)
 
 
 def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights) -> dict[str, Tensor]:
@@ -58,12 +59,16 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights) -> dict[
     zero = emb.vision.new_zeros(())
     out["contrastive"] = model.loss(emb.as_dict(), b.ids).total if w.contrastive > 0 else zero
     if w.spatial > 0 and bool(b.has_mask.any()):
+        # Per-sample loss, zero where the bag has no mask, averaged over the whole batch: the
+        # same normalisation on one process and on N ranks with a shard each.
         sel = b.has_mask
         h, wd = b.masks.shape[-2:]
         g = model.spatial(model.patch_proj(vis.patches[sel]), vis.grid, model.word_proj(txt.tokens[sel]), txt.mask[sel],
                           (h, wd))
         target = b.masks[sel].float()
-        out["spatial"] = F.binary_cross_entropy_with_logits(g.mask_logits, target) + dice_loss(g.mask_logits, target)
+        per = F.binary_cross_entropy_with_logits(g.mask_logits, target, reduction="none").flatten(1).mean(1) \
+            + dice_loss(g.mask_logits, target)  # (B_masked,)
+        out["spatial"] = torch.zeros(len(sel), device=per.device, dtype=per.dtype).masked_scatter(sel, per).mean()
     else:
         out["spatial"] = zero
     if w.temporal > 0:

@@ -192,6 +192,11 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
     """Train and write RUN_DIR/{checkpoint, resume, train_log.jsonl, split.json, train_config.json}.
     ``stop_after``: stop (as if interrupted) after that many steps, leaving only the resume state."""
     run_dir = Path(run_dir)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        # Started by torchrun: one process per GPU (NCCL) or per CPU worker (gloo).
+        dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
+        if torch.cuda.is_available() and cfg.device != "cpu":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     rank, world = _dist_info()
     if cfg.batch_size % world:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the {world} ranks")
@@ -246,7 +251,11 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        row = {"step": step, "lr": opt.param_groups[0]["lr"], **{k: float(v.detach()) for k, v in losses.items()}}
+        values = torch.stack([v.detach().float() for v in losses.values()])
+        if world > 1:  # log the loss of the global batch: the mean of the ranks' local losses
+            dist.all_reduce(values)
+            values /= world
+        row = {"step": step, "lr": opt.param_groups[0]["lr"], **{k: float(v) for k, v in zip(losses, values)}}
         log.append(row)
         rate = (step + 1 - start) / max(time.perf_counter() - t0, 1e-9)
         bar.set_postfix(loss=f"{row['total']:.3f}", rate=f"{rate:.1f} it/s", refresh=False)
@@ -255,6 +264,8 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
         if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end):
             _save_resume_state(run_dir, model, opt, step + 1, log)
     finished = end == cfg.steps
+    if world > 1:
+        dist.barrier()
     if rank == 0:
         with open(run_dir / "train_log.jsonl", "w") as f:
             for row in log:
