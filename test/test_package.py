@@ -45,15 +45,17 @@ def test_share_directory_holds_config_and_package_xml():
     shipped = sorted(p.name for p in (share / "config" / "model").glob("*.yaml"))
     assert shipped == sorted(p.name for p in (REPO / "config" / "model").glob("*.yaml"))
     assert (share / "config" / "sim" / "sim_node.yaml").is_file()
+    assert (share / "config" / "train" / "sim_tiny.yaml").is_file()
+    assert (share / "launch" / "train.launch.py").is_file()
     assert Path(get_package_share_directory("vla_align_msgs"), "msg", "ActionChunk.msg").is_file()
 
 
 def test_console_scripts_run():
     exe = VENV / "bin" / "vla-align"
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60, check=True)
-    for sub in ("demo", "say", "record", "sim-bench", "sim-view"):
+    for sub in ("demo", "say", "record", "train", "eval", "sim-bench", "sim-view"):
         assert sub in out.stdout
-    assert (VENV / "bin" / "sim_node").is_file()
+    assert (VENV / "bin" / "sim_node").is_file() and (VENV / "bin" / "trainer_node").is_file()
 
 
 def test_colcon_build_of_a_workspace_copy(tmp_path):
