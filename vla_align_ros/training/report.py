@@ -114,7 +114,7 @@ def _language_ties(model: TrimodalModel) -> dict[str, Any]:
         z = m_embed([a, b])
         return float(F.cosine_similarity(z[0:1], z[1:2]))
 
-    trained = {f"{a} | {b}": cos(model.embed_text, a, b) for a, b in OPPOSITES}
+    trained = {f"{a} / {b}": cos(model.embed_text, a, b) for a, b in OPPOSITES}
     out: dict[str, Any] = {"trained": trained}
     try:
         from ..config import TextConfig
@@ -125,7 +125,7 @@ def _language_ties(model: TrimodalModel) -> dict[str, Any]:
         def minilm(texts):
             return enc(**enc.tokenize(texts)).pooled
 
-        out["pretrained_minilm"] = {f"{a} | {b}": cos(minilm, a, b) for a, b in OPPOSITES}
+        out["pretrained_minilm"] = {f"{a} / {b}": cos(minilm, a, b) for a, b in OPPOSITES}
     except (FileNotFoundError, OSError) as e:
         out["pretrained_minilm"] = f"unavailable ({e})"
     return out
