@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vla_align_ros.data.bag_dataset import episodes_to_samples, matches_hold_out, split_episodes
+from vla_align_ros.data.bag_dataset import (composition_key, episodes_to_samples, matches_hold_out, motion_key,
+                                           split_episodes)
 from vla_align_ros.data.bags import BagError, BagTopics, _image_array, action_chunks, read_episodes
 from vla_align_ros.sim.record import record_episodes
 from vla_align_ros.sim.scene import OBJECTS
@@ -155,3 +156,20 @@ def test_splits_hold_out_compositions_and_episodes(tmp_path):
     assert matches_hold_out(eps[0], "instruction~.") and not matches_hold_out(eps[0], "instruction~zebra")
     with pytest.raises(ValueError, match="key must be"):
         matches_hold_out(eps[0], "colour=red")
+
+
+def test_task_and_motion_keys():
+    def ep(family, goals, text="x"):
+        return SimpleNamespace(task={"family": family, "subgoals": goals}, instruction=text)
+
+    place = [{"kind": "place", "obj": "red_cube", "target": "blue_plate", "direction": 0.0}]
+    other = [{"kind": "place", "obj": "green_cube", "target": "red_plate", "direction": 0.0}]
+    stack = [{"kind": "place", "obj": "red_cube", "target": "blue_cube", "direction": 0.0}]
+    # one task whatever the phrasing or family name; colours tell tasks apart, not motions
+    assert composition_key(ep("place", place)) == composition_key(ep("pick_then_place", place, "y"))
+    assert composition_key(ep("place", place)) != composition_key(ep("place", other))
+    assert motion_key(ep("place", place)) == motion_key(ep("place", other)) == "place_on_plate"
+    assert motion_key(ep("stack", stack)) == "place_on_cube"
+    push = lambda d: ep("push", [{"kind": "push", "obj": "red_cube", "target": "", "direction": d}])  # noqa: E731
+    assert motion_key(push(1.0)) == "push_right" and motion_key(push(-1.0)) == "push_left"
+    assert motion_key(SimpleNamespace(task=None, instruction="Wave ")) == "wave"

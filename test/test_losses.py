@@ -195,6 +195,28 @@ def test_trimodal_weights_and_learnable_temperature_clamp():
     assert loss.temps["vl"].logit_scale.requires_grad
 
 
+def test_positives_per_pair_task_motion_instance():
+    """Two items of one motion but different tasks: positives for a "motion" pair, negatives for
+    a "task" pair, and with "instance" only the own partner counts."""
+    emb = {k: unit(4, 8, s, torch.float32) for s, k in enumerate(("vision", "text", "action"))}
+    ids, motion = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 0, 1, 1])
+    base = TrimodalLoss(LossConfig(), embed_dim=8)
+    by_motion = TrimodalLoss(LossConfig(la_positives="motion"), embed_dim=8)
+    by_instance = TrimodalLoss(LossConfig(vl_positives="instance"), embed_dim=8)
+    ref = base(emb, ids, motion).per_pair
+    assert float(by_motion(emb, ids, motion).per_pair["la"]) != pytest.approx(float(ref["la"]))
+    assert float(by_motion(emb, ids, motion).per_pair["vl"]) == pytest.approx(float(ref["vl"]))
+    # With distinct task ids, "instance" and "task" positives agree...
+    assert float(by_instance(emb, ids).per_pair["vl"]) == pytest.approx(float(ref["vl"]))
+    # ...and with repeated task ids they differ.
+    same = torch.zeros(4, dtype=torch.long)
+    assert float(by_instance(emb, same).per_pair["vl"]) != pytest.approx(float(base(emb, same).per_pair["vl"]))
+    with pytest.raises(ValueError, match="motion ids"):
+        by_motion(emb, ids)
+    with pytest.raises(ValueError, match="la_positives"):
+        LossConfig(la_positives="colour")
+
+
 def test_schedules():
     assert cosine_schedule(0, 100, 0.2, 0.02) == pytest.approx(0.2)
     assert cosine_schedule(50, 100, 0.2, 0.02) == pytest.approx(0.11)

@@ -151,12 +151,16 @@ class HeadsConfig:
     temporal_layers: int = 1
     max_steps: int = 8  # most steps a multi-step instruction may have
     dropout: float = 0.0
+    # Width of a small convolutional branch on the image at half resolution whose features sharpen
+    # the masks beyond the patch grid (0 = masks from patch tokens only).
+    fine_channels: int = 0
 
     def __post_init__(self) -> None:
         _positive("heads.num_heads", self.num_heads)
         _check(0.0 <= self.dropout < 1.0, "heads.dropout", self.dropout, "must be in [0, 1)")
         _positive("heads.policy_layers", self.policy_layers)
         _positive("heads.max_steps", self.max_steps)
+        _check(self.fine_channels >= 0, "heads.fine_channels", self.fine_channels, "must be >= 0")
 
 
 PairLoss = Literal["infonce", "siglip", "siglip_chunked"]
@@ -179,6 +183,12 @@ class LossConfig:
     siglip_init_logit_scale: float = 10.0
     siglip_chunk: int = 1024
     shared_positives: bool = True  # items with the same instruction/target are positives
+    # Which items count as positives per pair, when shared_positives: "task" (same task id),
+    # "motion" (same motion id: what an arm's motion alone can tell apart, e.g. place-on-a-plate,
+    # not which colours) or "instance" (only the item's own partner).
+    vl_positives: str = "task"
+    va_positives: str = "task"
+    la_positives: str = "task"
     hard_negatives: int = 0  # >0: InfoNCE over the positive and the top-k hardest negatives
     memory_bank: int = 0  # >0: FIFO of past embeddings used as extra negatives
     local_loss: bool = True  # under DDP: local rows against gathered columns
@@ -186,6 +196,8 @@ class LossConfig:
     def __post_init__(self) -> None:
         for name in ("vl", "va", "la"):
             _choice(f"loss.{name}", getattr(self, name), ("infonce", "siglip", "siglip_chunked"))
+        for name in ("vl_positives", "va_positives", "la_positives"):
+            _choice(f"loss.{name}", getattr(self, name), ("task", "motion", "instance"))
         for name in ("alpha", "beta", "gamma"):
             _check(getattr(self, name) >= 0, f"loss.{name}", getattr(self, name), "must be >= 0")
         _check(self.alpha + self.beta + self.gamma > 0, "loss.alpha+beta+gamma",

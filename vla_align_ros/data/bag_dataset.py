@@ -22,6 +22,7 @@ class BagSamples:
     images: Tensor  # (N, H, W, 3) uint8
     texts: list[str]  # instruction per sample
     ids: Tensor  # (N,) composition id: the same task (whatever the phrasing) shares an id
+    motion_ids: Tensor  # (N,) what the arm's motion alone tells apart (see ``motion_key``)
     actions: Tensor  # (N, H, A) action chunks
     state: Tensor  # (N, S) joint positions
     masks: Tensor  # (N, H, W) bool, the object of the active step (all False when unknown)
@@ -37,18 +38,37 @@ class BagSamples:
 
     def subset(self, idx: Tensor) -> "BagSamples":
         sel = idx.tolist()
-        return BagSamples(self.images[idx], [self.texts[i] for i in sel], self.ids[idx], self.actions[idx],
+        return BagSamples(self.images[idx], [self.texts[i] for i in sel], self.ids[idx], self.motion_ids[idx],
+                          self.actions[idx],
                           self.state[idx], self.masks[idx], self.has_mask[idx], self.step_index[idx],
                           [self.step_texts[i] for i in sel], self.progress[idx], self.episode[idx],
                           self.time_in_episode[idx])
 
 
 def composition_key(ep: Episode) -> str:
-    """What the task is, independent of its phrasing: family + subgoals when the bag carries
-    the task, otherwise the instruction text itself."""
-    if ep.task:
-        return json.dumps({"family": ep.task.get("family"), "subgoals": ep.task.get("subgoals")}, sort_keys=True)
+    """What the task is, independent of its phrasing: its subgoals when the bag carries the task
+    (so "put X on Y" and "pick up X, then put it on Y" are one task: the same motion in the same
+    scene), otherwise the instruction text itself."""
+    if ep.task and ep.task.get("subgoals"):
+        return json.dumps(ep.task["subgoals"], sort_keys=True)
     return ep.instruction.strip().lower()
+
+
+def motion_key(ep: Episode) -> str:
+    """What the arm's motion alone can tell apart: the kind of each subgoal, a push's direction,
+    and whether a place ends on a cube or on a plate; not which colours (object positions are
+    random, so a trajectory says nothing about them). Without the task: the instruction."""
+    if not ep.task or not ep.task.get("subgoals"):
+        return composition_key(ep)
+    parts = []
+    for g in ep.task["subgoals"]:
+        if g.get("kind") == "push":
+            parts.append("push_right" if float(g.get("direction", 0.0)) > 0 else "push_left")
+        elif g.get("kind") == "place":
+            parts.append("place_on_" + str(g.get("target", "")).rsplit("_", 1)[-1])
+        else:
+            parts.append(str(g.get("kind")))
+    return "|".join(parts)
 
 
 def _step_object(ep: Episode, step: int) -> str | None:
@@ -62,7 +82,8 @@ def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names:
                         ) -> BagSamples:
     """``object_names``: the label order of the segmentation images (label i+1 = object i)."""
     keys: dict[str, int] = {}
-    parts: dict[str, list] = {k: [] for k in ("images", "texts", "ids", "actions", "state", "masks", "has_mask",
+    motions: dict[str, int] = {}
+    parts: dict[str, list] = {k: [] for k in ("images", "texts", "ids", "motion_ids", "actions", "state", "masks", "has_mask",
                                               "step_index", "step_texts", "progress", "episode", "time")}
     for e_idx, ep in enumerate(episodes):
         t = len(ep)
@@ -84,6 +105,7 @@ def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names:
         parts["images"].append(torch.from_numpy(ep.images))
         parts["texts"] += [ep.instruction] * t
         parts["ids"] += [cid] * t
+        parts["motion_ids"] += [motions.setdefault(motion_key(ep), len(motions))] * t
         parts["actions"].append(torch.from_numpy(chunks))
         parts["state"].append(torch.from_numpy(ep.joints))
         parts["masks"].append(torch.from_numpy(masks))
@@ -95,7 +117,8 @@ def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names:
         parts["time"].append(torch.from_numpy((ep.stamps - ep.stamps[0]).astype(np.float64) * 1e-9))
     return BagSamples(
         images=torch.cat(parts["images"]), texts=parts["texts"], ids=torch.tensor(parts["ids"]),
-        actions=torch.cat(parts["actions"]), state=torch.cat(parts["state"]), masks=torch.cat(parts["masks"]),
+        motion_ids=torch.tensor(parts["motion_ids"]), actions=torch.cat(parts["actions"]),
+        state=torch.cat(parts["state"]), masks=torch.cat(parts["masks"]),
         has_mask=torch.cat(parts["has_mask"]), step_index=torch.cat(parts["step_index"]),
         step_texts=parts["step_texts"], progress=torch.cat(parts["progress"]), episode=torch.tensor(parts["episode"]),
         time_in_episode=torch.cat(parts["time"]).float())

@@ -55,15 +55,15 @@ class TrimodalLoss(nn.Module):
     def weights(self) -> dict[str, float]:
         return {"vl": self.cfg.alpha, "va": self.cfg.beta, "la": self.cfg.gamma}
 
-    def pair_loss(self, pair: str, x: Tensor, y: Tensor, ids: Tensor) -> Tensor:
+    def pair_loss(self, pair: str, x: Tensor, y: Tensor, ids: Tensor | None) -> Tensor:
         """x, y: (B, D) local embeddings of the two modalities; ids: (B,) group ids
-        (equal ids are positives when ``shared_positives``)."""
+        (equal ids are positives when ``shared_positives``); None: only the item's own partner."""
         cfg, temp = self.cfg, self.temps[pair]
         loss_type = getattr(cfg, pair)
         n_local = x.shape[0]
         # Global batch under DDP: columns from every rank (with gradient).
         xg, yg = gather_with_grad(x), gather_with_grad(y)  # (W*B, D)
-        if cfg.shared_positives:
+        if cfg.shared_positives and ids is not None:
             ids_g = gather_no_grad(ids)
         else:
             ids_g = torch.arange(xg.shape[0], device=x.device)
@@ -78,7 +78,7 @@ class TrimodalLoss(nn.Module):
             extra_y = extra_ids = None
             if cfg.memory_bank > 0:
                 extra_y, extra_ids = self.banks[PAIR_MODALITIES[pair][1]].get()
-                if not cfg.shared_positives:
+                if not cfg.shared_positives or ids is None:
                     extra_ids = torch.full_like(extra_ids, -1)
             # Local rows against global columns in both directions; the mean over ranks
             # equals the loss on the concatenated batch.
@@ -88,15 +88,26 @@ class TrimodalLoss(nn.Module):
             return siglip_loss(xr, yg, temp.scale(), temp.bias, ids_r, ids_g)
         return siglip_loss_chunked(xr, yg, temp.scale(), temp.bias, ids_r, ids_g, cfg.siglip_chunk)
 
-    def forward(self, emb: dict[str, Tensor], ids: Tensor) -> TrimodalLossOutput:
-        """emb: {'vision','text','action'} -> (B, D) normalised embeddings; ids: (B,)."""
+    def pair_ids(self, pair: str, ids: Tensor, motion_ids: Tensor | None) -> Tensor | None:
+        mode = getattr(self.cfg, f"{pair}_positives")
+        if mode == "instance":
+            return None
+        if mode == "motion":
+            if motion_ids is None:
+                raise ValueError(f"loss.{pair}_positives=motion needs motion ids; this data has none")
+            return motion_ids
+        return ids
+
+    def forward(self, emb: dict[str, Tensor], ids: Tensor, motion_ids: Tensor | None = None) -> TrimodalLossOutput:
+        """emb: {'vision','text','action'} -> (B, D) normalised embeddings; ids: (B,) task ids;
+        motion_ids: (B,) motion ids (for pairs whose positives are "motion")."""
         per_pair: dict[str, Tensor] = {}
         total = emb["vision"].new_zeros(())
         for pair, w in self.weights().items():
             if w == 0:
                 continue
             a, b = PAIR_MODALITIES[pair]
-            per_pair[pair] = self.pair_loss(pair, emb[a], emb[b], ids)
+            per_pair[pair] = self.pair_loss(pair, emb[a], emb[b], self.pair_ids(pair, ids, motion_ids))
             total = total + w * per_pair[pair]
         if self.cfg.memory_bank > 0 and self.training:
             for name, bank in self.banks.items():

@@ -3,7 +3,7 @@
 from .action import ActionEncoder
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, verify_checkpoint
 from .heads import (PolicyHead, SpatialGroundingHead, SpatialOutput, StepState, TemporalGroundingHead,
-                    decode_segment, masks_to_boxes)
+                    decode_monotonic_steps, decode_segment, masks_to_boxes)
 from .projection import Projection
 from .text import TextEncoder, TextOutput, minilm_path
 from .trimodal import Embeddings, TrimodalModel
@@ -12,6 +12,6 @@ from .vision import VisionEncoder, VisionOutput, efficientnet_lite0_weights_path
 __all__ = [
     "ActionEncoder", "CheckpointError", "load_checkpoint", "save_checkpoint", "verify_checkpoint",
     "PolicyHead", "SpatialGroundingHead", "SpatialOutput", "StepState", "TemporalGroundingHead",
-    "decode_segment", "masks_to_boxes", "Projection", "TextEncoder", "TextOutput", "minilm_path",
+    "decode_monotonic_steps", "decode_segment", "masks_to_boxes", "Projection", "TextEncoder", "TextOutput", "minilm_path",
     "Embeddings", "TrimodalModel", "VisionEncoder", "VisionOutput", "efficientnet_lite0_weights_path",
 ]

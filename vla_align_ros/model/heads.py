@@ -42,10 +42,29 @@ class SpatialOutput:
         return masks_to_boxes(self.masks(threshold))
 
 
-class SpatialGroundingHead(nn.Module):
-    """Phrase tokens attend to patch tokens; the attended phrase vector scores every patch."""
+class FineFeatures(nn.Module):
+    """A small convolutional branch on the normalised image: (B, 3, S, S) -> (B, C, S/2, S/2).
 
-    def __init__(self, dim: int, num_heads: int = 4) -> None:
+    Patch tokens locate an object to within a patch (8-16 px); these features carry the colour
+    and edges that put the mask boundary on the right pixel."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.net = nn.Sequential(
+            nn.Conv2d(3, channels, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(channels, channels, 3, padding=1), nn.GELU(),
+            nn.Conv2d(channels, channels, 3, padding=1))
+
+    def forward(self, pixels: Tensor) -> Tensor:
+        return self.net(pixels)
+
+
+class SpatialGroundingHead(nn.Module):
+    """Phrase tokens attend to patch tokens; the attended phrase vector scores every patch, and
+    every pixel of the fine features when the model has them."""
+
+    def __init__(self, dim: int, num_heads: int = 4, fine_channels: int = 0) -> None:
         super().__init__()
         self.cross = nn.MultiheadAttention(dim, num_heads, batch_first=True)
         self.norm_q = nn.LayerNorm(dim)
@@ -55,10 +74,15 @@ class SpatialGroundingHead(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(2.0))
         self.logit_bias = nn.Parameter(torch.tensor(-2.0))
         self.score = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, 1))
+        if fine_channels > 0:  # per-pixel scoring in the (narrow) width of the fine features
+            self.fine_patch = nn.Linear(dim, fine_channels)
+            self.fine_query = nn.Linear(dim, fine_channels)
+            self.fine_key = nn.Sequential(nn.GELU(), nn.Conv2d(fine_channels, fine_channels, 1))
 
     def forward(self, patches: Tensor, grid: tuple[int, int], words: Tensor, word_mask: Tensor,
-                image_hw: tuple[int, int]) -> SpatialOutput:
-        """patches: (B, Np, D), words: (B, T, D), word_mask: (B, T) bool (True = real token)."""
+                image_hw: tuple[int, int], fine: Tensor | None = None) -> SpatialOutput:
+        """patches: (B, Np, D), words: (B, T, D), word_mask: (B, T) bool (True = real token),
+        fine: (B, C, h, w) full-resolution features or None."""
         b, n_p, d = patches.shape
         gh, gw = grid
         assert gh * gw == n_p, f"grid {grid} does not match {n_p} patches"
@@ -72,8 +96,17 @@ class SpatialGroundingHead(nn.Module):
         qry = F.normalize(self.query_mlp(phrase), dim=-1)  # (B, D)
         logits = self.logit_scale.exp() * torch.einsum("bnd,bd->bn", key, qry) + self.logit_bias  # (B, Np)
         patch_logits = logits.view(b, gh, gw)
-        mask_logits = F.interpolate(patch_logits[:, None], size=image_hw, mode="bilinear",
-                                    align_corners=False)[:, 0]  # (B, H, W)
+        if fine is None:
+            dense = patch_logits[:, None]  # (B, 1, gh, gw)
+        else:
+            # Patch features, narrowed and upsampled to the fine grid, added to it, then scored per pixel.
+            c = fine.shape[1]
+            up = F.interpolate(self.fine_patch(p).transpose(1, 2).reshape(b, c, gh, gw), size=fine.shape[-2:],
+                               mode="bilinear", align_corners=False)  # (B, C, h, w)
+            fkey = F.normalize(self.fine_key(fine + up), dim=1)  # (B, C, h, w)
+            fq = F.normalize(self.fine_query(phrase), dim=-1)  # (B, C)
+            dense = (self.logit_scale.exp() * torch.einsum("bchw,bc->bhw", fkey, fq) + self.logit_bias)[:, None]
+        mask_logits = F.interpolate(dense, size=image_hw, mode="bilinear", align_corners=False)[:, 0]  # (B, H, W)
         attn = logits.softmax(dim=1)  # (B, Np)
         region = torch.einsum("bn,bnd->bd", attn, p)  # (B, D)
         score = torch.sigmoid(self.score(torch.cat([phrase, region], dim=1)))[:, 0]  # (B,)
@@ -103,23 +136,46 @@ def decode_segment(start_logits: Tensor, end_logits: Tensor, mask: Tensor) -> Te
     return torch.stack([flat // t, flat % t], dim=1)
 
 
+def decode_monotonic_steps(step_logits: Tensor) -> Tensor:
+    """Most likely step sequence that never goes back, over the frames of one instruction in time
+    order (Viterbi): the steps of an instruction are done in order, so a step once finished does
+    not become active again. step_logits: (T, K) -> (T,) long."""
+    logp = step_logits.float().log_softmax(dim=-1)  # (T, K); masked steps stay at -inf
+    t, k = logp.shape
+    score = logp[0].clone()
+    back = torch.zeros(t, k, dtype=torch.long)
+    for i in range(1, t):
+        best, arg = score.cummax(dim=0)  # best predecessor j <= k
+        back[i] = arg
+        score = best + logp[i]
+    path = torch.empty(t, dtype=torch.long)
+    path[-1] = int(score.argmax())
+    for i in range(t - 1, 0, -1):
+        path[i - 1] = back[i, path[i]]
+    return path
+
+
 class TemporalGroundingHead(nn.Module):
     """Two questions about time.
 
     ``step_state``: given the current observation (B, D) and the embeddings of the K steps of
-    a multi-step instruction (B, K, D), which step is active and how far along it is.
-    ``localize``: given a sequence of observations (B, T, D) and a phrase (B, D), the frames
-    where the phrase happens (start/end logits).
+    a multi-step instruction (B, K, D), which step is active and how far along it is (online).
+    ``localize``: given the observations of a whole motion (B, T, D) and a phrase (B, D), the
+    frames where the phrase happens (start/end logits); ``localize_steps`` does it for the K
+    ordered steps of one instruction at once (offline, over a recording).
+    Positions in time enter as the fraction of the sequence, so a motion sampled at 10 or at
+    40 frames is the same motion.
     """
 
-    def __init__(self, dim: int, num_layers: int = 1, num_heads: int = 4, max_len: int = 512,
+    def __init__(self, dim: int, num_layers: int = 1, num_heads: int = 4, max_steps: int = 8,
                  dropout: float = 0.0) -> None:
         super().__init__()
         # No bias on the step logit: a softmax over steps ignores a shared shift (its gradient is 0).
         self.step_mlp = nn.Sequential(nn.Linear(3 * dim, dim), nn.GELU(), nn.Linear(dim, 1, bias=False))
         self.progress_mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, 1))
         self.film = nn.Linear(dim, 2 * dim)
-        self.pos = nn.Parameter(torch.zeros(1, max_len, dim))
+        self.time_in = nn.Sequential(nn.Linear(1, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.step_order = nn.Embedding(max_steps, dim)  # "the k-th step of the instruction"
         layer = nn.TransformerEncoderLayer(dim, num_heads, dim_feedforward=2 * dim, dropout=dropout, batch_first=True,
                                            norm_first=True)
         self.seq = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
@@ -137,18 +193,30 @@ class TemporalGroundingHead(nn.Module):
         return StepState(step_logits=logits, progress=progress)
 
     def localize(self, seq: Tensor, seq_mask: Tensor, phrase: Tensor) -> tuple[Tensor, Tensor]:
-        """seq: (B, T, D), seq_mask: (B, T) bool, phrase: (B, D) -> start, end logits (B, T)."""
-        t = seq.shape[1]
-        if t > self.pos.shape[1]:
-            raise ValueError(f"sequence of {t} frames exceeds max_len={self.pos.shape[1]}")
+        """seq: (B, T, D), seq_mask: (B, T) bool (valid frames first), phrase: (B, D) -> start,
+        end logits (B, T)."""
+        n = seq_mask.sum(1, keepdim=True).clamp(min=2).to(seq.dtype)  # (B, 1)
+        frac = torch.arange(seq.shape[1], device=seq.device, dtype=seq.dtype)[None] / (n - 1)  # (B, T)
         gamma, beta = self.film(phrase).chunk(2, dim=-1)  # (B, D) each
-        x = seq * (1 + gamma[:, None]) + beta[:, None] + self.pos[:, :t]
+        x = seq * (1 + gamma[:, None]) + beta[:, None] + self.time_in(frac[..., None])
         x = self.seq(x, src_key_padding_mask=~seq_mask)
         se = self.start_end(x)  # (B, T, 2)
         neg = torch.finfo(se.dtype).min
         start = se[..., 0].masked_fill(~seq_mask, neg)
         end = se[..., 1].masked_fill(~seq_mask, neg)
         return start, end
+
+    def localize_steps(self, seq: Tensor, seq_mask: Tensor, steps: Tensor) -> tuple[Tensor, Tensor]:
+        """The K ordered steps of each instruction. seq: (B, T, D), seq_mask: (B, T), steps:
+        (B, K, D) -> start, end logits (B, K, T)."""
+        b, t, d = seq.shape
+        k = steps.shape[1]
+        if k > self.step_order.num_embeddings:
+            raise ValueError(f"{k} steps exceed heads.max_steps={self.step_order.num_embeddings}")
+        phrase = steps + self.step_order.weight[:k]  # (B, K, D)
+        start, end = self.localize(seq[:, None].expand(b, k, t, d).reshape(b * k, t, d),
+                                   seq_mask[:, None].expand(b, k, t).reshape(b * k, t), phrase.reshape(b * k, d))
+        return start.view(b, k, t), end.view(b, k, t)
 
 
 class PolicyHead(nn.Module):
@@ -160,7 +228,8 @@ class PolicyHead(nn.Module):
         super().__init__()
         self.horizon, self.action_dim = horizon, action_dim
         self.queries = nn.Parameter(torch.randn(1, horizon, dim) * 0.02)
-        self.state_in = nn.Linear(max(state_dim, 1), dim)
+        # Joint angles -> where the hand is takes a non-linear map (forward kinematics).
+        self.state_in = nn.Sequential(nn.Linear(max(state_dim, 1), dim), nn.GELU(), nn.Linear(dim, dim))
         self.state_dim = state_dim
         self.type_emb = nn.Parameter(torch.zeros(3, dim))  # state / text / image token types
         layer = nn.TransformerDecoderLayer(dim, num_heads, dim_feedforward=2 * dim, dropout=dropout, batch_first=True,

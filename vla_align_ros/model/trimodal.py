@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from ..losses.trimodal import TrimodalLoss
 from .action import ActionEncoder
-from .heads import PolicyHead, SpatialGroundingHead, SpatialOutput, TemporalGroundingHead
+from .heads import FineFeatures, PolicyHead, SpatialGroundingHead, SpatialOutput, TemporalGroundingHead
 from .projection import Projection
 from .text import TextEncoder, TextOutput
 from .vision import VisionEncoder, VisionOutput
@@ -41,9 +41,13 @@ class TrimodalModel(nn.Module):
         # Token-level projections to the shared width, used by the heads.
         self.patch_proj = nn.Linear(self.vision.patch_dim, d)
         self.word_proj = nn.Linear(self.text.out_dim, d)
-        self.spatial = SpatialGroundingHead(d, cfg.heads.num_heads)
+        self.spatial = SpatialGroundingHead(d, cfg.heads.num_heads, cfg.heads.fine_channels)
+        self.fine = FineFeatures(cfg.heads.fine_channels) if cfg.heads.fine_channels > 0 else None
         self.temporal = TemporalGroundingHead(d, cfg.heads.temporal_layers, cfg.heads.num_heads,
-                                              dropout=cfg.heads.dropout)
+                                              cfg.heads.max_steps, dropout=cfg.heads.dropout)
+        # Robot state beside each frame of a motion, for temporal localisation (gripper
+        # open/close and height mark where steps change).
+        self.frame_state = nn.Sequential(nn.Linear(max(cfg.action.state_dim, 1), d), nn.GELU(), nn.Linear(d, d))
         self.policy = PolicyHead(d, cfg.action.horizon, cfg.action.action_dim, cfg.action.state_dim,
                                  cfg.heads.policy_layers, cfg.heads.num_heads, dropout=cfg.heads.dropout)
         self.loss = TrimodalLoss(cfg.loss, d)
@@ -69,7 +73,11 @@ class TrimodalModel(nn.Module):
 
     # ---- encoders -------------------------------------------------------------------------
     def encode_image(self, images: Tensor) -> VisionOutput:
-        return self.vision(images)
+        pixels = self.vision.preprocess(images)  # (B, 3, S, S)
+        out = self.vision.encode(pixels)
+        if self.fine is not None:
+            out.fine = self.fine(pixels)  # (B, C, S/2, S/2)
+        return out
 
     def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> TextOutput:
         return self.text(input_ids, attention_mask)
@@ -88,7 +96,15 @@ class TrimodalModel(nn.Module):
 
     # ---- heads ----------------------------------------------------------------------------
     def ground(self, vis: VisionOutput, txt: TextOutput, image_hw: tuple[int, int]) -> SpatialOutput:
-        return self.spatial(self.patch_proj(vis.patches), vis.grid, self.word_proj(txt.tokens), txt.mask, image_hw)
+        return self.spatial(self.patch_proj(vis.patches), vis.grid, self.word_proj(txt.tokens), txt.mask, image_hw,
+                            fine=vis.fine)
+
+    def frame_features(self, vision_emb: Tensor, state: Tensor | None) -> Tensor:
+        """Per-frame features of a motion for ``temporal.localize``: (..., D) vision embedding +
+        (..., S) normalised state -> (..., D)."""
+        if state is None or self.cfg.action.state_dim == 0:
+            return vision_emb
+        return vision_emb + self.frame_state(state)
 
     def act(self, vis: VisionOutput, txt: TextOutput, state: Tensor | None) -> Tensor:
         """-> (B, H, A) action chunk."""

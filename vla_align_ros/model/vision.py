@@ -24,6 +24,12 @@ class VisionOutput:
     patches: Tensor  # (B, Np, C) patch tokens, row-major over the grid
     pooled: Tensor  # (B, Dp) pooled image feature
     grid: tuple[int, int]  # (gh, gw), gh * gw == Np
+    fine: Tensor | None = None  # (B, C, h, w) full-resolution features for masks, when the model has them
+
+    def select(self, sel: Tensor) -> "VisionOutput":
+        """The rows ``sel`` (bool (B,) or indices) of every tensor."""
+        return VisionOutput(self.patches[sel], self.pooled[sel], self.grid,
+                            None if self.fine is None else self.fine[sel])
 
 
 def _hf_vision_classes() -> dict[str, Any]:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..model.text import TextOutput
 from ..model.trimodal import TrimodalModel
 
 
@@ -17,6 +18,7 @@ class ObjectiveWeights:
     contrastive: float = 1.0
     spatial: float = 1.0
     temporal: float = 0.5
+    segments: float = 0.5
     policy: float = 1.0
 
     def __post_init__(self) -> None:
@@ -31,6 +33,7 @@ class Batch:
     input_ids: Tensor  # (B, T)
     attention_mask: Tensor  # (B, T)
     ids: Tensor  # (B,) composition ids
+    motion_ids: Tensor  # (B,) motion ids
     actions: Tensor  # (B, H, A) raw
     state: Tensor  # (B, S) raw
     masks: Tensor  # (B, h, w) bool
@@ -40,6 +43,21 @@ class Batch:
     step_valid: Tensor  # (B, K) bool
     step_index: Tensor  # (B,)
     progress: Tensor  # (B,)
+    seq: "SequenceBatch | None" = None  # whole motions, for temporal localisation of steps
+
+
+@dataclass
+class SequenceBatch:
+    """E multi-step motions, T frames each (in time order), with where each step starts and ends."""
+
+    images: Tensor  # (E*T, H, W, 3) uint8
+    state: Tensor  # (E, T, S) raw
+    mask: Tensor  # (E, T) bool, valid frames first
+    step_ids: Tensor  # (E, K, Ts)
+    step_attn: Tensor  # (E, K, Ts)
+    step_valid: Tensor  # (E, K) bool: the step exists and has frames in the sequence
+    start: Tensor  # (E, K) long, frame index in the sequence
+    end: Tensor  # (E, K) long
 
 
 def dice_loss(logits: Tensor, target: Tensor) -> Tensor:
@@ -57,14 +75,13 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights) -> dict[
     emb = model.embed(vis, txt, actions, state)
     out: dict[str, Tensor] = {}
     zero = emb.vision.new_zeros(())
-    out["contrastive"] = model.loss(emb.as_dict(), b.ids).total if w.contrastive > 0 else zero
+    out["contrastive"] = model.loss(emb.as_dict(), b.ids, b.motion_ids).total if w.contrastive > 0 else zero
     if w.spatial > 0 and bool(b.has_mask.any()):
         # Per-sample loss, zero where the bag has no mask, averaged over the whole batch: the
         # same normalisation on one process and on N ranks with a shard each.
         sel = b.has_mask
         h, wd = b.masks.shape[-2:]
-        g = model.spatial(model.patch_proj(vis.patches[sel]), vis.grid, model.word_proj(txt.tokens[sel]), txt.mask[sel],
-                          (h, wd))
+        g = model.ground(vis.select(sel), TextOutput(txt.tokens[sel], txt.mask[sel], txt.pooled[sel]), (h, wd))
         target = b.masks[sel].float()
         per = F.binary_cross_entropy_with_logits(g.mask_logits, target, reduction="none").flatten(1).mean(1) \
             + dice_loss(g.mask_logits, target)  # (B_masked,)
@@ -81,11 +98,32 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights) -> dict[
             F.mse_loss(state_out.progress, b.progress)
     else:
         out["temporal"] = zero
+    if w.segments > 0 and b.seq is not None and bool(b.seq.step_valid.any()):
+        out["segments"] = segment_loss(model, b.seq)
+    else:
+        out["segments"] = zero
     if w.policy > 0:
         pred = model.act(vis, txt, state)  # (B, H, A) normalised
         out["policy"] = F.smooth_l1_loss(pred, actions)
     else:
         out["policy"] = zero
     out["total"] = (w.contrastive * out["contrastive"] + w.spatial * out["spatial"] + w.temporal * out["temporal"]
-                    + w.policy * out["policy"])
+                    + w.segments * out["segments"] + w.policy * out["policy"])
     return out
+
+
+def segment_loss(model: TrimodalModel, sq: SequenceBatch) -> Tensor:
+    """Cross-entropy of each step's start and end frame over the motion. The frames' vision
+    embeddings are taken without gradient (the per-frame objective trains the encoder; this
+    trains the localiser on top at a fraction of the cost)."""
+    e, t = sq.mask.shape
+    with torch.no_grad():
+        vis = model.encode_image(sq.images)
+        frames = model.proj_vision(vis.pooled).view(e, t, -1)  # (E, T, D)
+    seq = model.frame_features(frames, model.normalize_state(sq.state))  # (E, T, D)
+    k, ts = sq.step_ids.shape[1:]
+    st = model.encode_text(sq.step_ids.view(e * k, ts), sq.step_attn.view(e * k, ts))
+    steps = model.proj_text(st.pooled).view(e, k, -1)  # (E, K, D)
+    start, end = model.temporal.localize_steps(seq, sq.mask, steps)  # (E, K, T)
+    v = sq.step_valid
+    return 0.5 * (F.cross_entropy(start[v], sq.start[v]) + F.cross_entropy(end[v], sq.end[v]))

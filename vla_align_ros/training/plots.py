@@ -31,7 +31,7 @@ def write_plots(out: Path, log: list[dict], samples: dict[str, BagSamples], fwd:
     if log:
         fig, ax = plt.subplots(figsize=(7, 4))
         steps = [r["step"] for r in log]
-        for k in ("total", "contrastive", "spatial", "temporal", "policy"):
+        for k in ("total", "contrastive", "spatial", "temporal", "segments", "policy"):
             if k in log[0]:
                 ax.plot(steps, [r[k] for r in log], label=k, lw=1.2)
         ax.set_yscale("log")
@@ -129,7 +129,11 @@ def write_plots(out: Path, log: list[dict], samples: dict[str, BagSamples], fwd:
             sel = (s.episode == e).nonzero().flatten()
             t = s.time_in_episode[sel].numpy()
             ax.step(t, s.step_index[sel].numpy(), where="post", label="true step", lw=2)
-            ax.step(t, f["step_logits"][sel].argmax(1).numpy() + 0.05, where="post", label="predicted", lw=1.2)
+            order = np.argsort(t)
+            ax.step(t[order], f["step_pred"][sel].numpy()[order] + 0.05, where="post", label="online (per frame)", lw=1.2)
+            for k, (a, b) in enumerate(f["segments"].get(e, torch.empty(0, 2)).tolist()):
+                ax.plot([a, b], [k - 0.12, k - 0.12], lw=4, alpha=0.6, color="tab:green",
+                        label="localised segment" if k == 0 else None)
             ax.set_yticks(range(len(s.step_texts[int(sel[0])])))
             ax.set_ylabel("step")
             ax.set_title(f"{timeline_split}: {s.texts[int(sel[0])][:80]}", fontsize=8)

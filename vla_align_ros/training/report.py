@@ -18,6 +18,7 @@ from ..data.bags import BagTopics, read_episodes
 from ..metrics import alignment, hubness, mask_iou, modality_gap, pointing_accuracy, temporal_iou, uniformity
 from ..metrics.retrieval import chance_recall_at_1, first_correct_rank, pairwise_retrieval
 from ..model.checkpoint import load_checkpoint
+from ..model.heads import decode_monotonic_steps, decode_segment
 from ..model.trimodal import TrimodalModel
 from .trainer import DataConfig, TokenTable, TrainConfig, make_batch
 
@@ -55,6 +56,17 @@ def _forward_all(model: TrimodalModel, s: BagSamples, tokens: TokenTable, max_st
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+def decode_steps(s: BagSamples, step_logits: torch.Tensor) -> torch.Tensor:
+    """Active step of every frame: per episode, the best sequence that never goes back
+    (``decode_monotonic_steps``) over the frames in time order. -> (N,) long."""
+    out = step_logits.argmax(1)
+    for e in s.episode.unique().tolist():
+        sel = (s.episode == e).nonzero().flatten()
+        sel = sel[s.time_in_episode[sel].argsort()]
+        out[sel] = decode_monotonic_steps(step_logits[sel])
+    return out
+
+
 def _temporal_ious(s: BagSamples, step_pred: torch.Tensor) -> list[float]:
     """Per multi-step episode and step: IoU in time between where the model says the step is
     active and where it truly is."""
@@ -74,6 +86,35 @@ def _temporal_ious(s: BagSamples, step_pred: torch.Tensor) -> list[float]:
     return ious
 
 
+@torch.no_grad()
+def _segment_ious(model: TrimodalModel, s: BagSamples, f: dict[str, Any], tokens: TokenTable,
+                  max_steps: int) -> tuple[list[float], dict[int, torch.Tensor]]:
+    """Temporal grounding over each recorded multi-step motion: every step phrase -> the frames
+    where it happens (``localize_steps`` + ``decode_segment``), IoU in time with the truth.
+    -> (IoUs, {episode: (K, 2) predicted [start, end] seconds})."""
+    ious, segments = [], {}
+    for e in s.episode.unique().tolist():
+        sel = (s.episode == e).nonzero().flatten()
+        steps = s.step_texts[int(sel[0])][:max_steps]
+        if len(steps) < 2 or len(sel) < 2:
+            continue
+        sel = sel[s.time_in_episode[sel].argsort()]
+        t = s.time_in_episode[sel]
+        seq = model.frame_features(f["vision"][sel], model.normalize_state(s.state[sel].float()))[None]  # (1, T, D)
+        ids, attn = tokens(steps)
+        step_emb = model.proj_text(model.encode_text(ids, attn).pooled)[None]  # (1, K, D)
+        mask = torch.ones(1, len(sel), dtype=torch.bool)
+        start, end = model.temporal.localize_steps(seq, mask, step_emb)  # (1, K, T)
+        k = len(steps)
+        seg = decode_segment(start[0], end[0], mask.expand(k, -1))  # (K, 2) frame indices
+        segments[e] = t[seg]
+        for j in range(k):
+            true_t = t[s.step_index[sel] == j]
+            if len(true_t):
+                ious.append(float(temporal_iou(t[seg[j]][None], torch.stack([true_t.min(), true_t.max()])[None])[0]))
+    return ious, segments
+
+
 def _split_metrics(model: TrimodalModel, untrained: TrimodalModel, s: BagSamples, tokens: TokenTable,
                    max_steps: int, action_mean: torch.Tensor) -> tuple[dict[str, Any], dict[str, Any]]:
     f = _forward_all(model, s, tokens, max_steps)
@@ -83,6 +124,11 @@ def _split_metrics(model: TrimodalModel, untrained: TrimodalModel, s: BagSamples
                          "distinct_tasks": int(s.ids.unique().numel()), "chance_r1": chance_recall_at_1(s.ids, s.ids)}
     m["retrieval"] = pairwise_retrieval(emb, s.ids)
     m["retrieval_untrained"] = {k: v["r1"] for k, v in pairwise_retrieval({k: u[k] for k in emb}, s.ids).items()}
+    # The same at the level of motions (what an action can express: pick / place on a plate /
+    # stack / push left / push right ...), where text<->action retrieval is well posed.
+    m["distinct_motions"] = int(s.motion_ids.unique().numel())
+    m["chance_r1_motion"] = chance_recall_at_1(s.motion_ids, s.motion_ids)
+    m["retrieval_motion"] = {k: v["r1"] for k, v in pairwise_retrieval(emb, s.motion_ids).items()}
     m["modality_gap"] = {"vision-text": modality_gap(emb["vision"], emb["text"]),
                          "vision-action": modality_gap(emb["vision"], emb["action"]),
                          "text-action": modality_gap(emb["text"], emb["action"])}
@@ -96,9 +142,14 @@ def _split_metrics(model: TrimodalModel, untrained: TrimodalModel, s: BagSamples
         m["mask_iou"] = float(mask_iou(logits > 0, s.masks[sel]).mean())
         m["pointing_accuracy"] = float(pointing_accuracy(logits, s.masks[sel]).mean())
         m["mask_iou_untrained"] = float(mask_iou(u["mask_logits"][sel] > 0, s.masks[sel]).mean())
-    step_pred = f["step_logits"].argmax(1)
+    # Temporal grounding: each step phrase localised over the whole recorded motion (offline) ...
+    seg_ious, f["segments"] = _segment_ious(model, s, f, tokens, max_steps)
+    m["temporal_iou"] = float(np.mean(seg_ious)) if seg_ious else None
+    # ... and the online view: the active step frame by frame, decoded so it never goes back.
+    step_pred = decode_steps(s, f["step_logits"])
+    f["step_pred"] = step_pred
     ious = _temporal_ious(s, step_pred)
-    m["temporal_iou"] = float(np.mean(ious)) if ious else None
+    m["temporal_iou_online"] = float(np.mean(ious)) if ious else None
     m["step_accuracy"] = float((step_pred == s.step_index.clamp(max=max_steps - 1)).float().mean())
     err = (f["pred"] - s.actions).abs().mean()
     base = (action_mean - s.actions).abs().mean()
@@ -184,6 +235,8 @@ def _summary(m: dict[str, Any]) -> dict[str, Any]:
         s = m[name]
         out[name] = {"chance_r1": round(s["chance_r1"], 3),
                      "r1": {k: round(v["r1"], 3) for k, v in s["retrieval"].items()},
+                     "chance_r1_motion": round(s["chance_r1_motion"], 3),
+                     "r1_motion": {k: round(v, 3) for k, v in s["retrieval_motion"].items()},
                      "mask_iou": s.get("mask_iou"), "pointing_accuracy": s.get("pointing_accuracy"),
                      "temporal_iou": s.get("temporal_iou"), "action_error_ratio": round(s["action_error_ratio"], 3)}
     return out
@@ -198,14 +251,18 @@ def _markdown(m: dict[str, Any], pngs: list[str]) -> str:
     splits = [s for s in ("seen", "held_out") if s in m]
     lines += ["| metric | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
     rows = [("frames", lambda s: s["frames"]), ("episodes", lambda s: s["episodes"]),
-            ("chance R@1", lambda s: s["chance_r1"])]
+            ("distinct tasks", lambda s: s["distinct_tasks"]), ("chance R@1", lambda s: s["chance_r1"])]
     for d in m[splits[0]]["retrieval"]:
         rows.append((f"R@1 {d} (untrained)", lambda s, d=d: f"{s['retrieval'][d]['r1']:.3f} ({s['retrieval_untrained'][d]:.3f})"))
         rows.append((f"mean rank {d}", lambda s, d=d: s["retrieval"][d]["mean_rank"]))
+    rows.append(("distinct motions / chance R@1", lambda s: f"{s['distinct_motions']} / {s['chance_r1_motion']:.3f}"))
+    for d in m[splits[0]]["retrieval_motion"]:
+        rows.append((f"motion-level R@1 {d}", lambda s, d=d: s["retrieval_motion"][d]))
     rows += [("mask IoU (untrained)", lambda s: f"{_fmt(s.get('mask_iou'))} ({_fmt(s.get('mask_iou_untrained'))})"),
              ("pointing accuracy", lambda s: s.get("pointing_accuracy")),
-             ("temporal IoU (multi-step)", lambda s: s.get("temporal_iou")),
-             ("step accuracy", lambda s: s["step_accuracy"]),
+             ("temporal IoU: step phrases localised in the motion", lambda s: s.get("temporal_iou")),
+             ("temporal IoU: online active step", lambda s: s.get("temporal_iou_online")),
+             ("online step accuracy", lambda s: s["step_accuracy"]),
              ("action L1 / predict-the-mean", lambda s: f"{s['action_l1']:.4f} / {s['action_l1_mean_baseline']:.4f}"),
              ("modality gap V-T", lambda s: s["modality_gap"]["vision-text"]),
              ("hubness skew T->V", lambda s: s["hubness_text_to_vision"]["skewness"])]

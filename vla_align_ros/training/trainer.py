@@ -32,7 +32,7 @@ from ..data.bags import BagTopics, read_episodes
 from ..losses.schedules import warmup_cosine_lr
 from ..model.checkpoint import _atomic_write_bytes, save_checkpoint, verify_checkpoint
 from ..model.trimodal import TrimodalModel
-from .objective import Batch, ObjectiveWeights, compute_losses
+from .objective import Batch, ObjectiveWeights, SequenceBatch, compute_losses
 
 
 @dataclass
@@ -42,8 +42,13 @@ class DataConfig:
     val_fraction: float = 0.1
     topics: BagTopics = field(default_factory=BagTopics)
     object_names: list[str] = field(default_factory=list)  # label order of the segmentation topic
+    seq_episodes: int = 4  # multi-step motions per step for temporal localisation (0 = off)
+    seq_len: int = 32  # frames drawn from each motion
 
     def __post_init__(self) -> None:
+        if self.seq_episodes < 0 or self.seq_len < 2:
+            raise ValueError(f"data.seq_episodes={self.seq_episodes}, data.seq_len={self.seq_len}: "
+                             "need seq_episodes >= 0 and seq_len >= 2")
         if self.slop <= 0:
             raise ValueError(f"data.slop={self.slop}: must be > 0")
         if not 0 <= self.val_fraction < 1:
@@ -109,11 +114,58 @@ def make_batch(samples: BagSamples, idx: Tensor, tokens: TokenTable, max_steps: 
     b = len(idx)
     valid = torch.tensor([[j < len(s) for j in range(k)] for s in steps])
     to = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-    return Batch(images=to(samples.images[idx]), input_ids=to(ids), attention_mask=to(attn), ids=to(samples.ids[idx]),
+    return Batch(images=to(samples.images[idx]), input_ids=to(ids), attention_mask=to(attn), ids=to(samples.ids[idx]), motion_ids=to(samples.motion_ids[idx]),
                  actions=to(samples.actions[idx].float()), state=to(samples.state[idx].float()),
                  masks=to(samples.masks[idx]), has_mask=to(samples.has_mask[idx]),
                  step_ids=to(s_ids.view(b, k, -1)), step_attn=to(s_attn.view(b, k, -1)), step_valid=to(valid),
                  step_index=to(samples.step_index[idx].clamp(max=max_steps - 1)), progress=to(samples.progress[idx]))
+
+
+def multi_step_episodes(samples: BagSamples) -> list[Tensor]:
+    """Frame indices (in time order) of each episode whose instruction has more than one step."""
+    out = []
+    for e in samples.episode.unique().tolist():
+        sel = (samples.episode == e).nonzero().flatten()
+        if len(samples.step_texts[int(sel[0])]) > 1 and len(sel) > 1:
+            out.append(sel[samples.time_in_episode[sel].argsort()])
+    return out
+
+
+def make_sequence_batch(samples: BagSamples, motions: list[Tensor], tokens: TokenTable, count: int, length: int,
+                        max_steps: int, seed: int, step: int, device: torch.device) -> SequenceBatch | None:
+    """``count`` motions with ``length`` frames each, drawn at jittered even spacing: a pure
+    function of (seed, step), like the frame batches."""
+    if not motions or count == 0:
+        return None
+    g = torch.Generator().manual_seed(seed * 7_919 + step)
+    picks = torch.randint(len(motions), (count,), generator=g).tolist()
+    idx = torch.zeros(count, length, dtype=torch.long)
+    mask = torch.zeros(count, length, dtype=torch.bool)
+    for i, m in enumerate(picks):
+        frames = motions[m]
+        n = len(frames)
+        if n <= length:
+            pos = torch.arange(n)
+        else:
+            pos = ((torch.arange(length) + torch.rand(length, generator=g)) * (n / length)).long().clamp(max=n - 1)
+        idx[i, : len(pos)] = frames[pos]
+        mask[i, : len(pos)] = True
+    steps = [samples.step_texts[int(motions[m][0])][:max_steps] for m in picks]
+    k = max(len(st) for st in steps)
+    start = torch.zeros(count, k, dtype=torch.long)
+    end = torch.zeros(count, k, dtype=torch.long)
+    valid = torch.zeros(count, k, dtype=torch.bool)
+    for i in range(count):
+        si = samples.step_index[idx[i]].clamp(max=max_steps - 1)
+        for j in range(len(steps[i])):
+            where = ((si == j) & mask[i]).nonzero().flatten()
+            if len(where):
+                start[i, j], end[i, j], valid[i, j] = where[0], where[-1], True
+    s_ids, s_attn = tokens([st[j] if j < len(st) else "" for st in steps for j in range(k)])
+    to = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+    return SequenceBatch(images=to(samples.images[idx.flatten()]), state=to(samples.state[idx].float()), mask=to(mask),
+                         step_ids=to(s_ids.view(count, k, -1)), step_attn=to(s_attn.view(count, k, -1)),
+                         step_valid=to(valid), start=to(start), end=to(end))
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> Tensor:
@@ -231,6 +283,7 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
     ddp = torch.nn.parallel.DistributedDataParallel(_Objective(model), find_unused_parameters=True) if world > 1 else None
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     max_steps = cfg.model.heads.max_steps
+    motions = multi_step_episodes(train_s) if cfg.objective.segments > 0 else []
     local = cfg.batch_size // world
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     bar = tqdm(range(start, end), desc="train", disable=not progress or rank != 0, dynamic_ncols=True,
@@ -240,6 +293,10 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
     for step in bar:
         idx = batch_indices(len(train_s), cfg.batch_size, cfg.seed, step)[rank * local : (rank + 1) * local]
         batch = make_batch(train_s, idx, tokens, max_steps, device)
+        # Every rank draws the same motions: their loss (and gradient) is the same on each, so
+        # the all-reduced mean equals the one-process value.
+        batch.seq = make_sequence_batch(train_s, motions, tokens, cfg.data.seq_episodes, cfg.data.seq_len, max_steps,
+                                        cfg.seed, step, device)
         for g in opt.param_groups:
             g["lr"] = warmup_cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr, cfg.lr * 0.05)
         with amp:
