@@ -18,6 +18,7 @@ setup(
         (f"share/{PACKAGE}/config/model", glob("config/model/*.yaml")),
         (f"share/{PACKAGE}/config/sim", glob("config/sim/*.yaml")),
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
+        (f"share/{PACKAGE}/config/nodes", glob("config/nodes/*.yaml")),
     ],
     install_requires=["setuptools"],
     zip_safe=False,
@@ -30,6 +31,8 @@ setup(
             "vla-align = vla_align_ros.cli:main",
             "sim_node = vla_align_ros.ros.sim_node:main",
             "trainer_node = vla_align_ros.ros.trainer_node:main",
+            "perception_node = vla_align_ros.ros.perception_node:main",
+            "policy_node = vla_align_ros.ros.policy_node:main",
         ],
     },
 )

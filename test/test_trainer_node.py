@@ -1,9 +1,8 @@
 """trainer_node as a real ROS 2 process: trains from parameters and reports progress on a
-topic that a second process reads; the launch file is checked statically (no `launch` here)."""
+topic that a second process reads (the launch file is checked in test_launch_files.py)."""
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import subprocess
@@ -52,34 +51,3 @@ def test_trainer_node_trains_and_reports_progress(tmp_path):
     assert got[-1]["state"] == "finished" and (tmp_path / "run" / "checkpoint" / "manifest.json").is_file()
     bad = subprocess.run([str(VENV_BIN / "trainer_node")], env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "'bags' is empty" in bad.stderr
-
-
-def _declared_parameters(py: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(py.read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "declare_parameter":
-            if node.args and isinstance(node.args[0], ast.Constant):
-                names.add(node.args[0].value)
-    return names
-
-
-def test_train_launch_file_is_consistent():
-    """Every executable is a console script, every argument has a description, the parameter
-    file exists and names only parameters the node declares."""
-    import yaml
-
-    tree = ast.parse((REPO / "launch" / "train.launch.py").read_text())
-    setup = (REPO / "setup.py").read_text()
-    for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
-        name = getattr(call.func, "id", getattr(call.func, "attr", ""))
-        kw = {k.arg: k.value for k in call.keywords}
-        if name == "DeclareLaunchArgument":
-            assert "description" in kw and isinstance(kw["description"], ast.Constant) and kw["description"].value
-        if name == "Node":
-            exe = kw["executable"].value
-            assert f'"{exe} = vla_align_ros.' in setup
-    declared = _declared_parameters(REPO / "vla_align_ros" / "ros" / "trainer_node.py")
-    params = yaml.safe_load((REPO / "config" / "train" / "trainer_node.yaml").read_text())["/**"]["ros__parameters"]
-    assert set(params) <= declared, set(params) - declared
-    launch_params = {"bags", "out", "config", "resume"}
-    assert launch_params <= declared

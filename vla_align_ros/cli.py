@@ -26,10 +26,12 @@ def _package_config(rel: str) -> Path:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.checkpoint:
+        return _closed_loop_demo(args)
     from .demo_synthetic import run_synthetic_demo
 
     cfg = Path(args.config) if args.config else _package_config("model/tiny.yaml")
-    report = run_synthetic_demo(cfg, Path(args.out), steps=args.steps, seed=args.seed, progress=not args.quiet)
+    report = run_synthetic_demo(cfg, Path(args.out), steps=args.steps, seed=args.seed or 0, progress=not args.quiet)
     ho = report["held_out"]
     print(f"\nheld-out compositions {report['held_out_compositions']} "
           f"({ho['n']} samples, {ho['n_distinct_instructions']} distinct instructions)")
@@ -37,6 +39,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for name, s in ho["retrieval"].items():
         print(f"{name:<16} {s['r1']:>6.3f} {s['r5']:>6.3f}")
     print(f"\nreport: {Path(args.out) / 'report.json'}  plot: {Path(args.out) / 'report.png'}")
+    return 0
+
+
+def _closed_loop_demo(args: argparse.Namespace) -> int:
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    from .ros.closed_loop import run_closed_loop
+
+    seed = 5000 if args.seed is None else args.seed
+    summary = run_closed_loop(args.checkpoint, args.out, episodes=args.episodes, seed=seed, timeout_s=args.timeout,
+                              progress=not args.quiet)
+    print(f"\n{'split':<12} {'episodes':>8} {'successes':>9} {'rate':>6}")
+    for name in ("seen", "held_out", "multi_step", "all"):
+        r = summary[name]
+        rate = "-" if r["success_rate"] is None else f"{r['success_rate']:.2f}"
+        print(f"{name:<12} {r['episodes']:>8} {r['successes']:>9} {rate:>6}")
+    print(f"\nepisodes: {Path(args.out) / 'closed_loop.json'}  strip: {Path(args.out) / 'episode_strip.png'}")
     return 0
 
 
@@ -71,7 +89,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
             return 2
     stats = record_episodes(args.out, args.episodes, args.seed, families, storage=args.storage,
                             image_size=(args.image_size, args.image_size), progress=not args.quiet,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, tasks_per_scene=args.tasks_per_scene)
     summary = {
         "bag": args.out, "storage": args.storage, "episodes": stats.episodes, "expert_successes": stats.successes,
         "per_family": {k: {"success": v[0], "episodes": v[1]} for k, v in sorted(stats.per_family.items())},
@@ -141,12 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vla-align", description="Trimodal vision-language-action alignment for ROS 2")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="train a small trimodal model on synthetic compositional scenes and "
-                                    "report held-out retrieval")
+    p = sub.add_parser("demo", help="with --checkpoint: the closed loop in the simulator (sim_node, perception_node "
+                                    "and policy_node as processes over DDS); without: train a small trimodal model on "
+                                    "synthetic compositional scenes and report held-out retrieval")
+    p.add_argument("--checkpoint", default="", help="trained run folder: run the closed loop in the simulator")
+    p.add_argument("--episodes", type=int, default=10, help="closed loop: episodes (seeds --seed, --seed+1, ...)")
+    p.add_argument("--timeout", type=float, default=30.0, help="closed loop: seconds per episode")
     p.add_argument("--config", default="", help="model config YAML (default: the package's config/model/tiny.yaml)")
     p.add_argument("--out", default="runs/demo", help="output folder for report.json, report.png, checkpoint/")
     p.add_argument("--steps", type=int, default=600, help="training steps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="synthetic: 0; closed loop: first episode seed, 5000")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_demo)
 
@@ -158,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     p.add_argument("--image-size", type=int, default=96, help="square camera image size (px)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bag folder")
+    p.add_argument("--tasks-per-scene", type=int, default=1,
+                   help="record each object layout with this many different tasks (breaks the layout -> task shortcut)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--from-topics", nargs="*", default=[], metavar="TOPIC",
                    help="record these live topics instead of running the simulator")

@@ -154,6 +154,8 @@ class HeadsConfig:
     # Width of a small convolutional branch on the image at half resolution whose features sharpen
     # the masks beyond the patch grid (0 = masks from patch tokens only).
     fine_channels: int = 0
+    # The policy sees the spatial head's per-patch match with the instruction (where the object is).
+    policy_relevance: bool = False
 
     def __post_init__(self) -> None:
         _positive("heads.num_heads", self.num_heads)

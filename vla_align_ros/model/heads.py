@@ -232,18 +232,25 @@ class PolicyHead(nn.Module):
         self.state_in = nn.Sequential(nn.Linear(max(state_dim, 1), dim), nn.GELU(), nn.Linear(dim, dim))
         self.state_dim = state_dim
         self.type_emb = nn.Parameter(torch.zeros(3, dim))  # state / text / image token types
+        self.relevance_emb = nn.Parameter(torch.zeros(dim))  # scaled by how well a patch matches the phrase
         layer = nn.TransformerDecoderLayer(dim, num_heads, dim_feedforward=2 * dim, dropout=dropout, batch_first=True,
                                            norm_first=True)
         self.decoder = nn.TransformerDecoder(layer, num_layers)
         self.out = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, action_dim))
 
-    def forward(self, patches: Tensor, words: Tensor, word_mask: Tensor, state: Tensor | None) -> Tensor:
-        """patches: (B, Np, D), words: (B, T, D), word_mask: (B, T) bool, state: (B, S)."""
+    def forward(self, patches: Tensor, words: Tensor, word_mask: Tensor, state: Tensor | None,
+                relevance: Tensor | None = None) -> Tensor:
+        """patches: (B, Np, D), words: (B, T, D), word_mask: (B, T) bool, state: (B, S),
+        relevance: (B, Np) how much each patch shows the phrase's object (the spatial head's
+        patch probabilities), or None."""
         b = patches.shape[0]
         if state is None or self.state_dim == 0:
             state = patches.new_zeros(b, max(self.state_dim, 1))
         st = self.state_in(state)[:, None] + self.type_emb[0]  # (B, 1, D)
-        memory = torch.cat([st, words + self.type_emb[1], patches + self.type_emb[2]], dim=1)
+        img = patches + self.type_emb[2]
+        if relevance is not None:
+            img = img + relevance[..., None] * self.relevance_emb  # (B, Np, D)
+        memory = torch.cat([st, words + self.type_emb[1], img], dim=1)
         pad = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=patches.device), ~word_mask,
                          torch.zeros(b, patches.shape[1], dtype=torch.bool, device=patches.device)], dim=1)
         x = self.decoder(self.queries.expand(b, -1, -1), memory, memory_key_padding_mask=pad)

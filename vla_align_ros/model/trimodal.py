@@ -107,8 +107,14 @@ class TrimodalModel(nn.Module):
         return vision_emb + self.frame_state(state)
 
     def act(self, vis: VisionOutput, txt: TextOutput, state: Tensor | None) -> Tensor:
-        """-> (B, H, A) action chunk."""
-        return self.policy(self.patch_proj(vis.patches), self.word_proj(txt.tokens), txt.mask, state)
+        """-> (B, H, A) action chunk. The policy sees which patches show the instruction's object
+        (the spatial head on the patch grid) beside the patches themselves."""
+        patches, words = self.patch_proj(vis.patches), self.word_proj(txt.tokens)
+        relevance = None
+        if self.cfg.heads.policy_relevance:
+            g = self.spatial(patches, vis.grid, words, txt.mask, vis.grid)  # patch level only
+            relevance = torch.sigmoid(g.patch_logits.flatten(1))  # (B, Np)
+        return self.policy(patches, words, txt.mask, state, relevance)
 
     def forward(self, images: Tensor, input_ids: Tensor, attention_mask: Tensor, actions: Tensor,
                 state: Tensor | None = None) -> Embeddings:

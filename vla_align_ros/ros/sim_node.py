@@ -16,7 +16,7 @@ import time
 import numpy as np
 import rclpy
 from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion, TwistStamped
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -31,42 +31,32 @@ from ..sim.env import TabletopEnv
 from ..sim.record import FINGER_NAMES
 from ..sim.scene import JOINT_NAMES, OBJECTS
 from ..sim.topics import BASE_FRAME, CAMERA_FRAME, SimTopics
+from .params import describe
 from .qos import INSTRUCTION_QOS
 
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def _desc(text: str, read_only: bool = True, lo: float | None = None, hi: float | None = None,
-          integer: bool = False) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=text, read_only=read_only)
-    if lo is not None and hi is not None:
-        if integer:
-            d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
-        else:
-            d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
-    return d
-
-
 class SimNode(Node):
     def __init__(self) -> None:
         super().__init__("sim_node")
         p = self.declare_parameter
-        self.control_rate = p("control_rate_hz", 20.0, _desc("physics control rate", lo=1.0, hi=500.0)).value
-        self.camera_rate = p("camera_rate_hz", 10.0, _desc("camera publish rate", lo=0.5, hi=60.0)).value
-        width = p("image_width", 128, _desc("camera image width (px)", lo=16, hi=1280, integer=True)).value
-        height = p("image_height", 128, _desc("camera image height (px)", lo=16, hi=960, integer=True)).value
-        visual = p("visual_meshes", "collision", _desc("Panda meshes to render: 'full' or 'collision'")).value
-        self.seed = p("seed", 0, _desc("seed of the first episode", lo=0, hi=2**31 - 1, integer=True)).value
-        self.family = p("task_family", "", _desc("task family of each episode ('' = random)")).value
-        self.announce = p("announce_instruction", True, _desc("also publish the task's instruction")).value
-        self.ground_truth = p("publish_ground_truth", True, _desc("publish the ground-truth topics")).value
-        self.command_timeout = p("command_timeout_s", 0.2, _desc("a twist older than this is ignored",
+        self.control_rate = p("control_rate_hz", 20.0, describe("physics control rate", lo=1.0, hi=500.0)).value
+        self.camera_rate = p("camera_rate_hz", 10.0, describe("camera publish rate", lo=0.5, hi=60.0)).value
+        width = p("image_width", 128, describe("camera image width (px)", lo=16, hi=1280, integer=True)).value
+        height = p("image_height", 128, describe("camera image height (px)", lo=16, hi=960, integer=True)).value
+        visual = p("visual_meshes", "collision", describe("Panda meshes to render: 'full' or 'collision'")).value
+        self.seed = p("seed", 0, describe("seed of the first episode", lo=0, hi=2**31 - 1, integer=True)).value
+        self.family = p("task_family", "", describe("task family of each episode ('' = random)")).value
+        self.announce = p("announce_instruction", True, describe("also publish the task's instruction")).value
+        self.ground_truth = p("publish_ground_truth", True, describe("publish the ground-truth topics")).value
+        self.command_timeout = p("command_timeout_s", 0.2, describe("a twist older than this is ignored",
                                                                  read_only=False, lo=0.05, hi=5.0)).value
-        self.realtime = p("realtime_factor", 1.0, _desc("simulation speed relative to wall time", lo=0.1, hi=20.0)).value
+        self.realtime = p("realtime_factor", 1.0, describe("simulation speed relative to wall time", lo=0.1, hi=20.0)).value
         self.topics = SimTopics()
         for name in SimTopics.names():
-            setattr(self.topics, name, p(f"topics.{name}", getattr(self.topics, name), _desc(f"topic: {name}")).value)
+            setattr(self.topics, name, p(f"topics.{name}", getattr(self.topics, name), describe(f"topic: {name}")).value)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self.env = TabletopEnv(image_size=(int(height), int(width)), control_hz=self.control_rate, visual=visual)

@@ -65,11 +65,14 @@ class TabletopEnv:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def reset(self, seed: int, family: str | None = None) -> TaskSpec:
+    def reset(self, seed: int, family: str | None = None, task_seed: int | None = None) -> TaskSpec:
         """New episode: objects placed at random without overlap, arm at home, a task of
-        ``family`` (random when None). The same seed gives the same episode."""
+        ``family`` (random when None). The same seed gives the same episode. With ``task_seed``
+        the scene comes from ``seed`` and the task from ``task_seed``, so one scene can be
+        recorded with several tasks."""
         rng = np.random.default_rng(seed)
-        family = family or FAMILIES[rng.integers(len(FAMILIES))]
+        task_rng = rng if task_seed is None else np.random.default_rng(task_seed)
+        family = family or FAMILIES[task_rng.integers(len(FAMILIES))]
         mujoco.mj_resetData(self.model, self.data)
         colors = list(rng.permutation(["red", "green", "blue", "yellow"]))
         cubes = [f"{c}_cube" for c in colors[:3]]
@@ -92,7 +95,7 @@ class TabletopEnv:
         mujoco.mj_forward(self.model, self.data)
         for _ in range(10):  # let objects settle on the table
             mujoco.mj_step(self.model, self.data)
-        task = make_task(family, rng, cubes, plates)
+        task = make_task(family, task_rng, cubes, plates)
         task.start_xy = {n: (float(x), float(y)) for n, (x, y) in
                          ((n, self.object_position(n)[:2]) for n in cubes + plates)}
         self.task = task

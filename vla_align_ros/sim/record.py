@@ -134,8 +134,12 @@ class BagRecorder:
 
 def record_episodes(out: str | Path, episodes: int, seed: int, families: Sequence[str] | None = None,
                     storage: str = "mcap", image_size: tuple[int, int] = (96, 96), control_hz: float = 20.0,
-                    progress: bool = True, overwrite: bool = False) -> RecordStats:
-    """Run the expert for ``episodes`` episodes (seeds seed, seed+1, ...) and write one bag."""
+                    progress: bool = True, overwrite: bool = False, tasks_per_scene: int = 1) -> RecordStats:
+    """Run the expert for ``episodes`` episodes (seeds seed, seed+1, ...) and write one bag.
+    ``tasks_per_scene`` > 1 records each scene (object layout) with that many different tasks,
+    so a model cannot read the task off the layout and has to watch what the arm does."""
+    if tasks_per_scene < 1:
+        raise ValueError(f"tasks_per_scene={tasks_per_scene}: must be >= 1")
     out = Path(out)
     if out.exists():
         if not overwrite:
@@ -150,7 +154,11 @@ def record_episodes(out: str | Path, episodes: int, seed: int, families: Sequenc
             bar = tqdm(range(episodes), desc="record", disable=not progress, dynamic_ncols=True)
             for i in bar:
                 family = None if not families else families[i % len(families)]
-                task = env.reset(seed=seed + i, family=family)
+                if tasks_per_scene == 1:
+                    task = env.reset(seed=seed + i, family=family)
+                else:
+                    task = env.reset(seed=seed + i // tasks_per_scene, family=family,
+                                     task_seed=1_000_003 * (seed + 1) + i)
                 stamp = lambda: t_offset_ns + int(round(env.time * 1e9))  # noqa: E731
                 recorder.write_instruction(stamp(), env)
                 recorder.write_state(stamp(), env)

@@ -12,7 +12,8 @@ FAMILIES: tuple[str, ...] = ("pick", "place", "stack", "push", "pick_then_place"
 NOUNS = {"cube": ("cube", "block"), "plate": ("plate", "dish")}
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "pick": ("pick up the {X}", "grab the {X}", "lift the {X}"),
-    "place": ("put the {X} on the {Y}", "place the {X} onto the {Y}", "set the {X} on the {Y}"),
+    "place": ("put the {X} on the {Y}", "place the {X} onto the {Y}", "set the {X} on the {Y}",
+              "put down the {X} on the {Y}", "lower the {X} onto the {Y}"),
     "stack": ("stack the {X} on the {Y}", "put the {X} on top of the {Y}", "place the {X} on the {Y}"),
     "push": ("push the {X} to the {D}", "slide the {X} {D}", "shove the {X} {D}wards"),
     "pick_then_place": ("pick up the {X}, then put it on the {Y}", "after picking up the {X}, place it on the {Y}",

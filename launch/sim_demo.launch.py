@@ -1,0 +1,37 @@
+"""The simulator with perception_node and policy_node: the closed loop of `vla-align demo --checkpoint`.
+
+    ros2 launch vla_align_ros sim_demo.launch.py checkpoint:=runs/sim_tiny
+    vla-align say "put the red cube on the blue plate"
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = get_package_share_directory("vla_align_ros")
+    args = [
+        DeclareLaunchArgument("checkpoint", description="trained run folder (vla-align train --out)"),
+        DeclareLaunchArgument("device", default_value="cpu", description="torch device: cpu, cuda, cuda:N or auto"),
+        DeclareLaunchArgument("seed", default_value="5000", description="seed of the first simulated episode"),
+        DeclareLaunchArgument("sim_params", default_value=os.path.join(share, "config", "sim", "sim_node.yaml"),
+                              description="sim_node parameter file"),
+        DeclareLaunchArgument("perception_params", default_value=os.path.join(share, "config", "nodes", "perception_node.yaml"),
+                              description="perception_node parameter file"),
+        DeclareLaunchArgument("policy_params", default_value=os.path.join(share, "config", "nodes", "policy_node.yaml"),
+                              description="policy_node parameter file"),
+    ]
+    common = {"checkpoint": LaunchConfiguration("checkpoint"), "device": LaunchConfiguration("device")}
+    sim = Node(package="vla_align_ros", executable="sim_node", name="sim_node", output="screen",
+               parameters=[LaunchConfiguration("sim_params"),
+                           {"seed": LaunchConfiguration("seed"), "image_width": 96, "image_height": 96}])
+    perception = Node(package="vla_align_ros", executable="perception_node", name="perception_node", output="screen",
+                      parameters=[LaunchConfiguration("perception_params"), common])
+    policy = Node(package="vla_align_ros", executable="policy_node", name="policy_node", output="screen",
+                  parameters=[LaunchConfiguration("policy_params"), common])
+    return LaunchDescription(args + [sim, perception, policy])

@@ -1,0 +1,33 @@
+"""perception_node + policy_node for a robot: camera and instruction in, masks and arm commands out.
+
+    ros2 launch vla_align_ros vla_align.launch.py checkpoint:=/path/to/run device:=cuda
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = get_package_share_directory("vla_align_ros")
+    args = [
+        DeclareLaunchArgument("checkpoint", description="trained run folder (vla-align train --out)"),
+        DeclareLaunchArgument("device", default_value="cpu", description="torch device: cpu, cuda, cuda:N or auto"),
+        DeclareLaunchArgument("command_mode", default_value="twist",
+                              description="twist (Cartesian servo) or joint_trajectory (joint_trajectory_controller)"),
+        DeclareLaunchArgument("perception_params", default_value=os.path.join(share, "config", "nodes", "perception_node.yaml"),
+                              description="perception_node parameter file"),
+        DeclareLaunchArgument("policy_params", default_value=os.path.join(share, "config", "nodes", "policy_node.yaml"),
+                              description="policy_node parameter file"),
+    ]
+    common = {"checkpoint": LaunchConfiguration("checkpoint"), "device": LaunchConfiguration("device")}
+    perception = Node(package="vla_align_ros", executable="perception_node", name="perception_node", output="screen",
+                      parameters=[LaunchConfiguration("perception_params"), common])
+    policy = Node(package="vla_align_ros", executable="policy_node", name="policy_node", output="screen",
+                  parameters=[LaunchConfiguration("policy_params"),
+                              {**common, "command_mode": LaunchConfiguration("command_mode")}])
+    return LaunchDescription(args + [perception, policy])

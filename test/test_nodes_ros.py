@@ -1,0 +1,185 @@
+"""perception_node and policy_node as real processes over DDS. A probe process plays camera,
+robot and operator: it publishes images, joint states and an instruction, drives the lifecycle
+through the nodes' services, and watches what reaches the arm."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_sim_ros import VENV_BIN, ros_env
+from vla_align_ros.config import ModelConfig
+from vla_align_ros.model import TrimodalModel, save_checkpoint
+
+SIM_LIKE = """
+vision: {kind: hf, hf_model_type: siglip, image_size: 48, patch_size: 8, hidden_size: 32, num_layers: 1, num_heads: 2}
+text: {kind: hf, max_length: 24, hidden_size: 32, num_layers: 1, num_heads: 2}
+action: {horizon: 4, action_dim: 7, state_dim: 9, hidden_size: 32, kind: mlp}
+projection: {kind: linear, embed_dim: 32}
+heads: {num_heads: 2, policy_layers: 1, temporal_layers: 1, max_steps: 4, fine_channels: 4, policy_relevance: true}
+"""
+
+PROBE = r"""
+import json, math, sys, time, rclpy
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data, QoSProfile, DurabilityPolicy, ReliabilityPolicy
+from geometry_msgs.msg import TwistStamped
+from lifecycle_msgs.srv import ChangeState, GetState
+from lifecycle_msgs.msg import Transition
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, Float64, String
+from vla_align_msgs.msg import ActionChunk, GroundingResult, TaskProgress
+
+rclpy.init()
+n = Node("node_probe")
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+got = {"twists": [], "masks": 0, "grounding": None, "progress": None, "chunks": 0, "gripper": 0}
+n.create_subscription(TwistStamped, "/servo_node/delta_twist_cmds", lambda m: got["twists"].append(
+    (time.monotonic(), [m.twist.linear.x, m.twist.linear.y, m.twist.linear.z, m.twist.angular.x, m.twist.angular.y, m.twist.angular.z])), 10)
+n.create_subscription(Image, "/perception_node/mask", lambda m: got.__setitem__("masks", got["masks"] + 1) or got.__setitem__("mask", (m.width, m.height, m.encoding, m.header.frame_id)), qos_profile_sensor_data)
+n.create_subscription(GroundingResult, "/perception_node/grounding", lambda m: got.__setitem__("grounding", (m.phrase, float(m.score))), 10)
+n.create_subscription(TaskProgress, "/perception_node/progress", lambda m: got.__setitem__("progress", (list(m.steps), m.active_step)), 10)
+n.create_subscription(ActionChunk, "/policy_node/action_chunk", lambda m: got.__setitem__("chunks", got["chunks"] + 1) or got.__setitem__("chunk", (m.horizon, len(m.data), list(m.dimension_names))), 10)
+n.create_subscription(Float64, "/gripper/command", lambda m: got.__setitem__("gripper", got["gripper"] + 1), 10)
+img_pub = n.create_publisher(Image, "/camera/image_raw", qos_profile_sensor_data)
+js_pub = n.create_publisher(JointState, "/joint_states", 10)
+ins_pub = n.create_publisher(String, "/instruction", LATCHED)
+estop_pub = n.create_publisher(Bool, "/estop", 10)
+reset_pub = n.create_publisher(Bool, "/estop_reset", 10)
+rng = np.random.default_rng(0)
+frame = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
+HOME = [0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785, 0.04, 0.04]
+
+def publish_inputs(camera=True):
+    stamp = n.get_clock().now().to_msg()
+    if camera:
+        m = Image(); m.header.stamp = stamp; m.header.frame_id = "cam"; m.height, m.width = 40, 48
+        m.encoding = "rgb8"; m.step = 48 * 3; m.data = frame.tobytes(); img_pub.publish(m)
+    j = JointState(); j.header.stamp = stamp
+    j.name = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1", "panda_finger_joint2"]
+    j.position = HOME; js_pub.publish(j)
+
+def spin(sec, camera=True, every=0.1):
+    end = time.monotonic() + sec; nxt = 0.0
+    while time.monotonic() < end:
+        if time.monotonic() >= nxt:
+            publish_inputs(camera); nxt = time.monotonic() + every
+        rclpy.spin_once(n, timeout_sec=0.01)
+
+def call(node, srv_type, name, req):
+    cli = n.create_client(srv_type, f"/{node}/{name}")
+    assert cli.wait_for_service(timeout_sec=30), f"no /{node}/{name}"
+    fut = cli.call_async(req)
+    end = time.monotonic() + 60
+    while not fut.done() and time.monotonic() < end:
+        publish_inputs(); rclpy.spin_once(n, timeout_sec=0.05)
+    return fut.result()
+
+def transition(node, tid):
+    return bool(call(node, ChangeState, "change_state", ChangeState.Request(transition=Transition(id=tid))).success)
+
+def state(node):
+    return call(node, GetState, "get_state", GetState.Request()).current_state.label
+
+out = {}
+for node in ("perception_node", "policy_node"):
+    out[f"{node}_configure"] = transition(node, Transition.TRANSITION_CONFIGURE)
+spin(1.0)
+out["inactive_publishes_nothing"] = got["masks"] == 0 and len(got["twists"]) == 0 and got["chunks"] == 0
+for node in ("perception_node", "policy_node"):
+    out[f"{node}_activate"] = transition(node, Transition.TRANSITION_ACTIVATE)
+ins_pub.publish(String(data="pick up the red cube, then put it on the blue plate"))
+spin(3.0)
+out["masks"], out["mask"], out["grounding"], out["progress"] = got["masks"], got["mask"], got["grounding"], got["progress"]
+out["chunks"], out["chunk"], out["gripper"] = got["chunks"], got.get("chunk"), got["gripper"]
+out["twists_active"] = len(got["twists"])
+out["max_speed"] = max(math.hypot(*t[1][:3]) for t in got["twists"]) if got["twists"] else None
+
+# camera stops: one hold (zero twist), then silence; fresh frames resume commands
+got["twists"].clear()
+spin(1.5, camera=False)
+out["after_camera_stop"] = [t[1] for t in got["twists"]]
+got["twists"].clear()
+spin(1.0)
+out["resumed_after_camera"] = len(got["twists"])
+
+# e-stop: latched zero, nothing more until an explicit reset
+estop_pub.publish(Bool(data=True)); got["twists"].clear(); t_stop = time.monotonic()
+spin(0.3); estop_pub.publish(Bool(data=False)); spin(1.0)
+out["after_estop"] = [t[1] for t in got["twists"]]
+out["estop_first_hold_s"] = (got["twists"][0][0] - t_stop) if got["twists"] else None
+got["twists"].clear(); reset_pub.publish(Bool(data=True)); spin(1.0)
+out["resumed_after_reset"] = len(got["twists"])
+
+# deactivate mid-motion: one hold, then no publishing; cleanup; configure + activate again
+got["twists"].clear()
+out["deactivate"] = transition("policy_node", Transition.TRANSITION_DEACTIVATE)
+spin(1.0)
+out["after_deactivate"] = [t[1] for t in got["twists"]]
+out["cleanup"] = transition("policy_node", Transition.TRANSITION_CLEANUP)
+out["state_after_cleanup"] = state("policy_node")
+out["reconfigure"] = transition("policy_node", Transition.TRANSITION_CONFIGURE)
+out["reactivate"] = transition("policy_node", Transition.TRANSITION_ACTIVATE)
+ins_pub.publish(String(data="pick up the red cube, then put it on the blue plate"))
+got["twists"].clear(); spin(2.0)
+out["twists_after_reactivate"] = len(got["twists"])
+print("RESULT " + json.dumps(out), flush=True)
+n.destroy_node(); rclpy.shutdown()
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    import yaml
+
+    torch.manual_seed(0)
+    model = TrimodalModel(ModelConfig.from_dict(yaml.safe_load(SIM_LIKE))).eval()
+    out = tmp_path_factory.mktemp("ckpt") / "checkpoint"
+    save_checkpoint(model, out)
+    return out
+
+
+def test_nodes_lifecycle_masks_commands_watchdog_and_estop(tiny_checkpoint):
+    env = ros_env(140)
+    procs = {name: subprocess.Popen([str(VENV_BIN / name), "--ros-args", "-p", f"checkpoint:={tiny_checkpoint}",
+                                     *(["-p", "image_max_age_s:=0.4", "-p", "command_timeout_s:=0.4"]
+                                       if name == "policy_node" else [])],
+                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for name in ("perception_node", "policy_node")}
+    try:
+        probe = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=240)
+    finally:
+        for p in procs.values():
+            p.send_signal(2)  # SIGINT: clean shutdown
+        logs = {k: p.communicate(timeout=30)[0] for k, p in procs.items()}
+    lines = [l for l in probe.stdout.splitlines() if l.startswith("RESULT ")]
+    assert lines, probe.stdout[-3000:] + probe.stderr[-3000:] + "\n".join(v[-2000:] for v in logs.values())
+    r = json.loads(lines[-1][len("RESULT "):])
+    assert r["perception_node_configure"] and r["policy_node_configure"]
+    assert r["inactive_publishes_nothing"]
+    assert r["perception_node_activate"] and r["policy_node_activate"]
+    # perception: a mono8 mask with the camera's header, a grounded step phrase, the two steps
+    assert r["masks"] >= 10 and r["mask"] == [48, 40, "mono8", "cam"]
+    assert r["grounding"][0] in ("pick up the red cube", "put it on the blue plate") and 0 <= r["grounding"][1] <= 1
+    assert r["progress"][0] == ["pick up the red cube", "put it on the blue plate"] and r["progress"][1] in (0, 1)
+    # policy: chunks (horizon 4 x 7 dims) and commands within the speed limit
+    assert r["chunks"] >= 10 and r["chunk"][:2] == [4, 28] and r["chunk"][2][-1] == "gripper"
+    assert r["twists_active"] >= 20 and r["max_speed"] <= 0.25 + 1e-6 and r["gripper"] >= 20
+    # camera stop: exactly one zero twist, then silence; commands resume with fresh frames
+    assert len(r["after_camera_stop"]) == 1 and r["after_camera_stop"][0] == [0.0] * 6
+    assert r["resumed_after_camera"] >= 10
+    # e-stop: one zero within a cycle or two, then silence although the button was released
+    assert len(r["after_estop"]) == 1 and r["after_estop"][0] == [0.0] * 6 and r["estop_first_hold_s"] < 0.2
+    assert r["resumed_after_reset"] >= 10
+    # deactivate: one hold, then nothing; cleanup -> unconfigured; configure + activate work again
+    assert r["deactivate"] and r["after_deactivate"] == [[0.0] * 6]
+    assert r["cleanup"] and r["state_after_cleanup"] == "unconfigured"
+    assert r["reconfigure"] and r["reactivate"] and r["twists_after_reactivate"] >= 10
+    assert all(p.returncode == 0 for p in procs.values()), {k: v[-1500:] for k, v in logs.items()}
+    assert "E-STOP" in logs["policy_node"]

@@ -1,0 +1,32 @@
+"""Instruction text before it reaches a tokenizer: bounded, decoded strictly, split into steps."""
+
+from __future__ import annotations
+
+import pytest
+
+from vla_align_ros.text_input import MAX_INSTRUCTION_CHARS, InstructionError, split_steps, validate_instruction
+
+
+def test_instructions_are_cleaned_and_bounded():
+    assert validate_instruction("  pick up\tthe\x00red cube \n") == "pick up the red cube"
+    assert validate_instruction("grab the cube".encode()) == "grab the cube"
+    with pytest.raises(InstructionError, match="empty"):
+        validate_instruction(" \n\t ")
+    with pytest.raises(InstructionError, match="UTF-8"):
+        validate_instruction(b"pick \xff up")
+    with pytest.raises(InstructionError, match="exceeds"):
+        validate_instruction("x" * (MAX_INSTRUCTION_CHARS + 1))
+    with pytest.raises(InstructionError, match="exceeds"):  # 1 MB is refused before any cleaning work
+        validate_instruction("y" * 1_000_000)
+
+
+@pytest.mark.parametrize("text, steps", [
+    ("push the red cube left", ["push the red cube left"]),
+    ("pick up the red cube, then put it on the blue plate", ["pick up the red cube", "put it on the blue plate"]),
+    ("grab the red block and then set it on the blue dish", ["grab the red block", "set it on the blue dish"]),
+    ("put the red block on the yellow plate and then the blue cube on the green dish",
+     ["put the red block on the yellow plate", "put the blue cube on the green dish"]),
+    ("after picking up the green cube, place it on the red plate", ["pick up the green cube", "place it on the red plate"]),
+])
+def test_multi_step_instructions_split_in_order(text, steps):
+    assert split_steps(text) == steps

@@ -1,0 +1,42 @@
+"""The Panda's kinematics for the command path: end-effector position from joint angles (for
+the workspace limit) and a twist turned into a joint target (for joint_trajectory_controller).
+Uses the same MuJoCo Panda model as the simulator."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import mujoco
+
+from ..sim.kinematics import ArmKinematics
+from ..sim.scene import build_model
+
+
+class PandaArm:
+    def __init__(self) -> None:
+        self.model, self.ids = build_model("collision")
+        self.data = mujoco.MjData(self.model)
+        self.kin = ArmKinematics(self.model, self.ids.ee_site, self.ids.arm_dof, self.ids.arm_qpos)
+
+    @property
+    def lower(self) -> np.ndarray:
+        return self.kin.lo
+
+    @property
+    def upper(self) -> np.ndarray:
+        return self.kin.hi
+
+    def _set(self, q: np.ndarray) -> None:
+        self.data.qpos[self.ids.arm_qpos] = q
+        mujoco.mj_kinematics(self.model, self.data)
+        mujoco.mj_comPos(self.model, self.data)
+
+    def ee_position(self, q: np.ndarray) -> np.ndarray:
+        """(7,) joint angles -> (3,) end-effector site position, base frame."""
+        self._set(np.asarray(q, dtype=float))
+        return self.data.site_xpos[self.ids.ee_site].copy()
+
+    def twist_to_joint_target(self, q: np.ndarray, twist: np.ndarray, dt: float) -> np.ndarray:
+        """Joint positions that realise ``twist`` (6,) over ``dt`` seconds from ``q`` (7,)."""
+        self._set(np.asarray(q, dtype=float))
+        return np.asarray(q, dtype=float) + self.kin.twist_to_joint_delta(self.data, np.asarray(twist, dtype=float), dt)

@@ -1,0 +1,143 @@
+"""One frame through the trained model, as the online nodes run it (pure PyTorch, no ROS).
+
+The instruction is tokenised and encoded once when it arrives (cached by text); each frame then
+costs one vision forward plus the heads. Outputs are what the nodes publish: the mask of the
+phrase's object, the active step and its progress, and an action chunk in robot units.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .model.checkpoint import load_checkpoint
+from .model.text import TextOutput
+from .model.trimodal import TrimodalModel
+from .text_input import split_steps, validate_instruction
+
+
+@dataclass
+class EncodedInstruction:
+    text: str
+    steps: list[str]
+    tokens: TextOutput  # (1, T, C) word features of the whole instruction
+    step_emb: torch.Tensor  # (1, K, D) projected step phrases
+
+
+@dataclass
+class FrameResult:
+    mask: np.ndarray  # (H, W) bool, the object the instruction names (active step)
+    mask_logits: np.ndarray  # (H, W) float32
+    score: float  # is the phrase's object in view, [0, 1]
+    peak: tuple[int, int]  # (row, col) of the strongest mask pixel
+    step_index: int
+    step_probs: np.ndarray  # (K,)
+    progress: float
+    actions: np.ndarray  # (H, A) action chunk in robot units (twist + gripper)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available on this machine")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device={device!r}: use auto, cpu or cuda[:N]")
+    return torch.device(device)
+
+
+class InferenceSession:
+    """A loaded model plus a cache of encoded instructions. One per process: the perception and
+    policy nodes share it when they run in one process, so nothing is encoded twice."""
+
+    def __init__(self, checkpoint: str | Path | TrimodalModel, device: str = "cpu", cache_size: int = 32) -> None:
+        self.device = resolve_device(device)
+        model = checkpoint if isinstance(checkpoint, TrimodalModel) else load_checkpoint(checkpoint)
+        self.model: TrimodalModel = model.to(self.device).eval()
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, EncodedInstruction] = OrderedDict()
+        self._last_step = 0  # the active step never goes back within one instruction
+        self._instruction: EncodedInstruction | None = None
+        self._last: tuple[object, FrameResult] | None = None  # (frame key, result) shared by the nodes
+        self.latest_state: np.ndarray | None = None  # robot state used when a caller passes none
+        self.lock = threading.Lock()  # perception and policy may call from different threads
+
+    @property
+    def horizon(self) -> int:
+        return self.model.cfg.action.horizon
+
+    @torch.no_grad()
+    def encode_instruction(self, text: str) -> EncodedInstruction:
+        text = validate_instruction(text)
+        hit = self._cache.get(text)
+        if hit is not None:
+            self._cache.move_to_end(text)
+            return hit
+        m = self.model
+        steps = split_steps(text)[: m.cfg.heads.max_steps]
+        tok = m.tokenize([text] + steps, self.device)
+        out = m.encode_text(tok["input_ids"], tok["attention_mask"])
+        whole = TextOutput(out.tokens[:1], out.mask[:1], out.pooled[:1])
+        step_emb = m.proj_text(out.pooled[1:])[None]  # (1, K, D)
+        enc = EncodedInstruction(text=text, steps=steps, tokens=whole, step_emb=step_emb)
+        self._cache[text] = enc
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return enc
+
+    def set_instruction(self, text: str) -> EncodedInstruction:
+        enc = self.encode_instruction(text)
+        if self._instruction is None or enc.text != self._instruction.text:
+            self._last_step = 0
+        self._instruction = enc
+        return enc
+
+    @property
+    def instruction(self) -> EncodedInstruction | None:
+        return self._instruction
+
+    def step(self, image: np.ndarray, state: np.ndarray | None = None, key: object = None) -> FrameResult:
+        """image: (H, W, 3) uint8 RGB (a view of the message buffer is fine: it is read once);
+        state: (S,) joint positions in the training order, or None; key: the frame's identity
+        (its stamp): a second call with the same key and instruction returns the same result
+        without running the model again (perception and policy in one process)."""
+        with self.lock:
+            text = None if self._instruction is None else self._instruction.text
+            if key is not None and self._last is not None and self._last[0] == (key, text):
+                return self._last[1]
+            res = self._step(image, state if state is not None else self.latest_state)
+            if key is not None:
+                self._last = ((key, text), res)
+            return res
+
+    @torch.no_grad()
+    def _step(self, image: np.ndarray, state: np.ndarray | None) -> FrameResult:
+        if self._instruction is None:
+            raise RuntimeError("no instruction yet: call set_instruction first")
+        m, enc = self.model, self._instruction
+        h, w = image.shape[:2]
+        img = torch.from_numpy(np.ascontiguousarray(image))[None].to(self.device, non_blocking=True)  # (1, H, W, 3)
+        vis = m.encode_image(img)
+        g = m.ground(vis, enc.tokens, (h, w))
+        emb_v = m.proj_vision(vis.pooled)  # (1, D)
+        k = enc.step_emb.shape[1]
+        st = m.temporal.step_state(emb_v, enc.step_emb, torch.ones(1, k, dtype=torch.bool, device=self.device))
+        probs = st.step_logits.softmax(-1)[0]
+        # Online form of the monotonic decoding used offline: the step only moves forward.
+        step = max(int(probs.argmax()), self._last_step)
+        self._last_step = step
+        s = None
+        if state is not None and m.cfg.action.state_dim > 0:
+            s = m.normalize_state(torch.as_tensor(np.asarray(state, dtype=np.float32), device=self.device)[None])
+        chunk = m.denormalize_actions(m.act(vis, enc.tokens, s))[0]  # (H, A)
+        logits = g.mask_logits[0]
+        peak = int(logits.flatten().argmax())
+        return FrameResult(mask=(logits > 0).cpu().numpy(), mask_logits=logits.float().cpu().numpy(),
+                           score=float(g.score[0]), peak=(peak // w, peak % w), step_index=step,
+                           step_probs=probs.float().cpu().numpy(), progress=float(st.progress[0]),
+                           actions=chunk.float().cpu().numpy())

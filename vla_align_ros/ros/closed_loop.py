@@ -1,0 +1,200 @@
+"""The closed loop in simulation: ``sim_node``, ``perception_node`` and ``policy_node`` as
+separate processes talking over DDS, and a driver that resets episodes, lets the instruction go
+out, waits for success or a timeout, and keeps score. Also writes a PNG strip of one episode
+with the mask overlay."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..data.bag_dataset import matches_hold_out
+
+
+@dataclass
+class EpisodeOutcome:
+    seed: int
+    family: str
+    instruction: str
+    held_out: bool
+    multi_step: bool
+    success: bool
+    seconds: float  # wall time until success or timeout
+
+
+def node_command(executable: str, params: dict[str, Any], name: str | None = None) -> list[str]:
+    """``python -m`` command line of one of the package's nodes with ``-p`` parameters."""
+    module = {"sim_node": "vla_align_ros.ros.sim_node", "perception_node": "vla_align_ros.ros.perception_node",
+              "policy_node": "vla_align_ros.ros.policy_node"}[executable]
+    cmd = [sys.executable, "-m", module, "--ros-args"]
+    if name:
+        cmd += ["-r", f"__node:={name}"]
+    for k, v in params.items():
+        val = json.dumps(v) if isinstance(v, (list, bool)) else str(v)
+        cmd += ["-p", f"{k}:={val.lower() if isinstance(v, bool) else val}"]
+    return cmd
+
+
+class Processes:
+    """Child processes in their own process groups, stopped with SIGINT then SIGKILL."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, cmd: list[str]) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        self.procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                                  env=os.environ.copy())))
+
+    def check(self) -> None:
+        for name, p in self.procs:
+            if p.poll() is not None:
+                tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{name} exited with {p.returncode}:\n{tail}")
+
+    def stop(self) -> dict[str, int]:
+        for _, p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGINT)
+        codes = {}
+        for name, p in self.procs:
+            try:
+                codes[name] = p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                codes[name] = p.wait()
+        return codes
+
+
+def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10, seed: int = 5000,
+                    hold_out: Sequence[str] = ("target=yellow_plate",), timeout_s: float = 30.0,
+                    image_size: int = 96, strip_frames: int = 8, progress: bool = True) -> dict[str, Any]:
+    import rclpy
+    from rclpy.node import Node
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Bool, Int32, String
+    from tqdm import tqdm
+
+    from ..image_conv import image_to_array
+    from .qos import CAMERA_QOS
+    from .sim_node import LATCHED
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    procs = Processes(out / "logs")
+    procs.start("sim_node", node_command("sim_node", {"image_width": image_size, "image_height": image_size,
+                                                      "seed": seed, "announce_instruction": True}))
+    for exe in ("perception_node", "policy_node"):
+        procs.start(exe, node_command(exe, {"checkpoint": str(checkpoint), "autostart": True}))
+    rclpy.init()
+    node = Node("vla_align_closed_loop")
+    state: dict[str, Any] = {"task": None, "success": False, "frames": []}
+
+    def on_task(msg: String) -> None:
+        state["task"] = json.loads(msg.data)
+
+    def on_success(msg: Bool) -> None:
+        state["success"] = state["success"] or bool(msg.data)
+
+    def on_overlay(msg: Image) -> None:
+        if state.get("collect"):
+            state["frames"].append(np.array(image_to_array(msg)))
+
+    node.create_subscription(String, "/ground_truth/task", on_task, LATCHED)
+    node.create_subscription(Bool, "/ground_truth/success", on_success, LATCHED)
+    node.create_subscription(Image, "/perception_node/overlay", on_overlay, CAMERA_QOS)
+    reset = node.create_publisher(Int32, "/sim_node/reset", 10)
+    outcomes: list[EpisodeOutcome] = []
+    strip: list[np.ndarray] = []
+    try:
+        deadline = time.monotonic() + 120.0  # model loading on a busy machine
+        while time.monotonic() < deadline and (reset.get_subscription_count() == 0 or not _nodes_ready(node)):
+            procs.check()
+            rclpy.spin_once(node, timeout_sec=0.1)
+        bar = tqdm(range(episodes), desc="closed loop", disable=not progress, dynamic_ncols=True)
+        for i in bar:
+            ep_seed = seed + i
+            state.update(task=None, success=False, frames=[], collect=(i == 0))
+            reset.publish(Int32(data=ep_seed))
+            t0 = time.monotonic()
+            while state["task"] is None or state["task"].get("instruction") is None or \
+                    (time.monotonic() - t0 < 0.5):  # the reset's latched task and success=False arrive first
+                rclpy.spin_once(node, timeout_sec=0.05)
+            state["success"] = False
+            t0 = time.monotonic()
+            while not state["success"] and time.monotonic() - t0 < timeout_s:
+                procs.check()
+                rclpy.spin_once(node, timeout_sec=0.05)
+            task = state["task"]
+            ep = _Ep(task)
+            outcomes.append(EpisodeOutcome(
+                seed=ep_seed, family=task["family"], instruction=task["instruction"],
+                held_out=any(matches_hold_out(ep, p) for p in hold_out), multi_step=len(task["steps"]) > 1,
+                success=bool(state["success"]), seconds=round(time.monotonic() - t0, 1)))
+            if i == 0:
+                strip = state["frames"]
+            bar.set_postfix(success=f"{sum(o.success for o in outcomes)}/{len(outcomes)}")
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        codes = procs.stop()
+    summary = summarise(outcomes)
+    summary["exit_codes"] = codes
+    (out / "closed_loop.json").write_text(json.dumps({"summary": summary, "episodes": [asdict(o) for o in outcomes]},
+                                                     indent=2))
+    if strip:
+        write_strip(strip, out / "episode_strip.png", strip_frames, outcomes[0].instruction if outcomes else "")
+    return summary
+
+
+class _Ep:
+    """The task dict seen as an episode for the hold-out patterns."""
+
+    def __init__(self, task: dict) -> None:
+        self.task, self.instruction = task, task.get("instruction", "")
+
+
+def _nodes_ready(node: Any) -> bool:
+    names = {n for n, _ in node.get_node_names_and_namespaces()}
+    return {"sim_node", "perception_node", "policy_node"} <= names and \
+        node.count_publishers("/perception_node/overlay") > 0 and node.count_publishers("/servo_node/delta_twist_cmds") > 0
+
+
+def summarise(outcomes: Sequence[EpisodeOutcome]) -> dict[str, Any]:
+    def rate(sel: list[EpisodeOutcome]) -> dict[str, Any]:
+        return {"episodes": len(sel), "successes": sum(o.success for o in sel),
+                "success_rate": round(sum(o.success for o in sel) / len(sel), 3) if sel else None}
+
+    return {"all": rate(list(outcomes)),
+            "seen": rate([o for o in outcomes if not o.held_out and not o.multi_step]),
+            "held_out": rate([o for o in outcomes if o.held_out and not o.multi_step]),
+            "multi_step": rate([o for o in outcomes if o.multi_step])}
+
+
+def write_strip(frames: list[np.ndarray], path: Path, count: int, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    idx = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
+    fig, axes = plt.subplots(1, len(idx), figsize=(2 * len(idx), 2.4), squeeze=False)
+    for ax, i in zip(axes[0], idx):
+        ax.imshow(frames[i])
+        ax.set_axis_off()
+        ax.set_title(f"frame {i}", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,206 @@
+"""``perception_node``: camera + instruction -> masks, grounding results, an overlay and task
+progress, per frame.
+
+A lifecycle node (configure loads the checkpoint, cleanup frees it, inactive publishes nothing).
+The instruction is encoded once when it arrives (cached by text); each frame costs one vision
+forward and the heads. In one process with ``policy_node`` both share one ``InferenceSession``
+and the frame's result, so nothing is computed twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import Image, RegionOfInterest
+from std_msgs.msg import String
+
+from ..image_conv import ImageError, array_to_image_fields, image_to_array
+from ..text_input import InstructionError
+from .params import describe
+from .policy_node import _checkpoint_dir, run
+from .qos import CAMERA_QOS, INSTRUCTION_QOS
+
+OVERLAY_COLOUR = np.array([255, 0, 255], dtype=np.float32)
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, peak: tuple[int, int] | None = None, alpha: float = 0.5) -> np.ndarray:
+    """(H, W, 3) uint8 RGB + (H, W) bool -> the image with the mask tinted and its peak marked."""
+    out = image.astype(np.float32)
+    out[mask] = (1 - alpha) * out[mask] + alpha * OVERLAY_COLOUR
+    if peak is not None:
+        r, c = peak
+        out[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2] = (255, 255, 255)
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(H, W) bool -> (x, y, width, height) of its bounding box, None when empty."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not rows.size:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+
+
+class PerceptionNode(LifecycleNode):
+    def __init__(self, session: Any = None, name: str = "perception_node") -> None:
+        super().__init__(name)
+        p = self.declare_parameter
+        self.p_checkpoint = p("checkpoint", "", describe("trained run folder or its checkpoint/ folder")).value
+        self.p_device = p("device", "cpu", describe("torch device: cpu, cuda, cuda:N or auto")).value
+        self.p_overlay = p("publish_overlay", True, describe("publish the image with the mask drawn on it")).value
+        self.p_autostart = p("autostart", False, describe("configure and activate on start")).value
+        self.t = {k: p(f"topics.{k}", v, describe(f"topic: {k}")).value for k, v in {
+            "image": "/camera/image_raw", "instruction": "/instruction", "grounding": "~/grounding",
+            "mask": "~/mask", "overlay": "~/overlay", "progress": "~/progress", "status": "~/status"}.items()}
+        self._shared_session = session
+        self.session: Any = None
+        self._active = False
+        self.frames = 0
+        self.drops: dict[str, int] = {}
+        self.latency_ms: list[float] = []
+
+    def _drop(self, reason: str, message: str) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+        self.get_logger().warning(f"dropped ({reason}, #{self.drops[reason]}): {message}", throttle_duration_sec=2.0)
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            if self._shared_session is not None:
+                self.session = self._shared_session
+            else:
+                if not self.p_checkpoint:
+                    raise ValueError("parameter 'checkpoint' is empty: give a trained run folder")
+                from ..inference import InferenceSession
+
+                self.session = InferenceSession(_checkpoint_dir(self.p_checkpoint), self.p_device)
+        except Exception as e:  # noqa: BLE001 - a failed configure, with the reason
+            self.get_logger().error(f"configure failed: {e}")
+            return TransitionCallbackReturn.FAILURE
+        from vla_align_msgs.msg import GroundingResult, TaskProgress
+
+        t = self.t
+        self.group = MutuallyExclusiveCallbackGroup()
+        self.pub_grounding = self.create_lifecycle_publisher(GroundingResult, t["grounding"], 10)
+        self.pub_mask = self.create_lifecycle_publisher(Image, t["mask"], CAMERA_QOS)
+        self.pub_overlay = self.create_lifecycle_publisher(Image, t["overlay"], CAMERA_QOS)
+        self.pub_progress = self.create_lifecycle_publisher(TaskProgress, t["progress"], 10)
+        self.pub_status = self.create_lifecycle_publisher(String, t["status"], 10)
+        self.subs = [self.create_subscription(Image, t["image"], self._on_image, CAMERA_QOS, callback_group=self.group),
+                     self.create_subscription(String, t["instruction"], self._on_instruction, INSTRUCTION_QOS,
+                                              callback_group=self.group)]
+        self.timers = [self.create_timer(1.0, self._publish_status)]
+        self.get_logger().info(f"configured on {self.session.device}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _teardown(self) -> None:
+        for s in getattr(self, "subs", []):
+            self.destroy_subscription(s)
+        for tm in getattr(self, "timers", []):
+            self.destroy_timer(tm)
+        for name in ("pub_grounding", "pub_mask", "pub_overlay", "pub_progress", "pub_status"):
+            if hasattr(self, name):
+                self.destroy_publisher(getattr(self, name))
+                delattr(self, name)
+        self.subs, self.timers = [], []
+        if self.session is not None and self.session is not self._shared_session and self.session.device.type == "cuda":
+            import torch
+
+            self.session = None
+            torch.cuda.empty_cache()
+        self.session = None
+        self._active = False
+
+    def _on_instruction(self, msg: String) -> None:
+        if self.session is None:
+            return
+        try:
+            self.session.set_instruction(msg.data)
+        except InstructionError as e:
+            self._drop("instruction", str(e))
+
+    def _on_image(self, msg: Image) -> None:
+        if not self._active or self.session is None or self.session.instruction is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            img = image_to_array(msg)
+        except ImageError as e:
+            self._drop(f"image_{e.reason}", str(e))
+            return
+        if img.ndim != 3 or img.shape[2] != 3:
+            self._drop("image_encoding", f"perception needs a colour image, got {msg.encoding}")
+            return
+        try:
+            res = self.session.step(img, key=(msg.header.stamp.sec, msg.header.stamp.nanosec))
+        except Exception as e:  # noqa: BLE001 - never let a model failure escape the callback
+            self._drop("inference_error", f"{type(e).__name__}: {e}")
+            return
+        self._publish(msg, img, res)
+        self.frames += 1
+        self.latency_ms.append((time.perf_counter() - t0) * 1e3)
+
+    def _publish(self, msg: Image, img: np.ndarray, res: Any) -> None:
+        from vla_align_msgs.msg import GroundingResult, TaskProgress
+
+        enc = self.session.instruction
+        mono = (res.mask.astype(np.uint8) * 255)
+        mask_msg = Image(header=msg.header, **array_to_image_fields(mono, "mono8"))
+        self.pub_mask.publish(mask_msg)
+        g = GroundingResult()
+        g.header = msg.header
+        g.phrase = enc.steps[min(res.step_index, len(enc.steps) - 1)]
+        g.score = float(res.score)
+        box = mask_box(res.mask)
+        if box is not None:
+            g.bbox = RegionOfInterest(x_offset=box[0], y_offset=box[1], width=box[2], height=box[3])
+        g.mask = mask_msg
+        self.pub_grounding.publish(g)
+        if self.p_overlay:
+            self.pub_overlay.publish(Image(header=msg.header, **array_to_image_fields(overlay(img, res.mask, res.peak), "rgb8")))
+        pr = TaskProgress()
+        pr.header = msg.header
+        pr.instruction = enc.text
+        pr.steps = list(enc.steps)
+        pr.active_step = int(res.step_index)
+        pr.step_progress = float(res.progress)
+        nan = float("nan")
+        pr.segment_starts = [nan] * len(enc.steps)
+        pr.segment_ends = [nan] * len(enc.steps)
+        self.pub_progress.publish(pr)
+
+    def _publish_status(self) -> None:
+        lat = np.asarray(self.latency_ms[-200:])
+        self.pub_status.publish(String(data=json.dumps({
+            "active": self._active, "frames": self.frames, "drops": self.drops,
+            "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
+            "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else None})))
+
+
+def main() -> int:
+    return run(PerceptionNode)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

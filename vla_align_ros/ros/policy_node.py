@@ -1,0 +1,457 @@
+"""``policy_node``: camera + instruction + joint_states -> action chunks -> safety filter -> arm.
+
+A lifecycle node: configure loads the checkpoint onto the configured device, activate starts
+commanding, deactivate sends one hold and goes quiet, cleanup frees the model.
+
+Two callback groups under a MultiThreadedExecutor: inference (image -> model -> chunk) and
+control (a fixed-rate timer that plays the latest chunk through the safety filter, and the
+watchdog). Slow inference can never delay the watchdog. The arm never moves on a stale image,
+a stale chunk, a missing instruction, a non-finite value or while the e-stop is latched: the
+control timer sends exactly one hold (zero twist, or the current joint positions) and then
+stays silent until everything is fresh again.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import TwistStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, Float64, String
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from ..control import EStopLatch, SafetyCounters, TwistLimits, Watchdog, filter_gripper, filter_joint_target, filter_twist
+from ..control.safety import JointLimits, Outcome
+from ..image_conv import ImageError, image_to_array
+from ..text_input import InstructionError
+from .params import describe
+from .qos import CAMERA_QOS, INSTRUCTION_QOS
+
+COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+ARM_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
+FINGERS = ["panda_finger_joint1", "panda_finger_joint2"]
+EE_TWIST_DIMS = ["vx", "vy", "vz", "wx", "wy", "wz", "gripper"]
+
+
+def duration_to_msg(seconds: float) -> Any:
+    from builtin_interfaces.msg import Duration
+
+    ns = int(round(seconds * 1e9))
+    return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+class PolicyNode(LifecycleNode):
+    def __init__(self, session: Any = None, name: str = "policy_node") -> None:
+        super().__init__(name)
+        p = self.declare_parameter
+        self.p_checkpoint = p("checkpoint", "", describe("trained run folder or its checkpoint/ folder")).value
+        self.p_device = p("device", "cpu", describe("torch device: cpu, cuda, cuda:N or auto")).value
+        self.p_mode = p("command_mode", "twist", describe("'twist' (TwistStamped to a Cartesian servo) or "
+                                                          "'joint_trajectory' (joint_trajectory_controller)")).value
+        self.p_rate = p("control_rate_hz", 20.0, describe("rate commands are sent at", lo=1.0, hi=500.0)).value
+        self.p_image_age = p("image_max_age_s", 0.5, describe("no command from an image older than this",
+                                                              read_only=False, lo=0.01, hi=10.0)).value
+        self.p_timeout = p("command_timeout_s", 0.5, describe("hold when model output is older than this",
+                                                             read_only=False, lo=0.01, hi=10.0)).value
+        self.p_estop_hb = p("estop_heartbeat_s", 0.0, describe("e-stop publisher silent this long counts as a stop "
+                                                              "(0 = no heartbeat required)", lo=0.0, hi=60.0)).value
+        self.p_max_lin = p("max_linear_speed", 0.25, describe("m/s", read_only=False, lo=0.001, hi=2.0)).value
+        self.p_max_ang = p("max_angular_speed", 1.0, describe("rad/s", read_only=False, lo=0.001, hi=6.0)).value
+        self.p_lin_step = p("max_linear_change", 0.08, describe("m/s per control cycle", lo=0.001, hi=2.0)).value
+        self.p_ang_step = p("max_angular_change", 0.4, describe("rad/s per control cycle", lo=0.001, hi=6.0)).value
+        self.p_ws_low = list(p("workspace_low", [0.25, -0.35, 0.045], describe("end-effector box, base frame, m")).value)
+        self.p_ws_high = list(p("workspace_high", [0.75, 0.35, 0.45], describe("end-effector box, base frame, m")).value)
+        self.p_gripper = list(p("gripper_range", [0.0, 0.08], describe("gripper width limits, m")).value)
+        self.p_joint_names = list(p("joint_names", ARM_JOINTS, describe("arm joints the model commands, in order")).value)
+        self.p_state_names = list(p("state_joint_names", ARM_JOINTS + FINGERS,
+                                    describe("joint_states entries the model reads as its state, in order")).value)
+        self.p_autostart = p("autostart", False, describe("configure and activate on start")).value
+        self.t = {k: p(f"topics.{k}", v, describe(f"topic: {k}")).value for k, v in {
+            "image": "/camera/image_raw", "instruction": "/instruction", "joint_states": "/joint_states",
+            "twist_cmd": "/servo_node/delta_twist_cmds", "joint_trajectory_cmd": "/joint_trajectory_controller/joint_trajectory",
+            "gripper_cmd": "/gripper/command", "action_chunk": "~/action_chunk", "estop": "/estop",
+            "estop_reset": "/estop_reset", "status": "~/status"}.items()}
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._shared_session = session
+        self.session: Any = None
+        self._active = False
+        self._lock = threading.Lock()
+        self._reset_state()
+
+    # ---- state ----------------------------------------------------------------------------------
+    def _reset_state(self) -> None:
+        self._image: tuple[np.ndarray, float] | None = None  # (array, arrival monotonic)
+        self._state: np.ndarray | None = None
+        self._arm_q: np.ndarray | None = None
+        self._chunk: tuple[np.ndarray, float] | None = None  # ((H, A), monotonic of its image)
+        self._prev_cmd: np.ndarray | None = None
+        self._moving = False  # the last thing sent was a motion command (so a hold is owed on stale input)
+        self.counters = SafetyCounters()
+        self.drops: dict[str, int] = {}
+        self.inference_ms: list[float] = []
+
+    def _drop(self, reason: str, message: str) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+        self.get_logger().warning(f"dropped ({reason}, #{self.drops[reason]}): {message}", throttle_duration_sec=2.0)
+
+    def _on_set_parameters(self, params) -> Any:
+        from rcl_interfaces.msg import SetParametersResult
+
+        for prm in params:
+            if prm.name in ("image_max_age_s", "command_timeout_s") and not (0.01 <= prm.value <= 10.0):
+                return SetParametersResult(successful=False, reason=f"{prm.name} must be in [0.01, 10]")
+        for prm in params:
+            if prm.name == "image_max_age_s":
+                self.p_image_age = prm.value
+            elif prm.name == "command_timeout_s":
+                self.p_timeout = prm.value
+                if self.watchdog is not None:
+                    self.watchdog.timeout_s = prm.value
+        return SetParametersResult(successful=True)
+
+    watchdog: Watchdog | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            if self.p_mode not in ("twist", "joint_trajectory"):
+                raise ValueError(f"command_mode={self.p_mode!r}: use 'twist' or 'joint_trajectory'")
+            self.twist_limits = TwistLimits(self.p_max_lin, self.p_max_ang, self.p_lin_step, self.p_ang_step,
+                                            tuple(self.p_ws_low), tuple(self.p_ws_high))
+            if len(self.p_gripper) != 2 or not self.p_gripper[0] < self.p_gripper[1]:
+                raise ValueError(f"gripper_range={self.p_gripper}: need [low, high] with low < high")
+            from ..control.arm_model import PandaArm
+
+            self.arm = PandaArm()
+            if len(self.p_joint_names) != len(self.arm.lower):
+                raise ValueError(f"joint_names has {len(self.p_joint_names)} joints {self.p_joint_names}; "
+                                 f"the arm model has {len(self.arm.lower)}")
+            dt = 1.0 / self.p_rate
+            self.joint_limits = JointLimits(self.p_joint_names, self.arm.lower.tolist(), self.arm.upper.tolist(),
+                                            [2.0] * len(self.p_joint_names), max_step=2.0 * dt)
+            if self._shared_session is not None:
+                self.session = self._shared_session
+            else:
+                if not self.p_checkpoint:
+                    raise ValueError("parameter 'checkpoint' is empty: give a trained run folder")
+                from ..inference import InferenceSession
+
+                self.session = InferenceSession(_checkpoint_dir(self.p_checkpoint), self.p_device)
+            model_state = self.session.model.cfg.action.state_dim
+            if model_state and model_state != len(self.p_state_names):
+                raise ValueError(f"the model reads {model_state} state values; state_joint_names has "
+                                 f"{len(self.p_state_names)}: {self.p_state_names}")
+        except Exception as e:  # noqa: BLE001 - any failure here is a failed configure, with the reason
+            self.get_logger().error(f"configure failed: {e}")
+            return TransitionCallbackReturn.FAILURE
+        self._reset_state()
+        self.watchdog = Watchdog(["image", "model"], self.p_timeout)
+        self.estop = EStopLatch(self.p_estop_hb)
+        if self.p_estop_hb <= 0:
+            self.estop.on_message(False, time.monotonic())
+        self.g_infer = MutuallyExclusiveCallbackGroup()
+        self.g_control = MutuallyExclusiveCallbackGroup()
+        t = self.t
+        self.pub_twist = self.create_lifecycle_publisher(TwistStamped, t["twist_cmd"], COMMAND_QOS)
+        self.pub_traj = self.create_lifecycle_publisher(JointTrajectory, t["joint_trajectory_cmd"], COMMAND_QOS)
+        self.pub_gripper = self.create_lifecycle_publisher(Float64, t["gripper_cmd"], COMMAND_QOS)
+        from vla_align_msgs.msg import ActionChunk
+
+        self.pub_chunk = self.create_lifecycle_publisher(ActionChunk, t["action_chunk"], 10)
+        self.pub_status = self.create_lifecycle_publisher(String, t["status"], 10)
+        self.subs = [
+            self.create_subscription(Image, t["image"], self._on_image, CAMERA_QOS, callback_group=self.g_infer),
+            self.create_subscription(String, t["instruction"], self._on_instruction, INSTRUCTION_QOS,
+                                     callback_group=self.g_infer),
+            self.create_subscription(JointState, t["joint_states"], self._on_joints, 10, callback_group=self.g_control),
+            self.create_subscription(Bool, t["estop"], self._on_estop, 10, callback_group=self.g_control),
+            self.create_subscription(Bool, t["estop_reset"], self._on_estop_reset, 10, callback_group=self.g_control),
+        ]
+        self.timers = [self.create_timer(1.0 / self.p_rate, self._control, callback_group=self.g_control),
+                       self.create_timer(1.0, self._publish_status, callback_group=self.g_control)]
+        self.get_logger().info(f"configured: {self.p_mode} commands at {self.p_rate} Hz on {self.session.device}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._moving or self._chunk is not None:
+            self._send_hold("deactivated")  # publishers are still active here: one hold, then silence
+        self._active = False
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._active:
+            self._send_hold("shutdown")
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _teardown(self) -> None:
+        for s in getattr(self, "subs", []):
+            self.destroy_subscription(s)
+        for tm in getattr(self, "timers", []):
+            self.destroy_timer(tm)
+        for name in ("pub_twist", "pub_traj", "pub_gripper", "pub_chunk", "pub_status"):
+            if hasattr(self, name):
+                self.destroy_publisher(getattr(self, name))
+                delattr(self, name)
+        self.subs, self.timers = [], []
+        if self.session is not None and self.session is not self._shared_session:
+            dev = self.session.device
+            self.session = None
+            if dev.type == "cuda":
+                import torch
+
+                torch.cuda.empty_cache()
+        self.session = None
+        self._active = False
+
+    # ---- inputs ---------------------------------------------------------------------------------
+    def _on_instruction(self, msg: String) -> None:
+        if self.session is None:
+            return
+        try:
+            enc = self.session.set_instruction(msg.data)
+        except InstructionError as e:
+            self._drop("instruction", str(e))
+            return
+        with self._lock:
+            self._chunk = None
+            self._prev_cmd = None
+        self.get_logger().info(f"instruction: {enc.text!r} ({len(enc.steps)} step(s))")
+
+    def _on_joints(self, msg: JointState) -> None:
+        names = list(msg.name)
+        if len(msg.position) != len(names):
+            self._drop("joint_states", f"{len(names)} names but {len(msg.position)} positions")
+            return
+        try:
+            idx = [names.index(n) for n in self.p_state_names]
+            arm_idx = [names.index(n) for n in self.p_joint_names]
+        except ValueError:
+            self._drop("joint_states", f"joint_states has {names}; expected {self.p_state_names}")
+            return
+        pos = np.asarray(msg.position, dtype=float)
+        if not np.all(np.isfinite(pos[idx])):
+            self._drop("joint_states", "non-finite joint positions")
+            return
+        self._state, self._arm_q = pos[idx].astype(np.float32), pos[arm_idx]
+        if self.session is not None:
+            self.session.latest_state = self._state
+
+    def _on_estop(self, msg: Bool) -> None:
+        was = self.estop.latched
+        self.estop.on_message(bool(msg.data), time.monotonic())
+        if self.estop.latched and not was:
+            self.get_logger().error(f"E-STOP: {self.estop.reason}; latched until a reset on {self.t['estop_reset']}")
+            if self._active:
+                self._send_hold("e-stop")
+
+    def _on_estop_reset(self, msg: Bool) -> None:
+        if msg.data and self.estop.reset(time.monotonic()):
+            self.get_logger().warning("e-stop reset")
+
+    def _on_image(self, msg: Image) -> None:
+        """Inference group: one forward per frame, the chunk stored for the control timer."""
+        if not self._active or self.session is None or self.session.instruction is None:
+            return
+        try:
+            img = image_to_array(msg)
+        except ImageError as e:
+            self._drop(f"image_{e.reason}", str(e))
+            return
+        now = time.monotonic()
+        self.watchdog.feed("image", now)
+        if img.shape[2] != 3:
+            self._drop("image_encoding", f"policy needs a colour image, got {msg.encoding}")
+            return
+        t0 = time.perf_counter()
+        try:
+            res = self.session.step(img, self._state, key=(msg.header.stamp.sec, msg.header.stamp.nanosec))
+        except Exception as e:  # noqa: BLE001 - a model failure must hold the arm, not kill the node
+            self._drop("inference_error", f"{type(e).__name__}: {e}")
+            self._send_hold("inference error")
+            return
+        self.inference_ms.append((time.perf_counter() - t0) * 1e3)
+        if not np.all(np.isfinite(res.actions)):
+            self.counters.counts["non_finite_chunk"] = self.counters.counts.get("non_finite_chunk", 0) + 1
+            self._send_hold("non-finite action chunk")
+            return
+        with self._lock:
+            self._chunk = (res.actions, now)
+        self.watchdog.feed("model", now)
+        self._publish_chunk(msg, res.actions)
+
+    def _publish_chunk(self, img: Image, actions: np.ndarray) -> None:
+        from vla_align_msgs.msg import ActionChunk
+
+        m = ActionChunk()
+        m.header = img.header
+        m.action_space = "ee_twist"
+        m.dimension_names = EE_TWIST_DIMS[: actions.shape[1]]
+        m.horizon = int(actions.shape[0])
+        m.time_step = float(1.0 / self.p_rate)
+        m.data = actions.astype(np.float32).reshape(-1).tolist()
+        self.pub_chunk.publish(m)
+
+    # ---- control --------------------------------------------------------------------------------
+    def _control(self) -> None:
+        """Control group, fixed rate: the chunk step for now, through the safety filter; one hold
+        when any input goes stale while the arm is moving, then silence."""
+        if not self._active:
+            return
+        now = time.monotonic()
+        if self.estop.check(now):
+            if self._moving:  # a silent e-stop publisher latched it: this is the one hold
+                self._send_hold(f"e-stop: {self.estop.reason}")
+            return
+        stale = self.watchdog.stale(now)
+        if self.session.instruction is None:
+            stale.append("instruction")
+        if self._arm_q is None:
+            stale.append("joint_states")
+        with self._lock:
+            chunk = self._chunk
+        k = 0
+        if chunk is not None:
+            age = now - chunk[1]
+            k = int(age * self.p_rate)
+            if age > self.p_image_age:
+                stale.append("image_age")
+            elif k >= chunk[0].shape[0]:
+                stale.append("chunk_exhausted")
+        elif "model" not in stale:
+            stale.append("model")
+        if stale:
+            if self._moving:
+                self._send_hold(f"stale: {', '.join(stale)}")
+            return
+        action = chunk[0][k]
+        self._command(action[:6], float(action[6]) if action.shape[0] > 6 else None)
+
+    def _command(self, twist: np.ndarray, gripper: float | None) -> None:
+        dt = 1.0 / self.p_rate
+        q = self._arm_q
+        ee = self.arm.ee_position(q)
+        r = filter_twist(twist, ee, self._prev_cmd, self.twist_limits, dt)
+        self.counters.add(r)
+        if r.outcome is Outcome.DROPPED:
+            self._send_hold(f"dropped command ({', '.join(r.reasons)})")
+            return
+        stamp = self.get_clock().now().to_msg()
+        if self.p_mode == "twist":
+            msg = TwistStamped()
+            msg.header.stamp, msg.header.frame_id = stamp, "panda_link0"
+            (msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z, msg.twist.angular.x, msg.twist.angular.y,
+             msg.twist.angular.z) = (float(v) for v in r.command)
+            self.pub_twist.publish(msg)
+        else:
+            target = self.arm.twist_to_joint_target(q, r.command, dt)
+            jr = filter_joint_target(target, q, None, self.joint_limits, dt)
+            self.counters.add(jr)
+            if jr.outcome is Outcome.DROPPED:
+                self._send_hold("dropped joint target")
+                return
+            self._publish_joint_target(jr.command, dt)
+        self._prev_cmd = r.command
+        self._moving = True
+        if gripper is not None:
+            g = filter_gripper(gripper, *self.p_gripper)
+            self.counters.add(g)
+            if g.command is not None:
+                self.pub_gripper.publish(Float64(data=float(g.command[0])))
+
+    def _publish_joint_target(self, q: np.ndarray, dt: float) -> None:
+        msg = JointTrajectory()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.joint_names = list(self.p_joint_names)
+        msg.points = [JointTrajectoryPoint(positions=[float(v) for v in q], time_from_start=duration_to_msg(dt))]
+        self.pub_traj.publish(msg)
+
+    def _send_hold(self, why: str) -> None:
+        """One hold: zero twist (servo) or the measured joint positions (trajectory)."""
+        if not hasattr(self, "pub_twist"):
+            return
+        self.counters.counts["holds"] = self.counters.counts.get("holds", 0) + 1
+        if self.p_mode == "twist":
+            msg = TwistStamped()
+            msg.header.stamp, msg.header.frame_id = self.get_clock().now().to_msg(), "panda_link0"
+            self.pub_twist.publish(msg)
+        elif self._arm_q is not None:
+            self._publish_joint_target(self._arm_q, 1.0 / self.p_rate)
+        self._prev_cmd = None
+        self._moving = False
+        self.get_logger().warning(f"hold: {why}", throttle_duration_sec=1.0)
+
+    def _publish_status(self) -> None:
+        now = time.monotonic()
+        lat = np.asarray(self.inference_ms[-200:]) if self.inference_ms else np.zeros(0)
+        self.pub_status.publish(String(data=json.dumps({
+            "active": self._active, "estop": self.estop.latched, "stale": self.watchdog.stale(now),
+            "safety": self.counters.counts, "drops": self.drops,
+            "inference_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
+            "inference_ms_p99": float(np.percentile(lat, 99)) if lat.size else None})))
+
+
+def _checkpoint_dir(path: str) -> str:
+    from pathlib import Path
+
+    p = Path(path)
+    return str(p / "checkpoint") if (p / "checkpoint").is_dir() else str(p)
+
+
+def autostart(node: LifecycleNode) -> None:
+    """configure + activate, as a lifecycle manager would; logs and leaves the node unconfigured
+    when configure fails."""
+    from lifecycle_msgs.msg import State
+
+    node.trigger_configure()
+    if node._state_machine.current_state[0] == State.PRIMARY_STATE_INACTIVE:  # noqa: SLF001
+        node.trigger_activate()
+
+
+def run(node_factory) -> int:
+    rclpy.init(args=sys.argv)
+    node = node_factory()
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    try:
+        if node.p_autostart:
+            autostart(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        try:
+            if node._active:  # noqa: SLF001
+                node._send_hold("shutdown")  # noqa: SLF001
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def main() -> int:
+    return run(PolicyNode)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
