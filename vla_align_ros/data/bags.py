@@ -18,6 +18,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..image_conv import ImageError, image_to_array
+
 
 class BagError(ValueError):
     """A recording that cannot be used, with what is wrong and what the bag contains."""
@@ -73,17 +75,17 @@ def _stamp(msg: Any) -> int:
 
 
 def _image_array(msg: Any) -> np.ndarray:
-    """rgb8/bgr8/mono8 Image -> (H, W, C) uint8, honouring a padded step."""
-    channels = {"rgb8": 3, "bgr8": 3, "mono8": 1}.get(msg.encoding)
-    if channels is None:
-        raise BagError(f"image encoding {msg.encoding!r} is not supported (rgb8, bgr8, mono8)")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, np.uint8)
-    if step < w * channels or data.size != step * h:
-        raise BagError(f"image step {step} / data {data.size} bytes inconsistent with {w}x{h} {msg.encoding}")
-    arr = data.reshape(h, step)[:, : w * channels].reshape(h, w, channels)
-    if msg.encoding == "bgr8":
-        arr = arr[..., ::-1]
+    """Image -> (H, W, C) array (RGB for colour encodings), honouring a padded step."""
+    try:
+        return image_to_array(msg)
+    except ImageError as e:
+        raise BagError(str(e)) from e
+
+
+def _colour_image(msg: Any) -> np.ndarray:
+    arr = _image_array(msg)
+    if arr.dtype != np.uint8 or arr.shape[2] != 3:
+        raise BagError(f"the camera topic must carry colour images (rgb8, bgr8, rgba8, bgra8), got {msg.encoding!r}")
     return arr
 
 
@@ -198,7 +200,7 @@ def _episodes_from_streams(bag: str, s: dict[str, list[tuple[int, Any]]], slop: 
             rows.append((t, m, j, c))
         if len(rows) < 2:
             continue
-        images = np.stack([_image_array(m) for _, m, _, _ in rows])
+        images = np.stack([_colour_image(m) for _, m, _, _ in rows])
         joints = np.stack([np.asarray(js[j][1].position, dtype=np.float32) for _, _, j, _ in rows])
         stamps = np.array([t for t, *_ in rows], dtype=np.int64)
         if twists:

@@ -71,6 +71,14 @@ class PerceptionNode(LifecycleNode):
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
+            return self._configure()
+        except Exception as e:  # noqa: BLE001 - any failure is a failed configure, with the reason logged
+            self.get_logger().error(f"configure failed: {type(e).__name__}: {e}")
+            self._teardown()
+            return TransitionCallbackReturn.FAILURE
+
+    def _configure(self) -> TransitionCallbackReturn:
+        try:
             if self._shared_session is not None:
                 self.session = self._shared_session
             else:
@@ -91,10 +99,10 @@ class PerceptionNode(LifecycleNode):
         self.pub_overlay = self.create_lifecycle_publisher(Image, t["overlay"], CAMERA_QOS)
         self.pub_progress = self.create_lifecycle_publisher(TaskProgress, t["progress"], 10)
         self.pub_status = self.create_lifecycle_publisher(String, t["status"], 10)
-        self.subs = [self.create_subscription(Image, t["image"], self._on_image, CAMERA_QOS, callback_group=self.group),
+        self._sub_list = [self.create_subscription(Image, t["image"], self._on_image, CAMERA_QOS, callback_group=self.group),
                      self.create_subscription(String, t["instruction"], self._on_instruction, INSTRUCTION_QOS,
                                               callback_group=self.group)]
-        self.timers = [self.create_timer(1.0, self._publish_status)]
+        self._timer_list = [self.create_timer(1.0, self._publish_status)]
         self.get_logger().info(f"configured on {self.session.device}")
         return TransitionCallbackReturn.SUCCESS
 
@@ -115,15 +123,15 @@ class PerceptionNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _teardown(self) -> None:
-        for s in getattr(self, "subs", []):
+        for s in getattr(self, "_sub_list", []):
             self.destroy_subscription(s)
-        for tm in getattr(self, "timers", []):
+        for tm in getattr(self, "_timer_list", []):
             self.destroy_timer(tm)
         for name in ("pub_grounding", "pub_mask", "pub_overlay", "pub_progress", "pub_status"):
             if hasattr(self, name):
                 self.destroy_publisher(getattr(self, name))
                 delattr(self, name)
-        self.subs, self.timers = [], []
+        self._sub_list, self._timer_list = [], []
         if self.session is not None and self.session is not self._shared_session and self.session.device.type == "cuda":
             import torch
 

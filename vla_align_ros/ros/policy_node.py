@@ -124,6 +124,14 @@ class PolicyNode(LifecycleNode):
     # ---- lifecycle ------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
+            return self._configure()
+        except Exception as e:  # noqa: BLE001 - any failure is a failed configure, with the reason logged
+            self.get_logger().error(f"configure failed: {type(e).__name__}: {e}")
+            self._teardown()
+            return TransitionCallbackReturn.FAILURE
+
+    def _configure(self) -> TransitionCallbackReturn:
+        try:
             if self.p_mode not in ("twist", "joint_trajectory"):
                 raise ValueError(f"command_mode={self.p_mode!r}: use 'twist' or 'joint_trajectory'")
             self.twist_limits = TwistLimits(self.p_max_lin, self.p_max_ang, self.p_lin_step, self.p_ang_step,
@@ -169,7 +177,7 @@ class PolicyNode(LifecycleNode):
 
         self.pub_chunk = self.create_lifecycle_publisher(ActionChunk, t["action_chunk"], 10)
         self.pub_status = self.create_lifecycle_publisher(String, t["status"], 10)
-        self.subs = [
+        self._sub_list = [
             self.create_subscription(Image, t["image"], self._on_image, CAMERA_QOS, callback_group=self.g_infer),
             self.create_subscription(String, t["instruction"], self._on_instruction, INSTRUCTION_QOS,
                                      callback_group=self.g_infer),
@@ -177,7 +185,7 @@ class PolicyNode(LifecycleNode):
             self.create_subscription(Bool, t["estop"], self._on_estop, 10, callback_group=self.g_control),
             self.create_subscription(Bool, t["estop_reset"], self._on_estop_reset, 10, callback_group=self.g_control),
         ]
-        self.timers = [self.create_timer(1.0 / self.p_rate, self._control, callback_group=self.g_control),
+        self._timer_list = [self.create_timer(1.0 / self.p_rate, self._control, callback_group=self.g_control),
                        self.create_timer(1.0, self._publish_status, callback_group=self.g_control)]
         self.get_logger().info(f"configured: {self.p_mode} commands at {self.p_rate} Hz on {self.session.device}")
         return TransitionCallbackReturn.SUCCESS
@@ -203,15 +211,15 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _teardown(self) -> None:
-        for s in getattr(self, "subs", []):
+        for s in getattr(self, "_sub_list", []):
             self.destroy_subscription(s)
-        for tm in getattr(self, "timers", []):
+        for tm in getattr(self, "_timer_list", []):
             self.destroy_timer(tm)
         for name in ("pub_twist", "pub_traj", "pub_gripper", "pub_chunk", "pub_status"):
             if hasattr(self, name):
                 self.destroy_publisher(getattr(self, name))
                 delattr(self, name)
-        self.subs, self.timers = [], []
+        self._sub_list, self._timer_list = [], []
         if self.session is not None and self.session is not self._shared_session:
             dev = self.session.device
             self.session = None
