@@ -51,9 +51,10 @@ def write_plots(out: Path, log: list[dict], samples: dict[str, BagSamples], fwd:
     for ax, (a, b) in zip(axes, PAIRS):
         sim = (f[a][pick] @ f[b][pick].T).numpy()
         im = ax.imshow(sim, cmap="viridis", vmin=-1, vmax=1)
-        ax.set_title(f"{a} x {b} ({main}, sorted by task)")
+        ax.set_title(f"{a} x {b}", fontsize=10)
         ax.set_xlabel(b)
         ax.set_ylabel(a)
+    fig.suptitle(f"cosine similarity, {len(pick)} {main} frames sorted by task")
     fig.colorbar(im, ax=axes, shrink=0.8)
     fig.savefig(out / "similarity_matrices.png", dpi=100)
     plt.close(fig)
