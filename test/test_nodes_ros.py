@@ -145,7 +145,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 
 def test_nodes_lifecycle_masks_commands_watchdog_and_estop(tiny_checkpoint):
-    env = ros_env(140)
+    env = ros_env(10)
     procs = {name: subprocess.Popen([str(VENV_BIN / name), "--ros-args", "-p", f"checkpoint:={tiny_checkpoint}",
                                      *(["-p", "image_max_age_s:=0.4", "-p", "command_timeout_s:=0.4"]
                                        if name == "policy_node" else [])],
@@ -184,7 +184,9 @@ def test_nodes_lifecycle_masks_commands_watchdog_and_estop(tiny_checkpoint):
     assert all(dt < 0.1 for dt, _ in after[:-1])  # at most what was already in flight
     assert r["resumed_after_reset"] >= 10
     # deactivate: one hold, then nothing; cleanup -> unconfigured; configure + activate work again
-    assert r["deactivate"] and r["after_deactivate"] == [[0.0] * 6]
+    after = r["after_deactivate"]
+    # commands sent before the node handled the request may still arrive; after the hold, nothing
+    assert r["deactivate"] and after[-1] == [0.0] * 6 and after.count([0.0] * 6) == 1, after
     assert r["cleanup"] and r["state_after_cleanup"] == "unconfigured"
     assert r["reconfigure"] and r["reactivate"] and r["twists_after_reactivate"] >= 10
     assert all(p.returncode == 0 for p in procs.values()), {k: v[-1500:] for k, v in logs.items()}

@@ -176,10 +176,14 @@ class TemporalGroundingHead(nn.Module):
         self.film = nn.Linear(dim, 2 * dim)
         self.time_in = nn.Sequential(nn.Linear(1, dim), nn.GELU(), nn.Linear(dim, dim))
         self.step_order = nn.Embedding(max_steps, dim)  # "the k-th step of the instruction"
+        # Start/end logits are a softmax over time: a shift shared by all frames changes nothing,
+        # so no biases here (their gradient would be exactly zero, and Adam would turn float
+        # noise into full-size random steps); a final norm keeps per-frame offsets meaningful.
         layer = nn.TransformerEncoderLayer(dim, num_heads, dim_feedforward=2 * dim, dropout=dropout, batch_first=True,
-                                           norm_first=True)
+                                           norm_first=True, bias=False)
         self.seq = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
-        self.start_end = nn.Linear(dim, 2)
+        self.seq_norm = nn.LayerNorm(dim, bias=False)
+        self.start_end = nn.Linear(dim, 2, bias=False)
 
     def step_state(self, obs: Tensor, steps: Tensor, step_mask: Tensor) -> StepState:
         """obs: (B, D), steps: (B, K, D), step_mask: (B, K) bool."""
@@ -199,7 +203,7 @@ class TemporalGroundingHead(nn.Module):
         frac = torch.arange(seq.shape[1], device=seq.device, dtype=seq.dtype)[None] / (n - 1)  # (B, T)
         gamma, beta = self.film(phrase).chunk(2, dim=-1)  # (B, D) each
         x = seq * (1 + gamma[:, None]) + beta[:, None] + self.time_in(frac[..., None])
-        x = self.seq(x, src_key_padding_mask=~seq_mask)
+        x = self.seq_norm(self.seq(x, src_key_padding_mask=~seq_mask))
         se = self.start_end(x)  # (B, T, 2)
         neg = torch.finfo(se.dtype).min
         start = se[..., 0].masked_fill(~seq_mask, neg)

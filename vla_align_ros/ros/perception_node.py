@@ -16,14 +16,15 @@ from typing import Any
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import String
 
 from ..image_conv import ImageError, array_to_image_fields, image_to_array
 from ..text_input import InstructionError
 from .params import describe
-from .policy_node import _checkpoint_dir, run
+from .model_node import ModelLifecycleNode
+from .policy_node import run
 from .qos import CAMERA_QOS, INSTRUCTION_QOS
 
 OVERLAY_COLOUR = np.array([255, 0, 255], dtype=np.float32)
@@ -47,49 +48,21 @@ def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
 
 
-class PerceptionNode(LifecycleNode):
+class PerceptionNode(ModelLifecycleNode):
+    PUBLISHERS = ("pub_grounding", "pub_mask", "pub_overlay", "pub_progress", "pub_status")
+
     def __init__(self, session: Any = None, name: str = "perception_node") -> None:
-        super().__init__(name)
+        super().__init__(name, session)
         p = self.declare_parameter
-        self.p_checkpoint = p("checkpoint", "", describe("trained run folder or its checkpoint/ folder")).value
-        self.p_device = p("device", "cpu", describe("torch device: cpu, cuda, cuda:N or auto")).value
         self.p_overlay = p("publish_overlay", True, describe("publish the image with the mask drawn on it")).value
-        self.p_autostart = p("autostart", False, describe("configure and activate on start")).value
         self.t = {k: p(f"topics.{k}", v, describe(f"topic: {k}")).value for k, v in {
             "image": "/camera/image_raw", "instruction": "/instruction", "grounding": "~/grounding",
             "mask": "~/mask", "overlay": "~/overlay", "progress": "~/progress", "status": "~/status"}.items()}
-        self._shared_session = session
-        self.session: Any = None
-        self._active = False
         self.frames = 0
-        self.drops: dict[str, int] = {}
         self.latency_ms: list[float] = []
 
-    def _drop(self, reason: str, message: str) -> None:
-        self.drops[reason] = self.drops.get(reason, 0) + 1
-        self.get_logger().warning(f"dropped ({reason}, #{self.drops[reason]}): {message}", throttle_duration_sec=2.0)
-
-    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        try:
-            return self._configure()
-        except Exception as e:  # noqa: BLE001 - any failure is a failed configure, with the reason logged
-            self.get_logger().error(f"configure failed: {type(e).__name__}: {e}")
-            self._teardown()
-            return TransitionCallbackReturn.FAILURE
-
     def _configure(self) -> TransitionCallbackReturn:
-        try:
-            if self._shared_session is not None:
-                self.session = self._shared_session
-            else:
-                if not self.p_checkpoint:
-                    raise ValueError("parameter 'checkpoint' is empty: give a trained run folder")
-                from ..inference import InferenceSession
-
-                self.session = InferenceSession(_checkpoint_dir(self.p_checkpoint), self.p_device)
-        except Exception as e:  # noqa: BLE001 - a failed configure, with the reason
-            self.get_logger().error(f"configure failed: {e}")
-            return TransitionCallbackReturn.FAILURE
+        self._load_session()
         from vla_align_msgs.msg import GroundingResult, TaskProgress
 
         t = self.t
@@ -99,46 +72,13 @@ class PerceptionNode(LifecycleNode):
         self.pub_overlay = self.create_lifecycle_publisher(Image, t["overlay"], CAMERA_QOS)
         self.pub_progress = self.create_lifecycle_publisher(TaskProgress, t["progress"], 10)
         self.pub_status = self.create_lifecycle_publisher(String, t["status"], 10)
-        self._sub_list = [self.create_subscription(Image, t["image"], self._on_image, CAMERA_QOS, callback_group=self.group),
-                     self.create_subscription(String, t["instruction"], self._on_instruction, INSTRUCTION_QOS,
-                                              callback_group=self.group)]
+        self._sub_list = [
+            self.create_subscription(Image, t["image"], self._on_image, CAMERA_QOS, callback_group=self.group),
+            self.create_subscription(String, t["instruction"], self._on_instruction, INSTRUCTION_QOS,
+                                     callback_group=self.group)]
         self._timer_list = [self.create_timer(1.0, self._publish_status)]
         self.get_logger().info(f"configured on {self.session.device}")
         return TransitionCallbackReturn.SUCCESS
-
-    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._active = True
-        return super().on_activate(state)
-
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._active = False
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._teardown()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._teardown()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _teardown(self) -> None:
-        for s in getattr(self, "_sub_list", []):
-            self.destroy_subscription(s)
-        for tm in getattr(self, "_timer_list", []):
-            self.destroy_timer(tm)
-        for name in ("pub_grounding", "pub_mask", "pub_overlay", "pub_progress", "pub_status"):
-            if hasattr(self, name):
-                self.destroy_publisher(getattr(self, name))
-                delattr(self, name)
-        self._sub_list, self._timer_list = [], []
-        if self.session is not None and self.session is not self._shared_session and self.session.device.type == "cuda":
-            import torch
-
-            self.session = None
-            torch.cuda.empty_cache()
-        self.session = None
-        self._active = False
 
     def _on_instruction(self, msg: String) -> None:
         if self.session is None:

@@ -24,7 +24,7 @@ import rclpy
 from geometry_msgs.msg import TwistStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64, String
@@ -34,6 +34,7 @@ from ..control import EStopLatch, SafetyCounters, TwistLimits, Watchdog, filter_
 from ..control.safety import JointLimits, Outcome
 from ..image_conv import ImageError, image_to_array
 from ..text_input import InstructionError
+from .model_node import ModelLifecycleNode
 from .params import describe
 from .qos import CAMERA_QOS, INSTRUCTION_QOS
 
@@ -50,12 +51,12 @@ def duration_to_msg(seconds: float) -> Any:
     return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
-class PolicyNode(LifecycleNode):
+class PolicyNode(ModelLifecycleNode):
+    PUBLISHERS = ("pub_twist", "pub_traj", "pub_gripper", "pub_chunk", "pub_status")
+
     def __init__(self, session: Any = None, name: str = "policy_node") -> None:
-        super().__init__(name)
+        super().__init__(name, session)
         p = self.declare_parameter
-        self.p_checkpoint = p("checkpoint", "", describe("trained run folder or its checkpoint/ folder")).value
-        self.p_device = p("device", "cpu", describe("torch device: cpu, cuda, cuda:N or auto")).value
         self.p_mode = p("command_mode", "twist", describe("'twist' (TwistStamped to a Cartesian servo) or "
                                                           "'joint_trajectory' (joint_trajectory_controller)")).value
         self.p_rate = p("control_rate_hz", 20.0, describe("rate commands are sent at", lo=1.0, hi=500.0)).value
@@ -75,16 +76,12 @@ class PolicyNode(LifecycleNode):
         self.p_joint_names = list(p("joint_names", ARM_JOINTS, describe("arm joints the model commands, in order")).value)
         self.p_state_names = list(p("state_joint_names", ARM_JOINTS + FINGERS,
                                     describe("joint_states entries the model reads as its state, in order")).value)
-        self.p_autostart = p("autostart", False, describe("configure and activate on start")).value
         self.t = {k: p(f"topics.{k}", v, describe(f"topic: {k}")).value for k, v in {
             "image": "/camera/image_raw", "instruction": "/instruction", "joint_states": "/joint_states",
             "twist_cmd": "/servo_node/delta_twist_cmds", "joint_trajectory_cmd": "/joint_trajectory_controller/joint_trajectory",
             "gripper_cmd": "/gripper/command", "action_chunk": "~/action_chunk", "estop": "/estop",
             "estop_reset": "/estop_reset", "status": "~/status"}.items()}
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._shared_session = session
-        self.session: Any = None
-        self._active = False
         self._lock = threading.Lock()
         self._reset_state()
 
@@ -97,12 +94,8 @@ class PolicyNode(LifecycleNode):
         self._prev_cmd: np.ndarray | None = None
         self._moving = False  # the last thing sent was a motion command (so a hold is owed on stale input)
         self.counters = SafetyCounters()
-        self.drops: dict[str, int] = {}
+        self.drops = {}
         self.inference_ms: list[float] = []
-
-    def _drop(self, reason: str, message: str) -> None:
-        self.drops[reason] = self.drops.get(reason, 0) + 1
-        self.get_logger().warning(f"dropped ({reason}, #{self.drops[reason]}): {message}", throttle_duration_sec=2.0)
 
     def _on_set_parameters(self, params) -> Any:
         from rcl_interfaces.msg import SetParametersResult
@@ -122,46 +115,28 @@ class PolicyNode(LifecycleNode):
     watchdog: Watchdog | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
-    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        try:
-            return self._configure()
-        except Exception as e:  # noqa: BLE001 - any failure is a failed configure, with the reason logged
-            self.get_logger().error(f"configure failed: {type(e).__name__}: {e}")
-            self._teardown()
-            return TransitionCallbackReturn.FAILURE
-
     def _configure(self) -> TransitionCallbackReturn:
-        try:
-            if self.p_mode not in ("twist", "joint_trajectory"):
-                raise ValueError(f"command_mode={self.p_mode!r}: use 'twist' or 'joint_trajectory'")
-            self.twist_limits = TwistLimits(self.p_max_lin, self.p_max_ang, self.p_lin_step, self.p_ang_step,
-                                            tuple(self.p_ws_low), tuple(self.p_ws_high))
-            if len(self.p_gripper) != 2 or not self.p_gripper[0] < self.p_gripper[1]:
-                raise ValueError(f"gripper_range={self.p_gripper}: need [low, high] with low < high")
-            from ..control.arm_model import PandaArm
+        # Validation first: nothing is created when a parameter is wrong.
+        if self.p_mode not in ("twist", "joint_trajectory"):
+            raise ValueError(f"command_mode={self.p_mode!r}: use 'twist' or 'joint_trajectory'")
+        self.twist_limits = TwistLimits(self.p_max_lin, self.p_max_ang, self.p_lin_step, self.p_ang_step,
+                                        tuple(self.p_ws_low), tuple(self.p_ws_high))
+        if len(self.p_gripper) != 2 or not self.p_gripper[0] < self.p_gripper[1]:
+            raise ValueError(f"gripper_range={self.p_gripper}: need [low, high] with low < high")
+        from ..control.arm_model import PandaArm
 
-            self.arm = PandaArm()
-            if len(self.p_joint_names) != len(self.arm.lower):
-                raise ValueError(f"joint_names has {len(self.p_joint_names)} joints {self.p_joint_names}; "
-                                 f"the arm model has {len(self.arm.lower)}")
-            dt = 1.0 / self.p_rate
-            self.joint_limits = JointLimits(self.p_joint_names, self.arm.lower.tolist(), self.arm.upper.tolist(),
-                                            [2.0] * len(self.p_joint_names), max_step=2.0 * dt)
-            if self._shared_session is not None:
-                self.session = self._shared_session
-            else:
-                if not self.p_checkpoint:
-                    raise ValueError("parameter 'checkpoint' is empty: give a trained run folder")
-                from ..inference import InferenceSession
-
-                self.session = InferenceSession(_checkpoint_dir(self.p_checkpoint), self.p_device)
-            model_state = self.session.model.cfg.action.state_dim
-            if model_state and model_state != len(self.p_state_names):
-                raise ValueError(f"the model reads {model_state} state values; state_joint_names has "
-                                 f"{len(self.p_state_names)}: {self.p_state_names}")
-        except Exception as e:  # noqa: BLE001 - any failure here is a failed configure, with the reason
-            self.get_logger().error(f"configure failed: {e}")
-            return TransitionCallbackReturn.FAILURE
+        self.arm = PandaArm()
+        if len(self.p_joint_names) != len(self.arm.lower):
+            raise ValueError(f"joint_names has {len(self.p_joint_names)} joints {self.p_joint_names}; "
+                             f"the arm model has {len(self.arm.lower)}")
+        dt = 1.0 / self.p_rate
+        self.joint_limits = JointLimits(self.p_joint_names, self.arm.lower.tolist(), self.arm.upper.tolist(),
+                                        [2.0] * len(self.p_joint_names), max_step=2.0 * dt)
+        self._load_session()
+        model_state = self.session.model.cfg.action.state_dim
+        if model_state and model_state != len(self.p_state_names):
+            raise ValueError(f"the model reads {model_state} state values; state_joint_names has "
+                             f"{len(self.p_state_names)}: {self.p_state_names}")
         self._reset_state()
         self.watchdog = Watchdog(["image", "model"], self.p_timeout)
         self.estop = EStopLatch(self.p_estop_hb)
@@ -186,49 +161,13 @@ class PolicyNode(LifecycleNode):
             self.create_subscription(Bool, t["estop_reset"], self._on_estop_reset, 10, callback_group=self.g_control),
         ]
         self._timer_list = [self.create_timer(1.0 / self.p_rate, self._control, callback_group=self.g_control),
-                       self.create_timer(1.0, self._publish_status, callback_group=self.g_control)]
+                            self.create_timer(1.0, self._publish_status, callback_group=self.g_control)]
         self.get_logger().info(f"configured: {self.p_mode} commands at {self.p_rate} Hz on {self.session.device}")
         return TransitionCallbackReturn.SUCCESS
 
-    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._active = True
-        return super().on_activate(state)
-
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def _before_stop(self, why: str) -> None:
         if self._moving or self._chunk is not None:
-            self._send_hold("deactivated")  # publishers are still active here: one hold, then silence
-        self._active = False
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._teardown()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self._active:
-            self._send_hold("shutdown")
-        self._teardown()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _teardown(self) -> None:
-        for s in getattr(self, "_sub_list", []):
-            self.destroy_subscription(s)
-        for tm in getattr(self, "_timer_list", []):
-            self.destroy_timer(tm)
-        for name in ("pub_twist", "pub_traj", "pub_gripper", "pub_chunk", "pub_status"):
-            if hasattr(self, name):
-                self.destroy_publisher(getattr(self, name))
-                delattr(self, name)
-        self._sub_list, self._timer_list = [], []
-        if self.session is not None and self.session is not self._shared_session:
-            dev = self.session.device
-            self.session = None
-            if dev.type == "cuda":
-                import torch
-
-                torch.cuda.empty_cache()
-        self.session = None
-        self._active = False
+            self._send_hold(why)  # publishers are still active here: one hold, then silence
 
     # ---- inputs ---------------------------------------------------------------------------------
     def _on_instruction(self, msg: String) -> None:
@@ -268,8 +207,9 @@ class PolicyNode(LifecycleNode):
         self.estop.on_message(bool(msg.data), time.monotonic())
         if self.estop.latched and not was:
             self.get_logger().error(f"E-STOP: {self.estop.reason}; latched until a reset on {self.t['estop_reset']}")
-            if self._active:
-                self._send_hold("e-stop")
+            with self._state_lock:
+                if self._active:
+                    self._send_hold("e-stop")
 
     def _on_estop_reset(self, msg: Bool) -> None:
         if msg.data and self.estop.reset(time.monotonic()):
@@ -322,6 +262,10 @@ class PolicyNode(LifecycleNode):
     def _control(self) -> None:
         """Control group, fixed rate: the chunk step for now, through the safety filter; one hold
         when any input goes stale while the arm is moving, then silence."""
+        with self._state_lock:
+            self._control_locked()
+
+    def _control_locked(self) -> None:
         if not self._active:
             return
         now = time.monotonic()
@@ -417,13 +361,6 @@ class PolicyNode(LifecycleNode):
             "inference_ms_p99": float(np.percentile(lat, 99)) if lat.size else None})))
 
 
-def _checkpoint_dir(path: str) -> str:
-    from pathlib import Path
-
-    p = Path(path)
-    return str(p / "checkpoint") if (p / "checkpoint").is_dir() else str(p)
-
-
 def autostart(node: LifecycleNode) -> None:
     """configure + activate, as a lifecycle manager would; logs and leaves the node unconfigured
     when configure fails."""
@@ -448,7 +385,7 @@ def run(node_factory) -> int:
     finally:
         try:
             if node._active:  # noqa: SLF001
-                node._send_hold("shutdown")  # noqa: SLF001
+                node._before_stop("shutdown")  # noqa: SLF001 - the policy's one hold before it goes
         except Exception:  # noqa: BLE001 - best effort on the way out
             pass
         executor.shutdown()

@@ -1,0 +1,109 @@
+"""What perception_node and policy_node share: a lifecycle node that loads the trained model on
+configure (or uses one shared in-process), frees it on cleanup, publishes nothing while inactive,
+and counts every drop with a throttled warning."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+
+from .params import describe
+
+
+def checkpoint_dir(path: str) -> str:
+    """A run folder or its ``checkpoint/`` folder -> the checkpoint folder."""
+    p = Path(path)
+    return str(p / "checkpoint") if (p / "checkpoint").is_dir() else str(p)
+
+
+class ModelLifecycleNode(LifecycleNode):
+    PUBLISHERS: tuple[str, ...] = ()  # attribute names of the lifecycle publishers, destroyed on cleanup
+
+    def __init__(self, name: str, session: Any = None) -> None:
+        super().__init__(name)
+        p = self.declare_parameter
+        self.p_checkpoint = p("checkpoint", "", describe("trained run folder or its checkpoint/ folder")).value
+        self.p_device = p("device", "cpu", describe("torch device: cpu, cuda, cuda:N or auto")).value
+        self.p_autostart = p("autostart", False, describe("configure and activate on start")).value
+        self._shared_session = session
+        self.session: Any = None
+        self._active = False
+        # Held while commands go out and while the node stops: nothing is published after the
+        # last hold of a deactivate (the control timer runs in another thread).
+        self._state_lock = threading.RLock()
+        self._sub_list: list = []
+        self._timer_list: list = []
+        self.drops: dict[str, int] = {}
+
+    def _drop(self, reason: str, message: str) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+        self.get_logger().warning(f"dropped ({reason}, #{self.drops[reason]}): {message}", throttle_duration_sec=2.0)
+
+    def _load_session(self) -> None:
+        if self._shared_session is not None:
+            self.session = self._shared_session
+            return
+        if not self.p_checkpoint:
+            raise ValueError("parameter 'checkpoint' is empty: give a trained run folder")
+        from ..inference import InferenceSession
+
+        self.session = InferenceSession(checkpoint_dir(self.p_checkpoint), self.p_device)
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+    def _configure(self) -> TransitionCallbackReturn:
+        raise NotImplementedError
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            return self._configure()
+        except Exception as e:  # noqa: BLE001 - any failure is a failed configure, with the reason logged
+            self.get_logger().error(f"configure failed: {type(e).__name__}: {e}")
+            self._teardown()
+            return TransitionCallbackReturn.FAILURE
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = True
+        return super().on_activate(state)
+
+    def _before_stop(self, why: str) -> None:
+        """Called while the publishers are still active, before deactivate or shutdown."""
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._state_lock:
+            self._before_stop("deactivated")
+            self._active = False
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._state_lock:
+            if self._active:
+                self._before_stop("shutdown")
+            self._active = False
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _teardown(self) -> None:
+        for s in self._sub_list:
+            self.destroy_subscription(s)
+        for tm in self._timer_list:
+            self.destroy_timer(tm)
+        for name in self.PUBLISHERS:
+            if hasattr(self, name):
+                self.destroy_publisher(getattr(self, name))
+                delattr(self, name)
+        self._sub_list, self._timer_list = [], []
+        owned = self.session is not None and self.session is not self._shared_session
+        on_cuda = owned and self.session.device.type == "cuda"
+        self.session = None  # the last reference to an owned model: its memory is freed
+        if on_cuda:
+            import torch
+
+            torch.cuda.empty_cache()
+        self._active = False
