@@ -128,8 +128,10 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
             state.update(task=None, success=False, frames=[], collect=(i == 0))
             reset.publish(Int32(data=ep_seed))
             t0 = time.monotonic()
-            while state["task"] is None or state["task"].get("instruction") is None or \
-                    (time.monotonic() - t0 < 0.5):  # the reset's latched task and success=False arrive first
+            while state["task"] is None or (time.monotonic() - t0 < 0.5):  # the reset's task and success=False first
+                if time.monotonic() - t0 > 30.0:
+                    raise RuntimeError(f"sim_node published no task 30 s after reset {ep_seed}")
+                procs.check()
                 rclpy.spin_once(node, timeout_sec=0.05)
             state["success"] = False
             t0 = time.monotonic()

@@ -114,8 +114,8 @@ def make_batch(samples: BagSamples, idx: Tensor, tokens: TokenTable, max_steps: 
     b = len(idx)
     valid = torch.tensor([[j < len(s) for j in range(k)] for s in steps])
     to = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-    return Batch(images=to(samples.images[idx]), input_ids=to(ids), attention_mask=to(attn), ids=to(samples.ids[idx]), motion_ids=to(samples.motion_ids[idx]),
-                 actions=to(samples.actions[idx].float()), state=to(samples.state[idx].float()),
+    return Batch(images=to(samples.images[idx]), input_ids=to(ids), attention_mask=to(attn), ids=to(samples.ids[idx]),
+                 motion_ids=to(samples.motion_ids[idx]), actions=to(samples.actions[idx].float()), state=to(samples.state[idx].float()),
                  masks=to(samples.masks[idx]), has_mask=to(samples.has_mask[idx]),
                  step_ids=to(s_ids.view(b, k, -1)), step_attn=to(s_attn.view(b, k, -1)), step_valid=to(valid),
                  step_index=to(samples.step_index[idx].clamp(max=max_steps - 1)), progress=to(samples.progress[idx]))
