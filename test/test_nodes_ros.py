@@ -191,3 +191,21 @@ def test_nodes_lifecycle_masks_commands_watchdog_and_estop(tiny_checkpoint):
     assert r["reconfigure"] and r["reactivate"] and r["twists_after_reactivate"] >= 10
     assert all(p.returncode == 0 for p in procs.values()), {k: v[-1500:] for k, v in logs.items()}
     assert "E-STOP" in logs["policy_node"]
+
+
+def test_closed_loop_driver_runs_the_three_nodes_and_keeps_score(tiny_checkpoint, tmp_path, monkeypatch):
+    """sim_node, perception_node and policy_node as processes over DDS: the driver resets an
+    episode, the instruction goes out, the policy's commands reach the simulated arm, the outcome
+    is recorded and every process exits 0. (The random tiny model is not expected to succeed.)"""
+    from vla_align_ros.ros.closed_loop import run_closed_loop
+
+    for k, v in ros_env(15).items():
+        monkeypatch.setenv(k, v)
+    summary = run_closed_loop(tiny_checkpoint, tmp_path / "loop", episodes=1, seed=7, timeout_s=6.0, progress=False)
+    assert summary["all"]["episodes"] == 1 and summary["all"]["success_rate"] == 0.0
+    assert summary["exit_codes"] == {"sim_node": 0, "perception_node": 0, "policy_node": 0}
+    report = json.loads((tmp_path / "loop" / "closed_loop.json").read_text())
+    assert report["episodes"][0]["seed"] == 7 and report["episodes"][0]["instruction"]
+    assert (tmp_path / "loop" / "episode_strip.png").stat().st_size > 10_000  # overlay frames came back
+    policy_log = (tmp_path / "loop" / "logs" / "policy_node.log").read_text()
+    assert "instruction: " in policy_log and "configured: twist" in policy_log
