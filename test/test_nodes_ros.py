@@ -116,6 +116,20 @@ out["after_estop"] = [(t[0] - t_stop, t[1]) for t in got["twists"]]
 got["twists"].clear(); reset_pub.publish(Bool(data=True)); spin(1.0)
 out["resumed_after_reset"] = len(got["twists"])
 
+# limits change at run time, validated: a slower speed applies, an absurd one is refused
+from rcl_interfaces.srv import SetParameters
+from rcl_interfaces.msg import Parameter as P, ParameterValue, ParameterType
+def set_param(name, value):
+    req = SetParameters.Request(parameters=[P(name=name, value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))])
+    return call("policy_node", SetParameters, "set_parameters", req).results[0]
+out["set_slow"] = set_param("max_linear_speed", 0.05).successful
+bad = set_param("max_linear_speed", 5.0)
+out["set_absurd"], out["set_absurd_reason"] = bad.successful, bad.reason
+got["twists"].clear(); t_set = time.monotonic(); spin(1.0)
+# the rate limit brings the speed down over a few cycles, then it stays under the new limit
+late = [math.hypot(*t[1][:3]) for t in got["twists"] if t[0] - t_set > 0.3]
+out["max_speed_after_change"] = max(late) if late else None
+
 # deactivate mid-motion: one hold, then no publishing; cleanup; configure + activate again
 got["twists"].clear()
 out["deactivate"] = transition("policy_node", Transition.TRANSITION_DEACTIVATE)
@@ -183,6 +197,9 @@ def test_nodes_lifecycle_masks_commands_watchdog_and_estop(tiny_checkpoint):
     assert len(zeros) == 1 and after[-1] == zeros[0] and zeros[0][0] < 0.2, after
     assert all(dt < 0.1 for dt, _ in after[:-1])  # at most what was already in flight
     assert r["resumed_after_reset"] >= 10
+    # parameters: validated on change and applied from the next cycle
+    assert r["set_slow"] and not r["set_absurd"] and "max_linear_speed" in r["set_absurd_reason"]
+    assert r["max_speed_after_change"] is not None and r["max_speed_after_change"] <= 0.05 + 1e-6
     # deactivate: one hold, then nothing; cleanup -> unconfigured; configure + activate work again
     after = r["after_deactivate"]
     # commands sent before the node handled the request may still arrive; after the hold, nothing

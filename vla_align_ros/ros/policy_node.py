@@ -98,18 +98,27 @@ class PolicyNode(ModelLifecycleNode):
         self.inference_ms: list[float] = []
 
     def _on_set_parameters(self, params) -> Any:
+        """Run-time changes: timeouts and speed limits. Out of range or inconsistent values are
+        refused with the reason; accepted ones apply from the next control cycle."""
         from rcl_interfaces.msg import SetParametersResult
 
-        for prm in params:
-            if prm.name in ("image_max_age_s", "command_timeout_s") and not (0.01 <= prm.value <= 10.0):
-                return SetParametersResult(successful=False, reason=f"{prm.name} must be in [0.01, 10]")
-        for prm in params:
-            if prm.name == "image_max_age_s":
-                self.p_image_age = prm.value
-            elif prm.name == "command_timeout_s":
-                self.p_timeout = prm.value
-                if self.watchdog is not None:
-                    self.watchdog.timeout_s = prm.value
+        ranges = {"image_max_age_s": (0.01, 10.0), "command_timeout_s": (0.01, 10.0),
+                  "max_linear_speed": (0.001, 2.0), "max_angular_speed": (0.001, 6.0)}
+        new = {prm.name: prm.value for prm in params if prm.name in ranges}
+        for name, value in new.items():
+            lo, hi = ranges[name]
+            if not isinstance(value, (int, float)) or not lo <= float(value) <= hi:
+                return SetParametersResult(successful=False, reason=f"{name}={value!r} must be in [{lo}, {hi}]")
+        self.p_image_age = float(new.get("image_max_age_s", self.p_image_age))
+        self.p_timeout = float(new.get("command_timeout_s", self.p_timeout))
+        self.p_max_lin = float(new.get("max_linear_speed", self.p_max_lin))
+        self.p_max_ang = float(new.get("max_angular_speed", self.p_max_ang))
+        if self.watchdog is not None:
+            self.watchdog.timeout_s = self.p_timeout
+        if getattr(self, "twist_limits", None) is not None:
+            with self._state_lock:
+                self.twist_limits = TwistLimits(self.p_max_lin, self.p_max_ang, self.p_lin_step, self.p_ang_step,
+                                                tuple(self.p_ws_low), tuple(self.p_ws_high))
         return SetParametersResult(successful=True)
 
     watchdog: Watchdog | None = None
