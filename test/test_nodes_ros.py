@@ -237,3 +237,45 @@ def test_closed_loop_driver_runs_the_three_nodes_and_keeps_score(tiny_checkpoint
     assert (tmp_path / "loop" / "episode_strip.png").stat().st_size > 10_000  # overlay frames came back
     policy_log = (tmp_path / "loop" / "logs" / "policy_node.log").read_text()
     assert "instruction: " in policy_log and "configured: twist" in policy_log
+
+
+JOINT_PROBE = r"""
+import json, sys, time, rclpy
+from rclpy.node import Node
+from lifecycle_msgs.srv import ChangeState
+from lifecycle_msgs.msg import Transition
+from sensor_msgs.msg import JointState
+rclpy.init()
+n = Node("joint_probe")
+pub = n.create_publisher(JointState, "/joint_states", 10)
+names = {"wrong": ["elbow", "wrist"], "right": [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1", "panda_finger_joint2"]}
+cli = n.create_client(ChangeState, "/policy_node/change_state")
+assert cli.wait_for_service(timeout_sec=30)
+out = {}
+for case in ("wrong", "right"):
+    fut = cli.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
+    end = time.monotonic() + 60
+    while not fut.done() and time.monotonic() < end:
+        pub.publish(JointState(name=names[case], position=[0.0] * len(names[case])))
+        rclpy.spin_once(n, timeout_sec=0.05)
+    out[case] = bool(fut.result().success)
+print("RESULT " + json.dumps(out), flush=True)
+n.destroy_node(); rclpy.shutdown()
+"""
+
+
+def test_configure_fails_when_joint_states_do_not_name_the_configured_joints(tiny_checkpoint):
+    env = ros_env(12)
+    node = subprocess.Popen([str(VENV_BIN / "policy_node"), "--ros-args", "-p", f"checkpoint:={tiny_checkpoint}",
+                             "-p", "joint_states_wait_s:=5.0"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        probe = subprocess.run([sys.executable, "-c", JOINT_PROBE], env=env, capture_output=True, text=True, timeout=180)
+    finally:
+        node.send_signal(2)
+        log = node.communicate(timeout=30)[0]
+    lines = [l for l in probe.stdout.splitlines() if l.startswith("RESULT ")]
+    assert lines, probe.stdout[-2000:] + probe.stderr[-2000:] + log[-2000:]
+    assert json.loads(lines[-1][len("RESULT "):]) == {"wrong": False, "right": True}
+    assert "configure failed" in log and "joint_states has no" in log and "panda_joint1" in log and "elbow" in log
+    assert node.returncode == 0

@@ -76,6 +76,10 @@ class PolicyNode(ModelLifecycleNode):
         self.p_joint_names = list(p("joint_names", ARM_JOINTS, describe("arm joints the model commands, in order")).value)
         self.p_state_names = list(p("state_joint_names", ARM_JOINTS + FINGERS,
                                     describe("joint_states entries the model reads as its state, in order")).value)
+        self.p_js_wait = p("joint_states_wait_s", 0.0, describe("configure waits this long for one joint_states "
+                                                               "message and fails if its names do not match "
+                                                               "(0 = do not wait; mismatches are then counted drops)",
+                                                               lo=0.0, hi=60.0)).value
         self.t = {k: p(f"topics.{k}", v, describe(f"topic: {k}")).value for k, v in {
             "image": "/camera/image_raw", "instruction": "/instruction", "joint_states": "/joint_states",
             "twist_cmd": "/servo_node/delta_twist_cmds", "joint_trajectory_cmd": "/joint_trajectory_controller/joint_trajectory",
@@ -141,6 +145,8 @@ class PolicyNode(ModelLifecycleNode):
         dt = 1.0 / self.p_rate
         self.joint_limits = JointLimits(self.p_joint_names, self.arm.lower.tolist(), self.arm.upper.tolist(),
                                         [2.0] * len(self.p_joint_names), max_step=2.0 * dt)
+        if self.p_js_wait > 0:
+            self._check_joint_states(self.p_js_wait)
         self._load_session()
         model_state = self.session.model.cfg.action.state_dim
         if model_state and model_state != len(self.p_state_names):
@@ -173,6 +179,21 @@ class PolicyNode(ModelLifecycleNode):
                             self.create_timer(1.0, self._publish_status, callback_group=self.g_control)]
         self.get_logger().info(f"configured: {self.p_mode} commands at {self.p_rate} Hz on {self.session.device}")
         return TransitionCallbackReturn.SUCCESS
+
+    def _check_joint_states(self, wait_s: float) -> None:
+        """One joint_states message must arrive, name every configured joint and carry a position
+        for each name; otherwise configure fails with what is missing."""
+        from rclpy.wait_for_message import wait_for_message
+
+        ok, msg = wait_for_message(JointState, self, self.t["joint_states"], time_to_wait=wait_s)
+        if not ok:
+            raise ValueError(f"no joint_states on {self.t['joint_states']} within {wait_s} s")
+        names = list(msg.name)
+        missing = [n for n in self.p_state_names + self.p_joint_names if n not in names]
+        if missing:
+            raise ValueError(f"joint_states has no {sorted(set(missing))}; it names {names}")
+        if len(msg.position) != len(names):
+            raise ValueError(f"joint_states names {len(names)} joints but carries {len(msg.position)} positions")
 
     def _before_stop(self, why: str) -> None:
         if self._moving or self._chunk is not None:
