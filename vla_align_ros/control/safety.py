@@ -90,14 +90,22 @@ class JointLimits:
 
     def check_joint_names(self, received: Iterable[str]) -> list[int]:
         """Index of each limited joint in a received ``joint_states.name`` list; a ValueError
-        that names what is missing or extra when they do not match."""
+        that names what is missing or repeated when they do not match."""
         got = list(received)
-        missing = [n for n in self.names if n not in got]
-        if missing:
-            raise ValueError(f"joint_states has no {missing}; it has {got}; configured joints are {self.names}")
+        idx = joint_indices(self.names, got)
         if len(set(got)) != len(got):
             raise ValueError(f"joint_states names repeat: {got}")
-        return [got.index(n) for n in self.names]
+        return idx
+
+
+def joint_indices(wanted: Sequence[str], received: Sequence[str]) -> list[int]:
+    """Index of each wanted joint in a received ``joint_states.name`` list; a ValueError naming
+    the missing joints and what was received when any is absent."""
+    got = list(received)
+    missing = [n for n in dict.fromkeys(wanted) if n not in got]
+    if missing:
+        raise ValueError(f"joint_states has no {missing}; it has {got}; configured joints are {list(wanted)}")
+    return [got.index(n) for n in wanted]
 
 
 def _clamp_norm(v: np.ndarray, limit: float) -> tuple[np.ndarray, bool]:

@@ -36,6 +36,14 @@ class BagSamples:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def episode_frames(self) -> dict[int, Tensor]:
+        """{episode: indices of its frames in time order}."""
+        out = {}
+        for e in self.episode.unique().tolist():
+            sel = (self.episode == e).nonzero().flatten()
+            out[e] = sel[self.time_in_episode[sel].argsort()]
+        return out
+
     def subset(self, idx: Tensor) -> "BagSamples":
         sel = idx.tolist()
         return BagSamples(self.images[idx], [self.texts[i] for i in sel], self.ids[idx], self.motion_ids[idx],

@@ -31,7 +31,7 @@ from std_msgs.msg import Bool, Float64, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ..control import EStopLatch, SafetyCounters, TwistLimits, Watchdog, filter_gripper, filter_joint_target, filter_twist
-from ..control.safety import JointLimits, Outcome
+from ..control.safety import JointLimits, Outcome, joint_indices
 from ..image_conv import ImageError, image_to_array
 from ..text_input import InstructionError
 from .model_node import ModelLifecycleNode
@@ -91,7 +91,6 @@ class PolicyNode(ModelLifecycleNode):
 
     # ---- state ----------------------------------------------------------------------------------
     def _reset_state(self) -> None:
-        self._image: tuple[np.ndarray, float] | None = None  # (array, arrival monotonic)
         self._state: np.ndarray | None = None
         self._arm_q: np.ndarray | None = None
         self._chunk: tuple[np.ndarray, float] | None = None  # ((H, A), monotonic of its image)
@@ -189,9 +188,7 @@ class PolicyNode(ModelLifecycleNode):
         if not ok:
             raise ValueError(f"no joint_states on {self.t['joint_states']} within {wait_s} s")
         names = list(msg.name)
-        missing = [n for n in self.p_state_names + self.p_joint_names if n not in names]
-        if missing:
-            raise ValueError(f"joint_states has no {sorted(set(missing))}; it names {names}")
+        joint_indices(self.p_state_names + self.p_joint_names, names)
         if len(msg.position) != len(names):
             raise ValueError(f"joint_states names {len(names)} joints but carries {len(msg.position)} positions")
 
@@ -219,10 +216,10 @@ class PolicyNode(ModelLifecycleNode):
             self._drop("joint_states", f"{len(names)} names but {len(msg.position)} positions")
             return
         try:
-            idx = [names.index(n) for n in self.p_state_names]
-            arm_idx = [names.index(n) for n in self.p_joint_names]
-        except ValueError:
-            self._drop("joint_states", f"joint_states has {names}; expected {self.p_state_names}")
+            idx = joint_indices(self.p_state_names, names)
+            arm_idx = joint_indices(self.p_joint_names, names)
+        except ValueError as e:
+            self._drop("joint_states", str(e))
             return
         pos = np.asarray(msg.position, dtype=float)
         if not np.all(np.isfinite(pos[idx])):

@@ -60,9 +60,7 @@ def decode_steps(s: BagSamples, step_logits: torch.Tensor) -> torch.Tensor:
     """Active step of every frame: per episode, the best sequence that never goes back
     (``decode_monotonic_steps``) over the frames in time order. -> (N,) long."""
     out = step_logits.argmax(1)
-    for e in s.episode.unique().tolist():
-        sel = (s.episode == e).nonzero().flatten()
-        sel = sel[s.time_in_episode[sel].argsort()]
+    for sel in s.episode_frames().values():
         out[sel] = decode_monotonic_steps(step_logits[sel])
     return out
 
@@ -93,12 +91,10 @@ def _segment_ious(model: TrimodalModel, s: BagSamples, f: dict[str, Any], tokens
     where it happens (``localize_steps`` + ``decode_segment``), IoU in time with the truth.
     -> (IoUs, {episode: (K, 2) predicted [start, end] seconds})."""
     ious, segments = [], {}
-    for e in s.episode.unique().tolist():
-        sel = (s.episode == e).nonzero().flatten()
+    for e, sel in s.episode_frames().items():
         steps = s.step_texts[int(sel[0])][:max_steps]
         if len(steps) < 2 or len(sel) < 2:
             continue
-        sel = sel[s.time_in_episode[sel].argsort()]
         t = s.time_in_episode[sel]
         seq = model.frame_features(f["vision"][sel], model.normalize_state(s.state[sel].float()))[None]  # (1, T, D)
         ids, attn = tokens(steps)

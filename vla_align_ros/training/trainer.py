@@ -123,12 +123,8 @@ def make_batch(samples: BagSamples, idx: Tensor, tokens: TokenTable, max_steps: 
 
 def multi_step_episodes(samples: BagSamples) -> list[Tensor]:
     """Frame indices (in time order) of each episode whose instruction has more than one step."""
-    out = []
-    for e in samples.episode.unique().tolist():
-        sel = (samples.episode == e).nonzero().flatten()
-        if len(samples.step_texts[int(sel[0])]) > 1 and len(sel) > 1:
-            out.append(sel[samples.time_in_episode[sel].argsort()])
-    return out
+    return [sel for sel in samples.episode_frames().values()
+            if len(samples.step_texts[int(sel[0])]) > 1 and len(sel) > 1]
 
 
 def make_sequence_batch(samples: BagSamples, motions: list[Tensor], tokens: TokenTable, count: int, length: int,
