@@ -19,7 +19,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 MSG_SRCS := $(wildcard msg/*.msg) vla_align_msgs/CMakeLists.txt vla_align_msgs/package.xml
 PKG_SRCS := $(shell find vla_align_ros -name '*.py') setup.py setup.cfg package.xml \
-            $(wildcard config/*.yaml config/*/*.yaml launch/*.py) resource/vla_align_ros
+            $(wildcard config/*.yaml config/*/*.yaml config/*/*.xml launch/*.py) resource/vla_align_ros
 
 .PHONY: venv msgs install test demo clean
 venv: $(VENV)/.deps

@@ -19,6 +19,7 @@ setup(
         (f"share/{PACKAGE}/config/sim", glob("config/sim/*.yaml")),
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
         (f"share/{PACKAGE}/config/nodes", glob("config/nodes/*.yaml")),
+        (f"share/{PACKAGE}/config/dds", glob("config/dds/*.xml")),
     ],
     install_requires=["setuptools"],
     zip_safe=False,

@@ -8,7 +8,7 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -16,6 +16,8 @@ from launch_ros.actions import Node
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory("vla_align_ros")
     args = [
+        DeclareLaunchArgument("dds_profile", default_value=os.path.join(share, "config", "dds", "fastdds_localhost.xml"),
+                              description="Fast DDS profile: shared memory for images, UDP on loopback only"),
         DeclareLaunchArgument("checkpoint", description="trained run folder (vla-align train --out)"),
         DeclareLaunchArgument("device", default_value="cpu", description="torch device: cpu, cuda, cuda:N or auto"),
         DeclareLaunchArgument("seed", default_value="5000", description="seed of the first simulated episode"),
@@ -34,4 +36,5 @@ def generate_launch_description() -> LaunchDescription:
                       parameters=[LaunchConfiguration("perception_params"), common])
     policy = Node(package="vla_align_ros", executable="policy_node", name="policy_node", output="screen",
                   parameters=[LaunchConfiguration("policy_params"), common])
-    return LaunchDescription(args + [sim, perception, policy])
+    dds = SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile"))
+    return LaunchDescription(args + [dds, sim, perception, policy])

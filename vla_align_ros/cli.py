@@ -8,21 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-
-def _package_config(rel: str) -> Path:
-    """A file under config/: the installed share directory first, then the source tree."""
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        try:
-            p = Path(get_package_share_directory("vla_align_ros")) / "config" / rel
-            if p.exists():
-                return p
-        except (PackageNotFoundError, OSError, ValueError):
-            pass
-    except ImportError:
-        pass
-    return Path(__file__).resolve().parent.parent / "config" / rel
+from .paths import dds_env, package_config
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -30,7 +16,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return _closed_loop_demo(args)
     from .demo_synthetic import run_synthetic_demo
 
-    cfg = Path(args.config) if args.config else _package_config("model/tiny.yaml")
+    cfg = Path(args.config) if args.config else package_config("model/tiny.yaml")
     report = run_synthetic_demo(cfg, Path(args.out), steps=args.steps, seed=args.seed or 0, progress=not args.quiet)
     ho = report["held_out"]
     print(f"\nheld-out compositions {report['held_out_compositions']} "
@@ -43,7 +29,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _closed_loop_demo(args: argparse.Namespace) -> int:
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.update(dds_env())  # this process and the nodes it starts: this host only, shared memory
     from .ros.closed_loop import run_closed_loop
 
     seed = 5000 if args.seed is None else args.seed
@@ -119,7 +105,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .data.bags import BagError
     from .training.trainer import TrainConfig, train
 
-    cfg_path = Path(args.config) if args.config else _package_config("train/sim_tiny.yaml")
+    cfg_path = Path(args.config) if args.config else package_config("train/sim_tiny.yaml")
     cfg = TrainConfig.from_yaml(cfg_path)
     if args.steps:
         cfg.steps = args.steps

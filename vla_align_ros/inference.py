@@ -7,7 +7,9 @@ phrase's object, the active step and its progress, and an action chunk in robot 
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +68,12 @@ class InferenceSession:
         self._last: tuple[object, FrameResult] | None = None  # (frame key, result) shared by the nodes
         self.latest_state: np.ndarray | None = None  # robot state used when a caller passes none
         self.lock = threading.Lock()  # perception and policy may call from different threads
+        # CUDA: bf16 autocast, and frames copied through one pinned host buffer per shape so the
+        # upload is asynchronous; the only synchronisation is reading the results back.
+        self.amp = self.device.type == "cuda"
+        self._pinned: dict[tuple[int, ...], torch.Tensor] = {}
+        self.profile = False  # True: synchronise between stages so last_timing splits them exactly
+        self.last_timing: dict[str, float] = {}  # ms of the last model call: encode, heads
 
     @property
     def horizon(self) -> int:
@@ -115,29 +123,50 @@ class InferenceSession:
                 self._last = ((key, text), res)
             return res
 
+    def _upload(self, image: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 -> (1, H, W, 3) on the device (through a pinned buffer on CUDA)."""
+        host = torch.from_numpy(np.ascontiguousarray(image))
+        if self.device.type != "cuda":
+            return host[None]
+        buf = self._pinned.get(tuple(host.shape))
+        if buf is None:
+            buf = self._pinned[tuple(host.shape)] = torch.empty(host.shape, dtype=torch.uint8).pin_memory()
+        buf.copy_(host)
+        return buf[None].to(self.device, non_blocking=True)
+
+    def _mark(self) -> float:
+        if self.profile and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
     @torch.no_grad()
     def _step(self, image: np.ndarray, state: np.ndarray | None) -> FrameResult:
         if self._instruction is None:
             raise RuntimeError("no instruction yet: call set_instruction first")
         m, enc = self.model, self._instruction
         h, w = image.shape[:2]
-        img = torch.from_numpy(np.ascontiguousarray(image))[None].to(self.device, non_blocking=True)  # (1, H, W, 3)
-        vis = m.encode_image(img)
-        g = m.ground(vis, enc.tokens, (h, w))
-        emb_v = m.proj_vision(vis.pooled)  # (1, D)
-        k = enc.step_emb.shape[1]
-        st = m.temporal.step_state(emb_v, enc.step_emb, torch.ones(1, k, dtype=torch.bool, device=self.device))
-        probs = st.step_logits.softmax(-1)[0]
-        # Online form of the monotonic decoding used offline: the step only moves forward.
-        step = max(int(probs.argmax()), self._last_step)
-        self._last_step = step
-        s = None
-        if state is not None and m.cfg.action.state_dim > 0:
-            s = m.normalize_state(torch.as_tensor(np.asarray(state, dtype=np.float32), device=self.device)[None])
-        chunk = m.denormalize_actions(m.act(vis, enc.tokens, s))[0]  # (H, A)
-        logits = g.mask_logits[0]
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+        t0 = self._mark()
+        with amp:
+            vis = m.encode_image(self._upload(image))
+            t1 = self._mark()
+            g = m.ground(vis, enc.tokens, (h, w))
+            emb_v = m.proj_vision(vis.pooled)  # (1, D)
+            k = enc.step_emb.shape[1]
+            st = m.temporal.step_state(emb_v, enc.step_emb, torch.ones(1, k, dtype=torch.bool, device=self.device))
+            s = None
+            if state is not None and m.cfg.action.state_dim > 0:
+                s = m.normalize_state(torch.as_tensor(np.asarray(state, dtype=np.float32), device=self.device)[None])
+            chunk = m.denormalize_actions(m.act(vis, enc.tokens, s).float())[0]  # (H, A)
+        probs = st.step_logits.float().softmax(-1)[0]
+        logits = g.mask_logits[0].float()
         peak = int(logits.flatten().argmax())
-        return FrameResult(mask=(logits > 0).cpu().numpy(), mask_logits=logits.float().cpu().numpy(),
-                           score=float(g.score[0]), peak=(peak // w, peak % w), step_index=step,
-                           step_probs=probs.float().cpu().numpy(), progress=float(st.progress[0]),
-                           actions=chunk.float().cpu().numpy())
+        # The one synchronisation: results to the host for publishing.
+        res_probs, res_logits, res_chunk = probs.cpu().numpy(), logits.cpu().numpy(), chunk.cpu().numpy()
+        self.last_timing = {"encode_ms": (t1 - t0) * 1e3, "heads_ms": (time.perf_counter() - t1) * 1e3}
+        # Online form of the monotonic decoding used offline: the step only moves forward.
+        step = max(int(res_probs.argmax()), self._last_step)
+        self._last_step = step
+        return FrameResult(mask=res_logits > 0, mask_logits=res_logits, score=float(g.score[0]),
+                           peak=(peak // w, peak % w), step_index=step, step_probs=res_probs,
+                           progress=float(st.progress[0]), actions=res_chunk)

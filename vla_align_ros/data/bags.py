@@ -11,7 +11,6 @@ from gripper close -> open events.
 from __future__ import annotations
 
 import json
-from bisect import bisect_left
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -69,11 +68,6 @@ class Episode:
         return len(self.stamps)
 
 
-def _stamp(msg: Any) -> int:
-    """Header stamp in integer nanoseconds (floats would blur equal stamps)."""
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-
-
 def _image_array(msg: Any) -> np.ndarray:
     """Image -> (H, W, C) array (RGB for colour encodings), honouring a padded step."""
     try:
@@ -89,49 +83,73 @@ def _colour_image(msg: Any) -> np.ndarray:
     return arr
 
 
-def _nearest(stamps: list[int], t: int, slop: int) -> int | None:
-    if not stamps:
-        return None
-    i = bisect_left(stamps, t)
-    best = min((j for j in (i - 1, i) if 0 <= j < len(stamps)), key=lambda j: abs(stamps[j] - t))
-    return best if abs(stamps[best] - t) <= slop else None
+class FrameStore:
+    """Decoded frames of one topic in one preallocated (N, H, W[, C]) array, filled while the bag
+    is read, so each message's buffer is released at once and the pixels are written once.
+    Episodes take views of it (a slice when their frames are contiguous, which is the rule)."""
+
+    def __init__(self, topic: str, capacity: int, convert: Any) -> None:
+        self.topic, self.capacity, self.convert = topic, max(capacity, 1), convert
+        self.arr: np.ndarray | None = None
+        self.n = 0
+
+    def add(self, msg: Any) -> int:
+        a = self.convert(msg)
+        if self.arr is None:
+            self.arr = np.empty((self.capacity, *a.shape), dtype=a.dtype)
+        elif a.shape != self.arr.shape[1:] or a.dtype != self.arr.dtype:
+            raise BagError(f"{self.topic}: frame {self.n} is {a.shape} {a.dtype}, earlier frames "
+                           f"{self.arr.shape[1:]} {self.arr.dtype}; one size per topic and bag")
+        if self.n == self.arr.shape[0]:  # more messages than the metadata announced
+            self.arr = np.concatenate([self.arr, np.empty_like(self.arr)])
+        self.arr[self.n] = a
+        self.n += 1
+        return self.n - 1
+
+    def take(self, slots: np.ndarray) -> np.ndarray:
+        """Frames ``slots`` (int array): a view when they are consecutive, else a copy."""
+        assert self.arr is not None
+        if len(slots) and np.all(np.diff(slots) == 1):
+            return self.arr[int(slots[0]) : int(slots[-1]) + 1]
+        return self.arr[slots]
 
 
-def describe_bag(path: Path) -> str:
-    """One line per topic: name, type, message count (for error messages)."""
-    from rosbags.highlevel import AnyReader
+def nearest_index(stamps: np.ndarray, query: np.ndarray, slop: int) -> np.ndarray:
+    """For each query stamp the index of the nearest of the sorted ``stamps`` (the earlier one on
+    a tie), or -1 when none lies within ``slop``. stamps: (N,) int64; query: (Q,) -> (Q,) int64."""
+    if stamps.size == 0:
+        return np.full(query.shape, -1, dtype=np.int64)
+    i = np.searchsorted(stamps, query, side="left")
+    lo = np.clip(i - 1, 0, stamps.size - 1)
+    hi = np.clip(i, 0, stamps.size - 1)
+    d_lo, d_hi = np.abs(stamps[lo] - query), np.abs(stamps[hi] - query)
+    best = np.where(d_lo <= d_hi, lo, hi)
+    return np.where(np.minimum(d_lo, d_hi) <= slop, best, -1)
 
-    try:
-        with AnyReader([path]) as reader:
-            return "; ".join(f"{c.topic} [{c.msgtype}] x{c.msgcount}" for c in reader.connections) or "no topics"
-    except Exception as e:  # noqa: BLE001
-        return f"unreadable ({e})"
+
+def _last_at_or_before(stamps: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Index of the last stamp <= each query (0 when none): the value in force at that time."""
+    return np.maximum(np.searchsorted(stamps, query, side="right") - 1, 0)
 
 
-def _open_check(path: Path, topics: BagTopics) -> None:
-    from rosbags.highlevel import AnyReader
-
+def _check_path(path: Path) -> None:
     if not path.exists():
         raise BagError(f"{path}: no such bag")
     if path.is_dir() and not (path / "metadata.yaml").is_file():
         files = sorted(p.name for p in path.iterdir())
         raise BagError(f"{path}: no metadata.yaml, so this is not a complete rosbag2 recording (files: {files}); "
                        f"a recorder that was killed can leave one behind, `ros2 bag reindex` rebuilds it")
-    try:
-        with AnyReader([path]) as reader:
-            present = {c.topic: c for c in reader.connections}
-            for key in BagTopics.REQUIRED:
-                name = getattr(topics, key)
-                if name not in present:
-                    raise BagError(f"{path}: required topic {name} ({key}) is missing; the bag contains: "
-                                   f"{describe_bag(path)}")
-                if present[name].msgcount == 0:
-                    raise BagError(f"{path}: required topic {name} ({key}) has no messages; the bag contains: "
-                                   f"{describe_bag(path)}")
-    except BagError:
-        raise
-    except Exception as e:  # noqa: BLE001 - rosbags raises several types for broken files
-        raise BagError(f"{path}: cannot read the bag ({type(e).__name__}: {e}); it may be truncated") from e
+
+
+def _check_topics(path: Path, reader: Any, topics: BagTopics) -> None:
+    present = {c.topic: c for c in reader.connections}
+    listing = "; ".join(f"{c.topic} [{c.msgtype}] x{c.msgcount}" for c in reader.connections) or "no topics"
+    for key in BagTopics.REQUIRED:
+        name = getattr(topics, key)
+        if name not in present:
+            raise BagError(f"{path}: required topic {name} ({key}) is missing; the bag contains: {listing}")
+        if present[name].msgcount == 0:
+            raise BagError(f"{path}: required topic {name} ({key}) has no messages; the bag contains: {listing}")
 
 
 def read_episodes(paths: Sequence[str | Path], topics: BagTopics | None = None, slop: float = 0.02,
@@ -142,20 +160,40 @@ def read_episodes(paths: Sequence[str | Path], topics: BagTopics | None = None, 
     topics = topics or BagTopics()
     stats = SyncStats()
     episodes: list[Episode] = []
+    wanted = {getattr(topics, k): k for k in vars(BagTopics()) if isinstance(getattr(topics, k), str)}
     for p in map(Path, paths):
-        _open_check(p, topics)
+        _check_path(p)
         streams: dict[str, list[tuple[int, Any]]] = {}
-        wanted = {getattr(topics, k): k for k in vars(BagTopics()) if isinstance(getattr(topics, k), str)}
         try:
-            with AnyReader([p]) as reader:
-                conns = [c for c in reader.connections if c.topic in wanted]
-                for conn, log_ns, raw in reader.messages(connections=conns):
-                    key = wanted[conn.topic]
-                    msg = reader.deserialize(raw, conn.msgtype)
-                    t = _stamp(msg) if hasattr(msg, "header") else int(log_ns)
-                    streams.setdefault(key, []).append((t, msg))
+            reader_cm = AnyReader([p])
+            reader = reader_cm.__enter__()
+        except Exception as e:  # noqa: BLE001 - rosbags raises several types for broken files
+            raise BagError(f"{p}: cannot read the bag ({type(e).__name__}: {e}); it may be truncated") from e
+        try:
+            _check_topics(p, reader, topics)
+            conns = [c for c in reader.connections if c.topic in wanted]
+            key_of = {c.id: wanted[c.topic] for c in conns}
+            for key in key_of.values():
+                streams.setdefault(key, [])
+            counts = {key: sum(c.msgcount for c in conns if wanted[c.topic] == key) for key in ("image", "segmentation")}
+            stores = {"image": FrameStore(topics.image, counts["image"], _colour_image),
+                      "segmentation": FrameStore(topics.segmentation, counts["segmentation"],
+                                                 lambda m: _image_array(m)[..., 0])}
+            for conn, log_ns, raw in reader.messages(connections=conns):
+                msg = reader.deserialize(raw, conn.msgtype)
+                header = getattr(msg, "header", None)
+                t = int(log_ns) if header is None else header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+                key = key_of[conn.id]
+                store = stores.get(key)
+                streams[key].append((t, msg if store is None else store.add(msg)))
+        except BagError:
+            raise
         except Exception as e:  # noqa: BLE001
             raise BagError(f"{p}: reading failed part-way ({type(e).__name__}: {e}); the bag may be truncated") from e
+        finally:
+            reader_cm.__exit__(None, None, None)
+        streams = {k: v for k, v in streams.items() if v}
+        streams["_stores"] = stores  # type: ignore[assignment]
         episodes.extend(_episodes_from_streams(str(p), streams, int(round(slop * 1e9)), stats))
     stats.episodes = len(episodes)
     if not episodes:
@@ -165,81 +203,85 @@ def read_episodes(paths: Sequence[str | Path], topics: BagTopics | None = None, 
 
 def _episodes_from_streams(bag: str, s: dict[str, list[tuple[int, Any]]], slop: int,
                            stats: SyncStats) -> list[Episode]:
+    """Vectorised synchronisation: every stream becomes sorted stamp and value arrays once; each
+    frame then finds its partners with ``nearest_index``."""
+    stores: dict[str, FrameStore] = s.pop("_stores", {})  # type: ignore[assignment]
     for v in s.values():
         v.sort(key=lambda x: x[0])
+
+    def stamps(key: str) -> np.ndarray:
+        return np.fromiter((t for t, _ in s.get(key, [])), dtype=np.int64)
+
     instr = s.get("instruction", [])
+    img_t = stamps("image")
+    img_slot = np.fromiter((slot for _, slot in s["image"]), dtype=np.int64)
     js = s.get("joint_states", [])
-    js_t = [t for t, _ in js]
-    twists = s.get("twist_cmd", [])
-    tw_t = [t for t, _ in twists]
-    grips = s.get("gripper_cmd", [])
-    seg = s.get("segmentation", [])
-    seg_t = [t for t, _ in seg]
+    js_t = stamps("joint_states")
+    twists, tw_t = s.get("twist_cmd", []), stamps("twist_cmd")
+    tw_v = np.array([(m.twist.linear.x, m.twist.linear.y, m.twist.linear.z, m.twist.angular.x, m.twist.angular.y,
+                      m.twist.angular.z) for _, m in twists], dtype=np.float64).reshape(-1, 6)
+    grips, grip_t = s.get("gripper_cmd", []), stamps("gripper_cmd")
+    grip_v = np.array([m.data for _, m in grips], dtype=np.float64)
+    seg, seg_t = s.get("segmentation", []), stamps("segmentation")
+    seg_slot = np.fromiter((slot for _, slot in seg), dtype=np.int64)
     tasks = s.get("task", [])
-    phases = s.get("phase", [])
+    phases, ph_t = s.get("phase", []), stamps("phase")
     out: list[Episode] = []
     for k, (t0, imsg) in enumerate(instr):
-        t1 = instr[k + 1][0] if k + 1 < len(instr) else 2**63
+        t1 = instr[k + 1][0] if k + 1 < len(instr) else 2**63 - 1
         task = next((json.loads(m.data) for t, m in tasks if abs(t - t0) <= slop), None)
-        frames = [(t, m) for t, m in s["image"] if t0 <= t < t1]
+        a, b = np.searchsorted(img_t, [t0, t1], side="left")
         if k == 0:
-            stats.dropped_before_instruction += sum(1 for t, _ in s["image"] if t < t0)
-        episode_cmds = [t for t in tw_t if t0 <= t < t1]
-        last_cmd = episode_cmds[-1] if episode_cmds else -1
-        rows = []
-        for t, m in frames:
-            stats.frames += 1
-            j = _nearest(js_t, t, slop)
-            if j is None:
-                stats.dropped_no_joint_state += 1
-                continue
-            c = _nearest(tw_t, t, slop) if twists else None
-            if twists and c is None and t < last_cmd:  # a gap in the commands mid-episode
-                stats.dropped_no_command += 1
-                continue
-            rows.append((t, m, j, c))
+            stats.dropped_before_instruction += int(a)
+        t = img_t[a:b]
+        stats.frames += len(t)
+        j = nearest_index(js_t, t, slop)
+        keep = j >= 0
+        stats.dropped_no_joint_state += int((~keep).sum())
+        c = np.full(len(t), -1, dtype=np.int64)
+        if twists:
+            c0, c1 = np.searchsorted(tw_t, [t0, t1], side="left")
+            last_cmd = tw_t[c1 - 1] if c1 > c0 else -1
+            c = nearest_index(tw_t, t, slop)
+            gap = keep & (c < 0) & (t < last_cmd)  # a gap in the commands mid-episode
+            stats.dropped_no_command += int(gap.sum())
+            keep &= ~gap
+        rows = np.flatnonzero(keep)
         if len(rows) < 2:
             continue
-        images = np.stack([_colour_image(m) for _, m, _, _ in rows])
-        joints = np.stack([np.asarray(js[j][1].position, dtype=np.float32) for _, _, j, _ in rows])
-        stamps = np.array([t for t, *_ in rows], dtype=np.int64)
+        t, j, c = t[rows], j[rows], c[rows]
+        images = stores["image"].take(img_slot[a + rows])
+        joints = np.stack([np.asarray(js[i][1].position, dtype=np.float32) for i in j])
         if twists:
-            grip_t = [t for t, _ in grips]
-            acts = []
-            for t, _, _, c in rows:
-                if c is None:  # final frame after the last command: the arm is told to stand still
-                    lin = ang = np.zeros(3)
-                else:
-                    tw = twists[c][1].twist
-                    lin = np.array([tw.linear.x, tw.linear.y, tw.linear.z])
-                    ang = np.array([tw.angular.x, tw.angular.y, tw.angular.z])
-                g = grips[max(bisect_left(grip_t, t + 1) - 1, 0)][1].data if grips else 0.0
-                acts.append(np.r_[lin, ang, g])
-            actions = np.asarray(acts, dtype=np.float32)
+            # The final frame after the last command has none: the arm is told to stand still.
+            lin_ang = np.where((c >= 0)[:, None], tw_v[np.maximum(c, 0)], 0.0)  # (T, 6)
+            g = grip_v[_last_at_or_before(grip_t, t)] if grips else np.zeros(len(t))
+            actions = np.concatenate([lin_ang, g[:, None]], axis=1).astype(np.float32)
             space = "ee_twist_gripper"
         else:
             actions = np.diff(joints, axis=0, append=joints[-1:]).astype(np.float32)
             space = "joint_delta"
         labels = None
         if seg:
-            idx = [_nearest(seg_t, t, slop) for t in stamps]
-            if all(i is not None for i in idx):
-                labels = np.stack([_image_array(seg[i][1])[..., 0] for i in idx])
+            idx = nearest_index(seg_t, t, slop)
+            if (idx >= 0).all():
+                labels = stores["segmentation"].take(seg_slot[idx])
         steps = list(task["steps"]) if task else [imsg.data]
-        step_index = _step_labels(stamps, [(t, m) for t, m in phases if t0 <= t < t1], actions, space, len(steps))
-        out.append(Episode(bag=bag, instruction=imsg.data, task=task, stamps=stamps, images=images, joints=joints,
-                           actions=actions, action_space=space, labels=labels, step_index=step_index, steps=steps))
+        p0, p1 = np.searchsorted(ph_t, [t0, t1], side="left")
+        step_index = _step_labels(t, ph_t[p0:p1], [m for _, m in phases[p0:p1]], actions, space, len(steps))
+        out.append(Episode(bag=bag, instruction=imsg.data, task=task, stamps=t.astype(np.int64), images=images,
+                           joints=joints, actions=actions, action_space=space, labels=labels, step_index=step_index,
+                           steps=steps))
     return out
 
 
-def _step_labels(stamps: np.ndarray, phases: list[tuple[int, Any]], actions: np.ndarray, space: str,
+def _step_labels(stamps: np.ndarray, phase_t: np.ndarray, phases: list[Any], actions: np.ndarray, space: str,
                  n_steps: int) -> np.ndarray:
     """Active step per frame: from phase markers ({"step_index": k}) when present, otherwise a
     new step begins after each gripper release (close -> open) in the commands."""
     if phases:
-        times = [t for t, _ in phases]
-        idx = [json.loads(m.data).get("step_index", 0) for _, m in phases]
-        return np.array([idx[max(bisect_left(times, int(t) + 1) - 1, 0)] for t in stamps], dtype=np.int64)
+        idx = np.array([json.loads(m.data).get("step_index", 0) for m in phases], dtype=np.int64)
+        return idx[_last_at_or_before(phase_t, stamps)]
     if space != "ee_twist_gripper" or n_steps <= 1:
         return np.zeros(len(stamps), dtype=np.int64)
     grip = actions[:, -1]

@@ -108,18 +108,21 @@ def siglip_loss(
 
 class _ChunkedSiglip(torch.autograd.Function):
     """SigLIP loss evaluated over column chunks of width c; saves only the inputs and
-    recomputes each (N, c) block in backward, so peak memory is O(N * c), not O(N * M)."""
+    recomputes each (N, c) block in backward, so peak memory is O(N * c), not O(N * M).
+
+    Per block l = t x.y + b, with P the positives: the loss is sum softplus(l) - sum_P l (as
+    -log sigmoid(z l) = softplus(l) - [z = +1] l), and its gradient d/dl = sigmoid(l) - [P].
+    Both are computed in place, so a block costs about two (N, c) buffers."""
 
     @staticmethod
     def forward(ctx, x, y, logit_scale, bias, row_ids, col_ids, chunk: int):  # type: ignore[override]
         scale = logit_scale.exp()
         total = x.new_zeros((), dtype=torch.float32 if x.dtype != torch.float64 else torch.float64)
         for j0 in range(0, y.shape[0], chunk):
-            yc = y[j0 : j0 + chunk]  # (c, D)
-            logits = scale * (x @ yc.T) + bias  # (N, c)
-            z = (row_ids[:, None] == col_ids[None, j0 : j0 + chunk]).to(logits.dtype) * 2 - 1
-            total = total + (-F.logsigmoid(z * logits)).sum().to(total.dtype)
-            del logits, z
+            logits = (x @ y[j0 : j0 + chunk].T).mul_(scale).add_(bias)  # (N, c)
+            pos = row_ids[:, None] == col_ids[None, j0 : j0 + chunk]  # (N, c) bool
+            total = total + F.softplus(logits).sum(dtype=total.dtype) - logits[pos].sum(dtype=total.dtype)
+            del logits, pos
         ctx.save_for_backward(x, y, logit_scale, bias, row_ids, col_ids)
         ctx.chunk = chunk
         return total / x.shape[0]
@@ -137,14 +140,14 @@ class _ChunkedSiglip(torch.autograd.Function):
         for j0 in range(0, y.shape[0], ctx.chunk):
             yc = y[j0 : j0 + ctx.chunk]  # (c, D)
             sim = x @ yc.T  # (N, c)
-            z = (row_ids[:, None] == col_ids[None, j0 : j0 + ctx.chunk]).to(sim.dtype) * 2 - 1
-            # d/dl [-log sigmoid(z l)] = -z * sigmoid(-z l)
-            g = (-z * torch.sigmoid(-z * (scale * sim + bias))) * w  # (N, c)
+            pos = row_ids[:, None] == col_ids[None, j0 : j0 + ctx.chunk]  # (N, c) bool
+            g = sim.mul(scale).add_(bias).sigmoid_()  # (N, c)
+            g.sub_(pos.view(torch.uint8)).mul_(w)  # dL/dl (the mask is cast inside the kernel, no copy)
             gx += scale * (g @ yc)
             gy[j0 : j0 + ctx.chunk] = scale * (g.T @ x)
-            g_scale += (g * sim).sum()
+            g_scale += torch.dot(g.reshape(-1), sim.reshape(-1))
             g_bias += g.sum()
-            del sim, z, g
+            del sim, pos, g
         g_logit_scale = (g_scale * scale).reshape(logit_scale.shape).to(logit_scale.dtype)
         return gx, gy, g_logit_scale, g_bias.reshape(bias.shape).to(bias.dtype), None, None, None
 

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..data.bag_dataset import matches_hold_out
+from ..paths import dds_env
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Processes:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
         self.procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                                  env=os.environ.copy())))
+                                                  env=dds_env())))
 
     def check(self) -> None:
         for name, p in self.procs:

@@ -28,6 +28,9 @@ class ModelLifecycleNode(LifecycleNode):
         self.p_checkpoint = p("checkpoint", "", describe("trained run folder or its checkpoint/ folder")).value
         self.p_device = p("device", "cpu", describe("torch device: cpu, cuda, cuda:N or auto")).value
         self.p_autostart = p("autostart", False, describe("configure and activate on start")).value
+        self.p_threads = p("torch_threads", 0, describe("torch intra-op threads on CPU (0 = torch's default, one "
+                                                        "per core); fewer leaves cores to the executor and DDS",
+                                                        lo=0, hi=256, integer=True)).value
         self._shared_session = session
         self.session: Any = None
         self._active = False
@@ -50,6 +53,10 @@ class ModelLifecycleNode(LifecycleNode):
             raise ValueError("parameter 'checkpoint' is empty: give a trained run folder")
         from ..inference import InferenceSession
 
+        if self.p_threads > 0:
+            import torch
+
+            torch.set_num_threads(self.p_threads)
         self.session = InferenceSession(checkpoint_dir(self.p_checkpoint), self.p_device)
 
     # ---- lifecycle ------------------------------------------------------------------------------

@@ -42,11 +42,11 @@ class TrainerNode(Node):
         self.pub.publish(String(data=json.dumps(payload)))
 
     def _run(self, bags: list[str]) -> None:
-        from ..cli import _package_config
+        from ..paths import package_config
         from ..training.trainer import TrainConfig, train
 
         try:
-            cfg = TrainConfig.from_yaml(Path(self.config) if self.config else _package_config("train/sim_tiny.yaml"))
+            cfg = TrainConfig.from_yaml(Path(self.config) if self.config else package_config("train/sim_tiny.yaml"))
             if self.steps > 0:
                 cfg.steps = int(self.steps)
             self.get_logger().info(f"training on {bags} for {cfg.steps} steps into {self.out}")
