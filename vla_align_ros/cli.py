@@ -93,6 +93,18 @@ def _cmd_sim_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .benchmarks.runner import run_bench, table, write
+
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    result = run_bench(config=args.config, checkpoint=args.checkpoint, bag=args.bag, quick=args.quick,
+                       device=args.device, log=log)
+    path = write(result, args.out)
+    print(json.dumps(result, indent=2))
+    print("\n" + table(result) + f"\n\nJSON: {path}", file=sys.stderr)
+    return 0
+
+
 def _cmd_sim_view(args: argparse.Namespace) -> int:
     from .sim.viz import save_camera_figure
 
@@ -199,6 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--seed", type=int, default=1000)
     p.set_defaults(func=_cmd_sim_bench)
+
+    p = sub.add_parser("bench", help="benchmarks (JSON + table): per-stage frame latency, ROS round trips, "
+                                     "training throughput, SigLIP memory, bag ingestion, simulator speed")
+    p.add_argument("--config", help="model or training config (default: config/train/sim_tiny.yaml)")
+    p.add_argument("--checkpoint", help="time a trained run instead of a random model of --config")
+    p.add_argument("--bag", help="bag for the ingestion benchmark (default: a short fresh simulator recording)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] for the model and training sections")
+    p.add_argument("--quick", action="store_true", help="a tiny model and few repetitions (what make test runs)")
+    p.add_argument("--out", default="bench.json")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("sim-view", help="save the simulator's camera view with ground-truth masks as a PNG")
     p.add_argument("--out", default="sim_view.png")

@@ -65,7 +65,7 @@ def measure(kind: str, n: int, dim: int = 128, chunk: int = 1024, device: str = 
 
 def measure_in_process(kind: str, n: int, dim: int, chunk: int, device: str = "cpu") -> dict[str, Any]:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
-    cmd = [sys.executable, "-m", __name__, kind, str(n), "--dim", str(dim), "--chunk", str(chunk), "--device", device]
+    cmd = [sys.executable, "-m", "vla_align_ros.benchmarks.memory", kind, str(n), "--dim", str(dim), "--chunk", str(chunk), "--device", device]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     if p.returncode != 0:
         raise RuntimeError(f"siglip memory {kind} N={n} failed: {p.stderr[-1500:]}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ import numpy as np
 from .stats import summary_ms
 
 PING, PONG = "/vla_bench/ping", "/vla_bench/pong"
+MODULE = "vla_align_ros.benchmarks.ros_latency"
 
 
 def _qos() -> Any:
@@ -66,8 +68,8 @@ def image_roundtrip(frames: int, width: int = 640, height: int = 480) -> dict[st
     import rclpy
     from sensor_msgs.msg import Image
 
-    echo = subprocess.Popen([sys.executable, "-m", __name__, "echo"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    echo = subprocess.Popen([sys.executable, "-m", MODULE, "echo"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
     rclpy.init()
     try:
         node = rclpy.create_node("vla_bench_ping")
@@ -77,7 +79,8 @@ def image_roundtrip(frames: int, width: int = 640, height: int = 480) -> dict[st
         msg = Image(height=height, width=width, encoding="rgb8", step=width * 3)
         msg.data = np.random.default_rng(0).integers(0, 256, height * width * 3, dtype=np.uint8).tobytes()
         if not _wait(node, lambda: pub.get_subscription_count() > 0 and node.count_publishers(PONG) > 0, 30):
-            raise RuntimeError("the echo process was not discovered within 30 s")
+            err = echo.stderr.read()[-1500:] if echo.poll() is not None else ""
+            raise RuntimeError(f"the echo process was not discovered within 30 s {err}")
         lat, lost = [], 0
         for i in range(frames + 5):
             got.clear()
@@ -90,13 +93,17 @@ def image_roundtrip(frames: int, width: int = 640, height: int = 480) -> dict[st
                 lat.append((got[0] - t0) * 1e3)
         return {"image": f"{width}x{height} rgb8", "round_trip_ms": summary_ms(lat), "lost": lost}
     finally:
-        echo.terminate()
-        echo.wait(timeout=10)
+        echo.send_signal(signal.SIGINT)
+        try:
+            echo.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            echo.kill()
+            echo.wait()
         rclpy.try_shutdown()
 
 
 def node_latency(checkpoint: str, frames: int, width: int = 640, height: int = 480,
-                 torch_threads: int = 0) -> dict[str, Any]:
+                 torch_threads: int = 0, params: dict[str, Any] | None = None) -> dict[str, Any]:
     import rclpy
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import String
@@ -108,9 +115,10 @@ def node_latency(checkpoint: str, frames: int, width: int = 640, height: int = 4
 
     logs = Path(tempfile.mkdtemp(prefix="vla_bench_node_"))
     procs = Processes(logs)
-    procs.start("policy_node", node_command("policy_node", {
+    cmd = node_command("policy_node", {
         "checkpoint": checkpoint, "autostart": True, "torch_threads": torch_threads, "image_max_age_s": 5.0,
-        "command_timeout_s": 5.0}))
+        "command_timeout_s": 5.0, **(params or {})})
+    procs.start("policy_node", cmd)
     rclpy.init()
     try:
         from vla_align_msgs.msg import ActionChunk
@@ -131,8 +139,15 @@ def node_latency(checkpoint: str, frames: int, width: int = 640, height: int = 4
         ins_pub = node.create_publisher(String, "/instruction", INSTRUCTION_QOS)
         js_pub = node.create_publisher(JointState, "/joint_states", 10)
         js = JointState(name=ARM_JOINTS + FINGERS, position=[0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.8, 0.04, 0.04])
+        from ..inference import InferenceSession
+        from ..ros.model_node import checkpoint_dir
         from .frame import INSTRUCTION
 
+        # The bare model on the same checkpoint in this process, one call after each node frame,
+        # so both figures come from the same minutes of this shared machine.
+        bare = InferenceSession(checkpoint_dir(checkpoint))
+        bare.set_instruction(INSTRUCTION)
+        bare_ms: list[float] = []
         ins_pub.publish(String(data=INSTRUCTION))
         arr = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
         msg = Image(**array_to_image_fields(arr, "rgb8"))
@@ -157,9 +172,17 @@ def node_latency(checkpoint: str, frames: int, width: int = 640, height: int = 4
             elif i < 5:
                 lat.pop()  # warm-up frames
             _wait(node, lambda: False, 0.02)  # the node idles between frames, as at camera rate
+            t0 = time.perf_counter()
+            bare._step(arr, np.asarray(js.position, dtype=np.float32))  # noqa: SLF001 - the bare forward
+            if i >= 5:
+                bare_ms.append((time.perf_counter() - t0) * 1e3)
+            _wait(node, lambda: False, 0.02)
+        status.clear()  # the next status covers every frame above
         _wait(node, lambda: bool(status), 3.0)
         node_model = status[-1].get("inference_ms_p50") if status else None
-        return {"image": f"{width}x{height} rgb8", "end_to_end_ms": summary_ms(lat), "lost": lost,
+        e2e, model = summary_ms(lat), summary_ms(bare_ms)
+        return {"image": f"{width}x{height} rgb8", "end_to_end_ms": e2e, "bare_model_ms": model, "lost": lost,
+                "node_over_model_p50": round(e2e["p50"] / model["p50"], 3),
                 "node_reported_model_ms_p50": node_model, "torch_threads": torch_threads}
     finally:
         procs.stop()
@@ -183,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_in_process(kind: str, env: dict[str, str], timeout: float = 600, **kw: Any) -> dict[str, Any]:
     """Run one measurement as its own process with ``env``; its JSON line back as a dict."""
-    cmd = [sys.executable, "-m", __name__, kind] + [x for k, v in kw.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+    cmd = [sys.executable, "-m", MODULE, kind] + [x for k, v in kw.items() for x in (f"--{k.replace('_', '-')}", str(v))]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
     if p.returncode != 0 or not lines:

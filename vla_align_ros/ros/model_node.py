@@ -40,10 +40,48 @@ class ModelLifecycleNode(LifecycleNode):
         self._sub_list: list = []
         self._timer_list: list = []
         self.drops: dict[str, int] = {}
+        self._frame_lock = threading.Lock()
+        self._pending: Any = None  # the newest frame waiting for the inference thread
+        self._draining = False
 
     def _drop(self, reason: str, message: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
         self.get_logger().warning(f"dropped ({reason}, #{self.drops[reason]}): {message}", throttle_duration_sec=2.0)
+
+    # ---- frames: newest first, on the session's inference thread -------------------------------
+    def _submit_frame(self, job: Any) -> None:
+        """Hand a frame to the inference thread and return at once: the executor never waits on
+        the model, so timers and the watchdog keep their rate. A frame still waiting when a
+        newer one arrives is superseded (counted as ``frame_superseded``)."""
+        with self._frame_lock:
+            if self._pending is not None:
+                self.drops["frame_superseded"] = self.drops.get("frame_superseded", 0) + 1
+            self._pending = job
+            if self._draining:
+                return
+            self._draining = True
+        try:
+            self.session.submit(self._drain_frames)
+        except RuntimeError as e:  # the session closed under us (cleanup)
+            with self._frame_lock:
+                self._pending, self._draining = None, False
+            self._drop("session_closed", str(e))
+
+    def _drain_frames(self) -> None:
+        while True:
+            with self._frame_lock:
+                job, self._pending = self._pending, None
+                if job is None:
+                    self._draining = False
+                    return
+            try:
+                self._process_frame(job)
+            except Exception as e:  # noqa: BLE001 - the inference thread must survive anything
+                self._drop("frame_error", f"{type(e).__name__}: {e}")
+
+    def _process_frame(self, job: Any) -> None:
+        """Runs on the inference thread: the model on one frame, then publishing."""
+        raise NotImplementedError
 
     def _load_session(self) -> None:
         if self._shared_session is not None:
@@ -108,6 +146,8 @@ class ModelLifecycleNode(LifecycleNode):
         self._sub_list, self._timer_list = [], []
         owned = self.session is not None and self.session is not self._shared_session
         on_cuda = owned and self.session.device.type == "cuda"
+        if owned:
+            self.session.close()
         self.session = None  # the last reference to an owned model: its memory is freed
         if on_cuda:
             import torch

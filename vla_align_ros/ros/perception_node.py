@@ -100,12 +100,21 @@ class PerceptionNode(ModelLifecycleNode):
         if img.ndim != 3 or img.shape[2] != 3:
             self._drop("image_encoding", f"perception needs a colour image, got {msg.encoding}")
             return
+        self._submit_frame((msg, img, t0))
+
+    def _process_frame(self, job: tuple[Image, np.ndarray, float]) -> None:
+        """Inference thread: the model (or the result policy_node already got for this frame in a
+        shared process), then masks, overlay and progress."""
+        msg, img, t0 = job
         try:
             res = self.session.step(img, key=(msg.header.stamp.sec, msg.header.stamp.nanosec))
-        except Exception as e:  # noqa: BLE001 - never let a model failure escape the callback
+        except Exception as e:  # noqa: BLE001 - never let a model failure escape
             self._drop("inference_error", f"{type(e).__name__}: {e}")
             return
-        self._publish(msg, img, res)
+        with self._state_lock:
+            if not self._active:
+                return
+            self._publish(msg, img, res)
         self.frames += 1
         self.latency_ms.append((time.perf_counter() - t0) * 1e3)
 
