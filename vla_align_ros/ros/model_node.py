@@ -28,6 +28,9 @@ class ModelLifecycleNode(LifecycleNode):
         self.p_checkpoint = p("checkpoint", "", describe("trained run folder or its checkpoint/ folder")).value
         self.p_device = p("device", "cpu", describe("torch device: cpu, cuda, cuda:N or auto")).value
         self.p_autostart = p("autostart", False, describe("configure and activate on start")).value
+        self.p_max_errors = p("max_inference_errors", 3, describe(
+            "consecutive model failures after which the node holds and deactivates itself (an out-of-memory "
+            "error: at once)", lo=1, hi=1000, integer=True)).value
         self.p_threads = p("torch_threads", 0, describe("torch intra-op threads on CPU (0 = torch's default, one "
                                                         "per core); fewer leaves cores to the executor and DDS",
                                                         lo=0, hi=256, integer=True)).value
@@ -43,10 +46,50 @@ class ModelLifecycleNode(LifecycleNode):
         self._frame_lock = threading.Lock()
         self._pending: Any = None  # the newest frame waiting for the inference thread
         self._draining = False
+        self._errors_in_row = 0
+        self._fault: str | None = None
+        # The inference thread reports a fault through this; the executor thread deactivates.
+        self._fault_gc = self.create_guard_condition(self._on_fault)
 
     def _drop(self, reason: str, message: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
         self.get_logger().warning(f"dropped ({reason}, #{self.drops[reason]}): {message}", throttle_duration_sec=2.0)
+
+    # ---- faults and QoS events -------------------------------------------------------------------
+    def _inference_failed(self, e: BaseException) -> None:
+        """Inference thread: count a model failure; after ``max_inference_errors`` in a row, or
+        at once when the device ran out of memory, ask the executor thread to stop the node."""
+        self._drop("inference_error", f"{type(e).__name__}: {e}")
+        self._errors_in_row += 1
+        oom = "out of memory" in str(e).lower() or type(e).__name__ == "OutOfMemoryError"
+        if (oom or self._errors_in_row >= self.p_max_errors) and self._fault is None:
+            self._fault = f"{'out of memory' if oom else f'{self._errors_in_row} model failures in a row'}: " \
+                          f"{type(e).__name__}: {e}"
+            self._fault_gc.trigger()
+
+    def _inference_ok(self) -> None:
+        self._errors_in_row = 0
+
+    def _on_fault(self) -> None:
+        if self._fault is None or not self._active:
+            return
+        self.get_logger().error(f"deactivating: {self._fault}; fix the cause, then activate again")
+        self.trigger_deactivate()  # on_deactivate sends the one hold
+
+    def _qos_events(self, topic: str, publisher: bool) -> Any:
+        """Event callbacks that log and count an incompatible QoS on ``topic`` (a best-effort
+        publisher against a reliable subscription and the like connect silently otherwise)."""
+        from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+
+        def incompatible(info: Any) -> None:
+            self.drops["qos_incompatible"] = self.drops.get("qos_incompatible", 0) + 1
+            side = "subscriber" if publisher else "publisher"
+            self.get_logger().warning(f"{topic}: a {side} with incompatible QoS cannot connect (policy id "
+                                      f"{info.last_policy_kind}, {info.total_count} so far)", throttle_duration_sec=5.0)
+
+        if publisher:
+            return PublisherEventCallbacks(incompatible_qos=incompatible)
+        return SubscriptionEventCallbacks(incompatible_qos=incompatible)
 
     # ---- frames: newest first, on the session's inference thread -------------------------------
     def _submit_frame(self, job: Any) -> None:
@@ -110,6 +153,7 @@ class ModelLifecycleNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._fault, self._errors_in_row = None, 0
         self._active = True
         return super().on_activate(state)
 
@@ -149,6 +193,8 @@ class ModelLifecycleNode(LifecycleNode):
         if owned:
             self.session.close()
         self.session = None  # the last reference to an owned model: its memory is freed
+        if owned:
+            self.get_logger().info("model released")
         if on_cuda:
             import torch
 

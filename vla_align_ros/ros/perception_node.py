@@ -109,8 +109,9 @@ class PerceptionNode(ModelLifecycleNode):
         try:
             res = self.session.step(img, key=(msg.header.stamp.sec, msg.header.stamp.nanosec))
         except Exception as e:  # noqa: BLE001 - never let a model failure escape
-            self._drop("inference_error", f"{type(e).__name__}: {e}")
+            self._inference_failed(e)
             return
+        self._inference_ok()
         with self._state_lock:
             if not self._active:
                 return

@@ -15,6 +15,7 @@ stays silent until everything is fresh again.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -24,6 +25,7 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import TwistStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.duration import Duration as RclDuration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -39,7 +41,6 @@ from .model_node import ModelLifecycleNode
 from .params import describe
 from .qos import CAMERA_QOS, INSTRUCTION_QOS
 
-COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 ARM_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
 FINGERS = ["panda_finger_joint1", "panda_finger_joint2"]
 EE_TWIST_DIMS = ["vx", "vy", "vz", "wx", "wy", "wz", "gripper"]
@@ -77,6 +78,12 @@ class PolicyNode(ModelLifecycleNode):
         self.p_joint_names = list(p("joint_names", ARM_JOINTS, describe("arm joints the model commands, in order")).value)
         self.p_state_names = list(p("state_joint_names", ARM_JOINTS + FINGERS,
                                     describe("joint_states entries the model reads as its state, in order")).value)
+        self.p_deadline = p("command_deadline_s", 1.0, describe(
+            "deadline offered on the command topics: a gap longer than this raises a deadline event here and on "
+            "any subscriber that requests one (after a hold the node is silent on purpose, and says so)",
+            lo=0.01, hi=60.0)).value
+        self.p_require_security = p("require_security", False, describe(
+            "refuse to activate unless ROS_SECURITY_ENABLE=true and ROS_SECURITY_STRATEGY=Enforce (SROS2)")).value
         self.p_js_wait = p("joint_states_wait_s", 0.0, describe("configure waits this long for one joint_states "
                                                                "message and fails if its names do not match "
                                                                "(0 = do not wait; mismatches are then counted drops)",
@@ -160,20 +167,35 @@ class PolicyNode(ModelLifecycleNode):
         self.g_infer = MutuallyExclusiveCallbackGroup()
         self.g_control = MutuallyExclusiveCallbackGroup()
         t = self.t
-        self.pub_twist = self.create_lifecycle_publisher(TwistStamped, t["twist_cmd"], COMMAND_QOS)
-        self.pub_traj = self.create_lifecycle_publisher(JointTrajectory, t["joint_trajectory_cmd"], COMMAND_QOS)
-        self.pub_gripper = self.create_lifecycle_publisher(Float64, t["gripper_cmd"], COMMAND_QOS)
+        cmd_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             deadline=RclDuration(nanoseconds=int(self.p_deadline * 1e9)))
+        self.deadline_events = 0
+
+        def command_publisher(msg_type: Any, topic: str) -> Any:
+            from rclpy.event_handler import PublisherEventCallbacks
+
+            events = self._qos_events(topic, publisher=True)
+            return self.create_lifecycle_publisher(msg_type, topic, cmd_qos, event_callbacks=PublisherEventCallbacks(
+                deadline=lambda info: self._on_deadline(topic, info), incompatible_qos=events.incompatible_qos))
+
+        self.pub_twist = command_publisher(TwistStamped, t["twist_cmd"])
+        self.pub_traj = command_publisher(JointTrajectory, t["joint_trajectory_cmd"])
+        self.pub_gripper = command_publisher(Float64, t["gripper_cmd"])
         from vla_align_msgs.msg import ActionChunk
 
         self.pub_chunk = self.create_lifecycle_publisher(ActionChunk, t["action_chunk"], 10)
         self.pub_status = self.create_lifecycle_publisher(String, t["status"], 10)
+
+        def sub(msg_type: Any, key: str, cb: Any, qos: Any, group: Any) -> Any:
+            return self.create_subscription(msg_type, t[key], cb, qos, callback_group=group,
+                                            event_callbacks=self._qos_events(t[key], publisher=False))
+
         self._sub_list = [
-            self.create_subscription(Image, t["image"], self._on_image, CAMERA_QOS, callback_group=self.g_infer),
-            self.create_subscription(String, t["instruction"], self._on_instruction, INSTRUCTION_QOS,
-                                     callback_group=self.g_infer),
-            self.create_subscription(JointState, t["joint_states"], self._on_joints, 10, callback_group=self.g_control),
-            self.create_subscription(Bool, t["estop"], self._on_estop, 10, callback_group=self.g_control),
-            self.create_subscription(Bool, t["estop_reset"], self._on_estop_reset, 10, callback_group=self.g_control),
+            sub(Image, "image", self._on_image, CAMERA_QOS, self.g_infer),
+            sub(String, "instruction", self._on_instruction, INSTRUCTION_QOS, self.g_infer),
+            sub(JointState, "joint_states", self._on_joints, 10, self.g_control),
+            sub(Bool, "estop", self._on_estop, 10, self.g_control),
+            sub(Bool, "estop_reset", self._on_estop_reset, 10, self.g_control),
         ]
         self._timer_list = [self.create_timer(1.0 / self.p_rate, self._control, callback_group=self.g_control),
                             self.create_timer(1.0, self._publish_status, callback_group=self.g_control)]
@@ -192,6 +214,26 @@ class PolicyNode(ModelLifecycleNode):
         joint_indices(self.p_state_names + self.p_joint_names, names)
         if len(msg.position) != len(names):
             raise ValueError(f"joint_states names {len(names)} joints but carries {len(msg.position)} positions")
+
+    def _on_deadline(self, topic: str, info: Any) -> None:
+        """A command topic went longer than ``command_deadline_s`` without a message."""
+        self.deadline_events = int(info.total_count)
+        if self._moving:
+            self.get_logger().error(f"{topic}: no command for {self.p_deadline} s while moving: the command "
+                                    f"path is stalled", throttle_duration_sec=1.0)
+        else:
+            self.get_logger().info(f"{topic}: deadline passed with the arm holding (silent on purpose after a "
+                                   f"hold; {info.total_count} deadline events)", throttle_duration_sec=5.0)
+
+    def on_activate(self, state: Any) -> TransitionCallbackReturn:
+        if self.p_require_security:
+            enable, strategy = os.environ.get("ROS_SECURITY_ENABLE"), os.environ.get("ROS_SECURITY_STRATEGY")
+            if enable != "true" or strategy != "Enforce":
+                self.get_logger().error(f"require_security: refusing to activate the command output with "
+                                        f"ROS_SECURITY_ENABLE={enable!r}, ROS_SECURITY_STRATEGY={strategy!r} "
+                                        f"(need 'true' and 'Enforce')")
+                return TransitionCallbackReturn.FAILURE
+        return super().on_activate(state)
 
     def _before_stop(self, why: str) -> None:
         if self._moving or self._chunk is not None:
@@ -267,11 +309,14 @@ class PolicyNode(ModelLifecycleNode):
         try:
             res = self.session.step(img, state, key=(msg.header.stamp.sec, msg.header.stamp.nanosec))
         except Exception as e:  # noqa: BLE001 - a model failure must hold the arm, not kill the node
-            self._drop("inference_error", f"{type(e).__name__}: {e}")
             with self._state_lock:
-                if self._active:
+                if self._active and self._moving:
                     self._send_hold("inference error")
+                with self._lock:
+                    self._chunk = None  # nothing of the old chunk is played after a failure
+            self._inference_failed(e)
             return
+        self._inference_ok()
         self.inference_ms.append((time.perf_counter() - t0) * 1e3)
         with self._state_lock:
             if not self._active:
@@ -398,6 +443,7 @@ class PolicyNode(ModelLifecycleNode):
         lat = np.asarray(self.inference_ms[-200:]) if self.inference_ms else np.zeros(0)
         self.pub_status.publish(String(data=json.dumps({
             "active": self._active, "estop": self.estop.latched, "stale": self.watchdog.stale(now),
+            "deadline_events": self.deadline_events, "fault": self._fault,
             "safety": self.counters.counts, "drops": self.drops,
             "inference_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
             "inference_ms_p99": float(np.percentile(lat, 99)) if lat.size else None})))
