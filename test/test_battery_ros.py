@@ -146,7 +146,7 @@ def test_7_a_dead_estop_publisher_counts_as_a_stop(tiny_checkpoint):  # noqa: F8
 
 
 def test_16_soak_scaled_bounded_latency_and_flat_memory(tiny_checkpoint):  # noqa: F811
-    """640x480 at 30 Hz for 15 s (scripts/soak.sh runs the full 10 minutes)."""
+    """640x480 at 30 Hz for 15 s (scripts/soak.py runs the full 10 minutes)."""
     r, log, code, rss = run_scenario(tiny_checkpoint, "soak", 26, probe_args=["15"], sample_rss=True)
     assert r["moving"] and r["chunks_in_soak"] >= 30
     assert r["latency_p99"] < 1.0  # newest frame wins: no backlog builds up

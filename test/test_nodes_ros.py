@@ -219,6 +219,7 @@ def test_nodes_lifecycle_masks_commands_watchdog_and_estop(tiny_checkpoint):
     assert r["reconfigure"] and r["reactivate"] and r["twists_after_reactivate"] >= 10
     assert all(p.returncode == 0 for p in procs.values()), {k: v[-1500:] for k, v in logs.items()}
     assert "E-STOP" in logs["policy_node"]
+    assert "model released" in logs["policy_node"]  # cleanup freed the model (item 8)
 
 
 def test_closed_loop_driver_runs_the_three_nodes_and_keeps_score(tiny_checkpoint, tmp_path, monkeypatch):
