@@ -173,3 +173,27 @@ def test_task_and_motion_keys():
     push = lambda d: ep("push", [{"kind": "push", "obj": "red_cube", "target": "", "direction": d}])  # noqa: E731
     assert motion_key(push(1.0)) == "push_right" and motion_key(push(-1.0)) == "push_left"
     assert motion_key(SimpleNamespace(task=None, instruction="Wave ")) == "wave"
+
+
+@pytest.mark.parametrize("frame_id,encoding,h,w", [("", "rgb8", 3, 5), ("cam", "mono8", 4, 7), ("camera_optical", "rgb8", 2, 2),
+                                                  ("ab", "bgr8", 1, 3)])
+def test_image_cdr_fast_path_matches_rosbags(frame_id, encoding, h, w):
+    """The ingestion fast path reads Image fields straight from the CDR bytes: the same values as
+    rosbags' deserialiser for every alignment of the strings; anything else is left to rosbags."""
+    from rosbags.typesys import Stores, get_typestore
+
+    from vla_align_ros.data.bags import parse_image_cdr
+
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    Image, Header, Time = ts.types["sensor_msgs/msg/Image"], ts.types["std_msgs/msg/Header"], \
+        ts.types["builtin_interfaces/msg/Time"]
+    ch = 1 if encoding == "mono8" else 3
+    data = np.arange(h * w * ch, dtype=np.uint8)
+    msg = Image(header=Header(stamp=Time(sec=12, nanosec=345), frame_id=frame_id), height=h, width=w,
+                encoding=encoding, is_bigendian=0, step=w * ch, data=data)
+    raw = ts.serialize_cdr(msg, "sensor_msgs/msg/Image")
+    f = parse_image_cdr(raw)
+    assert f is not None and f[:7] == (12 * 10**9 + 345, frame_id, h, w, encoding, 0, w * ch)
+    assert bytes(raw[f[7]:]) == data.tobytes()
+    assert parse_image_cdr(raw[:-1]) is None  # truncated: not the fast path
+    assert parse_image_cdr(b"\x00\x00\x00\x00" + bytes(raw[4:])) is None  # big-endian CDR: not the fast path

@@ -11,6 +11,7 @@ from gripper close -> open events.
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -83,6 +84,41 @@ def _colour_image(msg: Any) -> np.ndarray:
     return arr
 
 
+_U32 = struct.Struct("<I")
+_STAMP = struct.Struct("<iI")
+
+
+def parse_image_cdr(raw: bytes | memoryview) -> tuple[int, str, int, int, str, int, int, int] | None:
+    """The fields of a little-endian CDR ``sensor_msgs/msg/Image`` without building a message:
+    (stamp ns, frame_id, height, width, encoding, is_bigendian, step, offset of the pixel bytes),
+    or None when the bytes are not laid out that way (the caller then deserialises normally).
+    Offsets align to the start of the payload, after the 4-byte encapsulation header."""
+    mv = memoryview(raw)
+    if len(mv) < 8 or mv[1] != 1:  # CDR_LE only
+        return None
+    try:
+        sec, nsec = _STAMP.unpack_from(mv, 4)
+        pos = 12
+        (n,) = _U32.unpack_from(mv, pos)
+        frame_id = bytes(mv[pos + 4 : pos + 4 + n]).rstrip(b"\0").decode()
+        pos = pos + 4 + n
+        pos += -(pos - 4) % 4
+        height, width = _U32.unpack_from(mv, pos)[0], _U32.unpack_from(mv, pos + 4)[0]
+        (n,) = _U32.unpack_from(mv, pos + 8)
+        encoding = bytes(mv[pos + 12 : pos + 12 + n]).rstrip(b"\0").decode()
+        pos = pos + 12 + n
+        bigendian = mv[pos]
+        pos += 1
+        pos += -(pos - 4) % 4
+        step, (n,) = _U32.unpack_from(mv, pos)[0], _U32.unpack_from(mv, pos + 4)
+        pos += 8
+    except (struct.error, UnicodeDecodeError, IndexError):
+        return None
+    if pos + n != len(mv) or n != step * height:
+        return None
+    return sec * 1_000_000_000 + nsec, frame_id, height, width, encoding, bigendian, step, pos
+
+
 class FrameStore:
     """Decoded frames of one topic in one preallocated (N, H, W[, C]) array, filled while the bag
     is read, so each message's buffer is released at once and the pixels are written once.
@@ -91,9 +127,18 @@ class FrameStore:
     def __init__(self, topic: str, capacity: int, convert: Any) -> None:
         self.topic, self.capacity, self.convert = topic, max(capacity, 1), convert
         self.arr: np.ndarray | None = None
+        self._rows: np.ndarray | None = None  # (N, bytes per frame) view of arr, for the direct path
         self.n = 0
+        self._direct: tuple | None = None
 
     def add(self, msg: Any) -> int:
+        n = self.n
+        if self._direct is not None and n < len(self._rows) and msg.step == self._direct[3] \
+                and msg.height == self._direct[1] and msg.encoding == self._direct[0] and msg.width == self._direct[2]:
+            self._rows[n] = msg.data  # same unpadded layout as the first frame: bytes straight in
+            self.n = n + 1
+            return n
+        key = (msg.encoding, msg.height, msg.width, msg.step)
         a = self.convert(msg)
         if self.arr is None:
             self.arr = np.empty((self.capacity, *a.shape), dtype=a.dtype)
@@ -102,9 +147,27 @@ class FrameStore:
                            f"{self.arr.shape[1:]} {self.arr.dtype}; one size per topic and bag")
         if self.n == self.arr.shape[0]:  # more messages than the metadata announced
             self.arr = np.concatenate([self.arr, np.empty_like(self.arr)])
+            if self._rows is not None:
+                self._rows = self.arr.reshape(self.arr.shape[0], -1)
         self.arr[self.n] = a
+        if self.n == 0 and key[0] in ("rgb8", "mono8") and key[3] == a.shape[1] * (a.shape[2] if a.ndim == 3 else 1) \
+                and a.dtype == np.uint8 and a.size == len(msg.data):
+            self._direct = key  # later frames of this exact layout skip the conversion
+            self._rows = self.arr.reshape(self.arr.shape[0], -1)
         self.n += 1
         return self.n - 1
+
+    def add_raw(self, raw: bytes | memoryview) -> tuple[int, int] | None:
+        """The fast path: a CDR Image whose layout matches the frames so far goes from the read
+        buffer straight into the store. -> (stamp ns, slot), or None (deserialise and ``add``)."""
+        if self._direct is None or self.n >= len(self._rows):
+            return None
+        f = parse_image_cdr(raw)
+        if f is None or (f[4], f[2], f[3], f[6]) != self._direct:
+            return None
+        self._rows[self.n] = np.frombuffer(raw, dtype=np.uint8, count=f[6] * f[2], offset=f[7])
+        self.n += 1
+        return f[0], self.n - 1
 
     def take(self, slots: np.ndarray) -> np.ndarray:
         """Frames ``slots`` (int array): a view when they are consecutive, else a copy."""
@@ -112,6 +175,17 @@ class FrameStore:
         if len(slots) and np.all(np.diff(slots) == 1):
             return self.arr[int(slots[0]) : int(slots[-1]) + 1]
         return self.arr[slots]
+
+
+# What each non-image stream keeps of a message: plain values, copied, so that no message (and
+# no read buffer it is a view of) outlives its turn in the read loop.
+_VALUE: dict[str, Any] = {
+    "instruction": lambda m: str(m.data), "task": lambda m: str(m.data), "phase": lambda m: str(m.data),
+    "joint_states": lambda m: np.array(m.position, dtype=np.float32),
+    "twist_cmd": lambda m: (m.twist.linear.x, m.twist.linear.y, m.twist.linear.z, m.twist.angular.x,
+                            m.twist.angular.y, m.twist.angular.z),
+    "gripper_cmd": lambda m: float(m.data),
+}
 
 
 def nearest_index(stamps: np.ndarray, query: np.ndarray, slop: int) -> np.ndarray:
@@ -179,13 +253,24 @@ def read_episodes(paths: Sequence[str | Path], topics: BagTopics | None = None, 
             stores = {"image": FrameStore(topics.image, counts["image"], _colour_image),
                       "segmentation": FrameStore(topics.segmentation, counts["segmentation"],
                                                  lambda m: _image_array(m)[..., 0])}
+            # per connection: where its messages go and what is kept of each
+            route = {c.id: (streams[key_of[c.id]].append, stores[key_of[c.id]].add if key_of[c.id] in stores
+                            else _VALUE[key_of[c.id]]) for c in conns}
+            deserialize = reader.deserialize
+            fast = {c.id: stores[key_of[c.id]] for c in conns
+                    if key_of[c.id] in stores and c.msgtype == "sensor_msgs/msg/Image"}
             for conn, log_ns, raw in reader.messages(connections=conns):
-                msg = reader.deserialize(raw, conn.msgtype)
+                store = fast.get(conn.id)
+                if store is not None:
+                    hit = store.add_raw(raw)
+                    if hit is not None:
+                        route[conn.id][0](hit)
+                        continue
+                msg = deserialize(raw, conn.msgtype)
                 header = getattr(msg, "header", None)
                 t = int(log_ns) if header is None else header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-                key = key_of[conn.id]
-                store = stores.get(key)
-                streams[key].append((t, msg if store is None else store.add(msg)))
+                append, keep = route[conn.id]
+                append((t, keep(msg)))
         except BagError:
             raise
         except Exception as e:  # noqa: BLE001
@@ -218,10 +303,9 @@ def _episodes_from_streams(bag: str, s: dict[str, list[tuple[int, Any]]], slop: 
     js = s.get("joint_states", [])
     js_t = stamps("joint_states")
     twists, tw_t = s.get("twist_cmd", []), stamps("twist_cmd")
-    tw_v = np.array([(m.twist.linear.x, m.twist.linear.y, m.twist.linear.z, m.twist.angular.x, m.twist.angular.y,
-                      m.twist.angular.z) for _, m in twists], dtype=np.float64).reshape(-1, 6)
+    tw_v = np.array([v for _, v in twists], dtype=np.float64).reshape(-1, 6)
     grips, grip_t = s.get("gripper_cmd", []), stamps("gripper_cmd")
-    grip_v = np.array([m.data for _, m in grips], dtype=np.float64)
+    grip_v = np.array([v for _, v in grips], dtype=np.float64)
     seg, seg_t = s.get("segmentation", []), stamps("segmentation")
     seg_slot = np.fromiter((slot for _, slot in seg), dtype=np.int64)
     tasks = s.get("task", [])
@@ -229,7 +313,7 @@ def _episodes_from_streams(bag: str, s: dict[str, list[tuple[int, Any]]], slop: 
     out: list[Episode] = []
     for k, (t0, imsg) in enumerate(instr):
         t1 = instr[k + 1][0] if k + 1 < len(instr) else 2**63 - 1
-        task = next((json.loads(m.data) for t, m in tasks if abs(t - t0) <= slop), None)
+        task = next((json.loads(v) for t, v in tasks if abs(t - t0) <= slop), None)
         a, b = np.searchsorted(img_t, [t0, t1], side="left")
         if k == 0:
             stats.dropped_before_instruction += int(a)
@@ -251,7 +335,7 @@ def _episodes_from_streams(bag: str, s: dict[str, list[tuple[int, Any]]], slop: 
             continue
         t, j, c = t[rows], j[rows], c[rows]
         images = stores["image"].take(img_slot[a + rows])
-        joints = np.stack([np.asarray(js[i][1].position, dtype=np.float32) for i in j])
+        joints = np.stack([js[i][1] for i in j])
         if twists:
             # The final frame after the last command has none: the arm is told to stand still.
             lin_ang = np.where((c >= 0)[:, None], tw_v[np.maximum(c, 0)], 0.0)  # (T, 6)
@@ -266,10 +350,10 @@ def _episodes_from_streams(bag: str, s: dict[str, list[tuple[int, Any]]], slop: 
             idx = nearest_index(seg_t, t, slop)
             if (idx >= 0).all():
                 labels = stores["segmentation"].take(seg_slot[idx])
-        steps = list(task["steps"]) if task else [imsg.data]
+        steps = list(task["steps"]) if task else [imsg]
         p0, p1 = np.searchsorted(ph_t, [t0, t1], side="left")
         step_index = _step_labels(t, ph_t[p0:p1], [m for _, m in phases[p0:p1]], actions, space, len(steps))
-        out.append(Episode(bag=bag, instruction=imsg.data, task=task, stamps=t.astype(np.int64), images=images,
+        out.append(Episode(bag=bag, instruction=imsg, task=task, stamps=t.astype(np.int64), images=images,
                            joints=joints, actions=actions, action_space=space, labels=labels, step_index=step_index,
                            steps=steps))
     return out
@@ -280,7 +364,7 @@ def _step_labels(stamps: np.ndarray, phase_t: np.ndarray, phases: list[Any], act
     """Active step per frame: from phase markers ({"step_index": k}) when present, otherwise a
     new step begins after each gripper release (close -> open) in the commands."""
     if phases:
-        idx = np.array([json.loads(m.data).get("step_index", 0) for m in phases], dtype=np.int64)
+        idx = np.array([json.loads(v).get("step_index", 0) for v in phases], dtype=np.int64)
         return idx[_last_at_or_before(phase_t, stamps)]
     if space != "ee_twist_gripper" or n_steps <= 1:
         return np.zeros(len(stamps), dtype=np.int64)
