@@ -60,7 +60,7 @@ test: install
 	$(PY) -m pytest -q -p no:cacheprovider test
 
 demo: install
-	$(VENV)/bin/vla-align demo
+	$(VENV)/bin/vla-align demo --out runs/demo
 
 clean:
 	rm -rf $(VENV) build install log

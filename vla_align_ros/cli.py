@@ -12,35 +12,51 @@ from .paths import dds_env, package_config
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.synthetic:
+        return _synthetic_demo(args)
+    os.environ.update(dds_env())  # this process and the nodes it starts: this host only, shared memory
     if args.checkpoint:
-        return _closed_loop_demo(args)
+        from .ros.closed_loop import run_closed_loop
+
+        seed = 5000 if args.seed is None else args.seed
+        summary = run_closed_loop(args.checkpoint, args.out, episodes=args.episodes, seed=seed,
+                                  timeout_s=args.timeout, progress=not args.quiet)
+    else:
+        from .demo_pipeline import run_pipeline_demo
+
+        summary = run_pipeline_demo(Path(args.out), record_episodes_n=args.record_episodes, train_steps=args.steps or 300,
+                                    loop_episodes=args.episodes, timeout_s=args.timeout,
+                                    seed=5000 if args.seed is None else args.seed, progress=not args.quiet)
+    _print_closed_loop(summary, Path(args.out) / ("closed_loop" if not args.checkpoint else ""))
+    return 0
+
+
+def _print_closed_loop(summary: dict, folder: Path) -> None:
+    print(f"\n{'instruction':<62} {'split':<9} {'result':>7} {'s':>6}")
+    for e in summary.get("episodes", []):
+        split = "held-out" if e["held_out"] else "seen"
+        print(f"{e['instruction'][:62]:<62} {split:<9} {'success' if e['success'] else 'fail':>7} {e['seconds']:>6.1f}")
+    print(f"\n{'split':<12} {'episodes':>8} {'successes':>9} {'rate':>6}")
+    for name in ("seen", "held_out", "multi_step", "all"):
+        r = summary[name]
+        rate = "-" if r["success_rate"] is None else f"{r['success_rate']:.2f}"
+        print(f"{name:<12} {r['episodes']:>8} {r['successes']:>9} {rate:>6}")
+    print(f"\nepisodes: {folder / 'closed_loop.json'}  strip: {folder / 'episode_strip.png'}")
+
+
+def _synthetic_demo(args: argparse.Namespace) -> int:
     from .demo_synthetic import run_synthetic_demo
 
     cfg = Path(args.config) if args.config else package_config("model/tiny.yaml")
-    report = run_synthetic_demo(cfg, Path(args.out), steps=args.steps, seed=args.seed or 0, progress=not args.quiet)
+    out = Path(args.out if args.out != "runs/demo" else "runs/demo_synthetic")
+    report = run_synthetic_demo(cfg, out, steps=args.steps or 600, seed=args.seed or 0, progress=not args.quiet)
     ho = report["held_out"]
     print(f"\nheld-out compositions {report['held_out_compositions']} "
           f"({ho['n']} samples, {ho['n_distinct_instructions']} distinct instructions)")
     print(f"{'direction':<16} {'R@1':>6} {'R@5':>6}   chance R@1 = {ho['chance_r1']:.3f}")
     for name, s in ho["retrieval"].items():
         print(f"{name:<16} {s['r1']:>6.3f} {s['r5']:>6.3f}")
-    print(f"\nreport: {Path(args.out) / 'report.json'}  plot: {Path(args.out) / 'report.png'}")
-    return 0
-
-
-def _closed_loop_demo(args: argparse.Namespace) -> int:
-    os.environ.update(dds_env())  # this process and the nodes it starts: this host only, shared memory
-    from .ros.closed_loop import run_closed_loop
-
-    seed = 5000 if args.seed is None else args.seed
-    summary = run_closed_loop(args.checkpoint, args.out, episodes=args.episodes, seed=seed, timeout_s=args.timeout,
-                              progress=not args.quiet)
-    print(f"\n{'split':<12} {'episodes':>8} {'successes':>9} {'rate':>6}")
-    for name in ("seen", "held_out", "multi_step", "all"):
-        r = summary[name]
-        rate = "-" if r["success_rate"] is None else f"{r['success_rate']:.2f}"
-        print(f"{name:<12} {r['episodes']:>8} {r['successes']:>9} {rate:>6}")
-    print(f"\nepisodes: {Path(args.out) / 'closed_loop.json'}  strip: {Path(args.out) / 'episode_strip.png'}")
+    print(f"\nreport: {out / 'report.json'}  plot: {out / 'report.png'}")
     return 0
 
 
@@ -157,17 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vla-align", description="Trimodal vision-language-action alignment for ROS 2")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="with --checkpoint: the closed loop in the simulator (sim_node, perception_node "
-                                    "and policy_node as processes over DDS); without: train a small trimodal model on "
-                                    "synthetic compositional scenes and report held-out retrieval")
-    p.add_argument("--checkpoint", default="", help="trained run folder: run the closed loop in the simulator")
-    p.add_argument("--episodes", type=int, default=10, help="closed loop: episodes (seeds --seed, --seed+1, ...)")
+    p = sub.add_parser("demo", help="the simulator end to end: record demonstrations, train the default recipe "
+                                    "(shortened), run the closed loop (sim_node, perception_node, policy_node as "
+                                    "processes over DDS); --checkpoint RUN: only the closed loop; --synthetic: the "
+                                    "procedural-scene retrieval demo")
+    p.add_argument("--checkpoint", default="", help="trained run folder: run only the closed loop with it")
+    p.add_argument("--synthetic", action="store_true", help="train on procedural scenes, report held-out retrieval")
+    p.add_argument("--episodes", type=int, default=6, help="closed-loop episodes (seeds --seed, --seed+1, ...)")
+    p.add_argument("--record-episodes", type=int, default=60, help="demonstrations to record (3 tasks per layout)")
     p.add_argument("--timeout", type=float, default=30.0, help="closed loop: seconds per episode")
-    p.add_argument("--config", default="", help="model config YAML (default: the package's config/model/tiny.yaml)")
-    p.add_argument("--out", default="runs/demo", help="output folder for report.json, report.png, checkpoint/")
-    p.add_argument("--steps", type=int, default=600, help="training steps")
-    p.add_argument("--seed", type=int, default=None, help="synthetic: 0; closed loop: first episode seed, 5000")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--config", default="", help="--synthetic: model config YAML (default config/model/tiny.yaml)")
+    p.add_argument("--out", default="runs/demo", help="output folder")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default 300; --synthetic: 600)")
+    p.add_argument("--seed", type=int, default=None, help="closed loop: first episode seed (5000); synthetic: 0")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("record", help="record scripted-expert demonstrations (or live topics) to a rosbag2")

@@ -158,7 +158,7 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
                                                      indent=2))
     if strip:
         write_strip(strip, out / "episode_strip.png", strip_frames, outcomes[0].instruction if outcomes else "")
-    return summary
+    return {**summary, "episodes": [asdict(o) for o in outcomes]}
 
 
 class _Ep:
