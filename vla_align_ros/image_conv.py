@@ -22,31 +22,82 @@ class ImageError(ValueError):
         self.reason = reason
 
 
+def _int_field(msg: Any, name: str, default: int | None = None) -> int:
+    """An integer header field; anything else (missing, str, float, None) is an ``ImageError``."""
+    value = getattr(msg, name, default)
+    if value is None:
+        raise ImageError("field", f"image has no {name} field")
+    if not isinstance(value, (int, np.integer)):  # bool is an int: fine for is_bigendian
+        raise ImageError("field", f"image {name} must be an integer, got {type(value).__name__}")
+    return int(value)
+
+
+def _byte_buffer(data: Any, expected: int) -> np.ndarray:
+    """``data`` as a flat uint8 array of exactly ``expected`` bytes, a view where the buffer
+    allows. The length is checked before anything is copied, so the work is bounded by what the
+    sender already holds in memory."""
+    if isinstance(data, (list, tuple)):  # a plain sequence of byte values
+        if len(data) != expected:
+            raise ImageError("data_length", f"data has {len(data)} bytes, expected {expected}")
+        try:
+            arr = np.asarray(data)
+        except (ValueError, TypeError, OverflowError) as e:
+            raise ImageError("data_type", f"data is not a sequence of byte values ({e})") from e
+        if arr.ndim != 1 or arr.dtype.kind not in "uib" or (arr.size and (arr.min() < 0 or arr.max() > 255)):
+            raise ImageError("data_type", "data must hold integers in 0..255")
+        return arr.astype(np.uint8)
+    if isinstance(data, (str, int, float)) or data is None:
+        raise ImageError("data_type", f"data must be bytes or a byte buffer, got {type(data).__name__}")
+    if isinstance(data, np.ndarray) and data.dtype.kind not in "uib":
+        raise ImageError("data_type", f"data array must hold bytes (uint8), got dtype {data.dtype}")
+    try:
+        mv = memoryview(data)
+    except (TypeError, ValueError) as e:  # no buffer protocol (an object array, a dict, ...)
+        raise ImageError("data_type", f"data must be bytes or a byte buffer, got {type(data).__name__}") from e
+    if mv.itemsize != 1:  # e.g. a uint16 array: its length in bytes would be misread
+        raise ImageError("data_type", f"data must be a buffer of single bytes, got items of {mv.itemsize} bytes")
+    if mv.nbytes != expected:
+        raise ImageError("data_length", f"data has {mv.nbytes} bytes, expected {expected}")
+    if not mv.c_contiguous:
+        return np.frombuffer(mv.tobytes(), dtype=np.uint8)
+    if mv.format != "B" or mv.ndim != 1:
+        try:
+            mv = mv.cast("B")
+        except (TypeError, ValueError) as e:  # an exotic buffer format
+            raise ImageError("data_type", f"data buffer of format {mv.format!r} cannot be read as bytes") from e
+    return np.frombuffer(mv, dtype=np.uint8)
+
+
 def image_to_array(msg: Any, rgb: bool = True) -> np.ndarray:
     """Image -> (H, W, C) array. The result is a view of ``msg.data`` where the layout allows
     (rgb8, mono8 without padding): no copy of the pixels. With ``rgb`` colour images come back
     as RGB (bgr8 channel order reversed, alpha dropped, still views). mono16 honours
-    ``is_bigendian`` and comes back as native uint16."""
-    enc = str(msg.encoding)
-    if enc not in ENCODINGS:
-        raise ImageError("encoding", f"image encoding {enc!r} is not supported ({', '.join(ENCODINGS)})")
+    ``is_bigendian`` and comes back as native uint16.
+
+    Anything malformed (unknown encoding, non-integer or out-of-range sizes, a step shorter than
+    a row, a data length other than step x height, data that is not a byte buffer) raises
+    ``ImageError`` before any pixel memory is allocated; no other exception escapes."""
+    enc = getattr(msg, "encoding", None)
+    if not isinstance(enc, str) or enc not in ENCODINGS:
+        shown = repr(enc) if len(repr(enc)) <= 40 else repr(enc)[:37] + "..."
+        raise ImageError("encoding", f"image encoding {shown} is not supported ({', '.join(ENCODINGS)})")
     ch, bpc = ENCODINGS[enc]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    h, w, step = _int_field(msg, "height"), _int_field(msg, "width"), _int_field(msg, "step")
+    bigendian = _int_field(msg, "is_bigendian", 0) if bpc == 2 else 0
     if not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE):
         raise ImageError("size", f"image size {w}x{h} is outside 1..{MAX_SIDE} px")
     if step < w * ch * bpc:
         raise ImageError("step", f"step {step} is smaller than width {w} x {ch * bpc} bytes per pixel")
-    data = msg.data
-    buf = data if isinstance(data, (bytes, bytearray, memoryview, np.ndarray)) else bytes(data)
-    n = buf.size if isinstance(buf, np.ndarray) else len(buf)
-    if n != step * h:
-        raise ImageError("data_length", f"data has {n} bytes, expected step {step} x height {h} = {step * h}")
-    flat = np.frombuffer(buf, dtype=np.uint8) if not isinstance(buf, np.ndarray) else buf.view(np.uint8).reshape(-1)
+    try:
+        flat = _byte_buffer(getattr(msg, "data", None), step * h)
+    except ImageError as e:
+        if e.reason == "data_length":
+            raise ImageError("data_length", f"{e}: step {step} x height {h}") from None
+        raise
     rows = flat.reshape(h, step)[:, : w * ch * bpc]
     if bpc == 2:
-        dt = np.dtype(">u2" if int(getattr(msg, "is_bigendian", 0)) else "<u2")
-        arr = np.ascontiguousarray(rows).view(dt).reshape(h, w, ch).astype(np.uint16)
-        return arr
+        dt = np.dtype(">u2" if bigendian else "<u2")
+        return np.ascontiguousarray(rows).view(dt).reshape(h, w, ch).astype(np.uint16)
     arr = rows.reshape(h, w, ch)
     if rgb and enc in ("bgr8", "bgra8"):
         arr = arr[..., 2::-1]

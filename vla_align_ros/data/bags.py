@@ -278,8 +278,15 @@ def read_episodes(paths: Sequence[str | Path], topics: BagTopics | None = None, 
         finally:
             reader_cm.__exit__(None, None, None)
         streams = {k: v for k, v in streams.items() if v}
+        if "image" not in streams:  # the index promised frames, none could be read (a corrupt file)
+            raise BagError(f"{p}: no {topics.image} message could be read; the bag may be corrupt")
         streams["_stores"] = stores  # type: ignore[assignment]
-        episodes.extend(_episodes_from_streams(str(p), streams, int(round(slop * 1e9)), stats))
+        try:
+            episodes.extend(_episodes_from_streams(str(p), streams, int(round(slop * 1e9)), stats))
+        except BagError:
+            raise
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as e:  # e.g. a garbled task JSON
+            raise BagError(f"{p}: malformed message contents ({type(e).__name__}: {e}); the bag may be corrupt") from e
     stats.episodes = len(episodes)
     if not episodes:
         raise BagError(f"no usable episodes in {[str(p) for p in paths]} (sync stats: {stats.as_dict()})")

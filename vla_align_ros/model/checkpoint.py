@@ -77,22 +77,56 @@ def save_checkpoint(model: TrimodalModel, out_dir: str | Path, metadata: dict[st
     return out
 
 
+def _pickle_files(d: Path) -> list[str]:
+    """Files under ``d`` that are pickles by name (never opened, let alone unpickled)."""
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.suffix in PICKLE_SUFFIXES and p.is_file())
+
+
+def _looks_like_pickle(path: Path) -> bool:
+    """A pickle stream (protocol 2+) or a torch.save zip, judged from the first bytes only."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head[:1] == b"\x80" or head == b"PK\x03\x04"
+
+
+def _manifest_files(d: Path) -> dict[str, str]:
+    """The manifest's {relative path: sha256}, checked for shape and for paths that stay inside ``d``."""
+    try:
+        files = json.loads((d / MANIFEST).read_text())["files"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{d / MANIFEST}: unreadable manifest ({type(e).__name__}: {e})") from e
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise CheckpointError(f"{d / MANIFEST}: 'files' must map file names to sha256 hex digests")
+    for name in files:
+        rel = Path(name)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise CheckpointError(f"{d / MANIFEST}: file {name!r} points outside the checkpoint folder")
+    unlisted = [name for name in (WEIGHTS, CONFIG) if name not in files]
+    if unlisted:
+        raise CheckpointError(f"{d / MANIFEST}: does not list {', '.join(unlisted)}, so they cannot be verified")
+    return files
+
+
 def verify_checkpoint(ckpt_dir: str | Path) -> dict[str, str]:
-    """Check the folder is a complete, untampered checkpoint; return its manifest."""
+    """Check the folder is a complete, untampered checkpoint; return its manifest.
+
+    Refused with ``CheckpointError``: a pickle file (or a folder holding one anywhere, even next
+    to safetensors weights), a missing or malformed manifest, a manifest that leaves the weights
+    or config unverified, a listed file that is missing or whose sha256 differs, and weights
+    that are really a pickle or torch.save archive under the safetensors name."""
     d = Path(ckpt_dir)
-    pickle_file = d.is_file() and d.suffix in PICKLE_SUFFIXES
-    pickle_dir = d.is_dir() and not (d / WEIGHTS).exists() and any(d.glob("*" + s) for s in PICKLE_SUFFIXES)
-    if pickle_file or pickle_dir:
+    if d.is_file() and d.suffix in PICKLE_SUFFIXES:
         raise CheckpointError(f"{d}: refusing a pickle checkpoint (it could run arbitrary code); "
                               f"convert it to safetensors")
     if not d.is_dir():
         raise CheckpointError(f"{d}: not a checkpoint folder")
+    pickles = _pickle_files(d)
+    if pickles:
+        raise CheckpointError(f"{d}: refusing a pickle checkpoint: it holds {pickles[:5]} (pickles could run "
+                              f"arbitrary code and are never loaded); convert to safetensors or remove them")
     if not (d / MANIFEST).is_file():
         raise CheckpointError(f"{d}: no {MANIFEST}; the checkpoint is incomplete (interrupted save?)")
-    try:
-        manifest = json.loads((d / MANIFEST).read_text())["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{d / MANIFEST}: unreadable manifest ({e})") from e
+    manifest = _manifest_files(d)
     for name, digest in manifest.items():
         path = d / name
         if not path.is_file():
@@ -100,16 +134,19 @@ def verify_checkpoint(ckpt_dir: str | Path) -> dict[str, str]:
         actual = sha256_file(path)
         if actual != digest:
             raise CheckpointError(f"{d}: sha256 mismatch for {name} (manifest {digest[:12]}..., file {actual[:12]}...)")
+    if _looks_like_pickle(d / WEIGHTS):
+        raise CheckpointError(f"{d / WEIGHTS}: refusing a pickle checkpoint: the file is a pickle / torch.save "
+                              f"archive, not safetensors")
     return manifest
 
 
 def load_checkpoint(ckpt_dir: str | Path, map_location: str | torch.device = "cpu") -> TrimodalModel:
     d = Path(ckpt_dir)
     verify_checkpoint(d)
-    raw = json.loads((d / CONFIG).read_text())
     try:
+        raw = json.loads((d / CONFIG).read_text())
         cfg = ModelConfig.from_dict(raw["model"])
-    except (KeyError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise CheckpointError(f"{d / CONFIG}: invalid model config ({e})") from e
     if (d / TOKENIZER).is_dir():
         cfg.text.tokenizer_path = str(d / TOKENIZER)

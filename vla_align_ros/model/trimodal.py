@@ -3,6 +3,7 @@ pairwise temperatures, and the grounding and policy heads."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +31,10 @@ class Embeddings:
 class TrimodalModel(nn.Module):
     def __init__(self, cfg: ModelConfig, load_pretrained: bool = True) -> None:
         super().__init__()
+        # The encoders record the backbone they built in the config (for reloading); that goes
+        # into this model's own copy, so the caller's config is untouched and building twice from
+        # it under the same seed gives the same weights.
+        cfg = copy.deepcopy(cfg)
         self.cfg = cfg
         d = cfg.projection.embed_dim
         self.vision = VisionEncoder(cfg.vision, load_pretrained)

@@ -21,7 +21,8 @@ from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import String
 
 from ..image_conv import ImageError, array_to_image_fields, image_to_array
-from ..text_input import InstructionError
+from ..control.freshness import StampFilter
+from ..text_input import InstructionError, InstructionGate
 from .params import describe
 from .model_node import ModelLifecycleNode
 from .policy_node import run
@@ -55,6 +56,13 @@ class PerceptionNode(ModelLifecycleNode):
         super().__init__(name, session)
         p = self.declare_parameter
         self.p_overlay = p("publish_overlay", True, describe("publish the image with the mask drawn on it")).value
+        self.p_image_age = p("image_max_age_s", 1.0, describe("an image older than this (by its stamp) is dropped",
+                                                              lo=0.01, hi=60.0)).value
+        self.p_future = p("image_max_future_s", 0.1, describe(
+            "an image stamped further ahead of this node's clock is dropped (clock skew)", lo=0.0, hi=10.0)).value
+        self.p_instr_interval = p("instruction_min_interval_s", 0.2, describe(
+            "a different instruction sooner than this after the last change is refused (rate limit)",
+            lo=0.0, hi=10.0)).value
         self.t = {k: p(f"topics.{k}", v, describe(f"topic: {k}")).value for k, v in {
             "image": "/camera/image_raw", "instruction": "/instruction", "grounding": "~/grounding",
             "mask": "~/mask", "overlay": "~/overlay", "progress": "~/progress", "status": "~/status"}.items()}
@@ -63,6 +71,8 @@ class PerceptionNode(ModelLifecycleNode):
 
     def _configure(self) -> TransitionCallbackReturn:
         self._load_session()
+        self.stamps = StampFilter(self.p_image_age, self.p_future)
+        self.gate = InstructionGate(self.p_instr_interval)
         from vla_align_msgs.msg import GroundingResult, TaskProgress
 
         t = self.t
@@ -84,9 +94,12 @@ class PerceptionNode(ModelLifecycleNode):
         if self.session is None:
             return
         try:
-            self.session.set_instruction(msg.data)
+            text = self.gate.accept(msg.data, time.monotonic())
+            if self.session.instruction is None or text != self.session.instruction.text:
+                self.session.set_instruction(text)
+                self.stamps.reset()
         except InstructionError as e:
-            self._drop("instruction", str(e))
+            self._drop(f"instruction_{e.reason}", str(e))
 
     def _on_image(self, msg: Image) -> None:
         if not self._active or self.session is None or self.session.instruction is None:
@@ -99,6 +112,12 @@ class PerceptionNode(ModelLifecycleNode):
             return
         if img.ndim != 3 or img.shape[2] != 3:
             self._drop("image_encoding", f"perception needs a colour image, got {msg.encoding}")
+            return
+        reason = self.stamps.check(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec,
+                                   self.get_clock().now().nanoseconds)
+        if reason is not None:
+            self._drop(f"image_{reason}", f"image stamped {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}: "
+                                          f"{reason.replace('_', ' ')}")
             return
         self._submit_frame((msg, img, t0))
 

@@ -34,9 +34,10 @@ from std_msgs.msg import Bool, Float64, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ..control import EStopLatch, SafetyCounters, TwistLimits, Watchdog, filter_gripper, filter_joint_target, filter_twist
+from ..control.freshness import StampFilter
 from ..control.safety import JointLimits, Outcome, joint_indices
 from ..image_conv import ImageError, image_to_array
-from ..text_input import InstructionError
+from ..text_input import InstructionError, InstructionGate
 from .model_node import ModelLifecycleNode
 from .params import describe
 from .qos import CAMERA_QOS, INSTRUCTION_QOS
@@ -78,6 +79,11 @@ class PolicyNode(ModelLifecycleNode):
         self.p_joint_names = list(p("joint_names", ARM_JOINTS, describe("arm joints the model commands, in order")).value)
         self.p_state_names = list(p("state_joint_names", ARM_JOINTS + FINGERS,
                                     describe("joint_states entries the model reads as its state, in order")).value)
+        self.p_future = p("image_max_future_s", 0.1, describe(
+            "an image stamped further ahead of this node's clock is dropped (clock skew)", lo=0.0, hi=10.0)).value
+        self.p_instr_interval = p("instruction_min_interval_s", 0.2, describe(
+            "a different instruction sooner than this after the last change is refused (rate limit)",
+            lo=0.0, hi=10.0)).value
         self.p_deadline = p("command_deadline_s", 1.0, describe(
             "deadline offered on the command topics: a gap longer than this raises a deadline event here and on "
             "any subscriber that requests one (after a hold the node is silent on purpose, and says so)",
@@ -161,6 +167,8 @@ class PolicyNode(ModelLifecycleNode):
                              f"{len(self.p_state_names)}: {self.p_state_names}")
         self._reset_state()
         self.watchdog = Watchdog(["image", "model"], self.p_timeout)
+        self.stamps = StampFilter(self.p_image_age, self.p_future)
+        self.gate = InstructionGate(self.p_instr_interval)
         self.estop = EStopLatch(self.p_estop_hb)
         if self.p_estop_hb <= 0:
             self.estop.on_message(False, time.monotonic())
@@ -233,6 +241,7 @@ class PolicyNode(ModelLifecycleNode):
                                         f"ROS_SECURITY_ENABLE={enable!r}, ROS_SECURITY_STRATEGY={strategy!r} "
                                         f"(need 'true' and 'Enforce')")
                 return TransitionCallbackReturn.FAILURE
+        self.stamps.reset()
         return super().on_activate(state)
 
     def _before_stop(self, why: str) -> None:
@@ -244,10 +253,14 @@ class PolicyNode(ModelLifecycleNode):
         if self.session is None:
             return
         try:
-            enc = self.session.set_instruction(msg.data)
+            text = self.gate.accept(msg.data, time.monotonic())
+            if self.session.instruction is not None and text == self.session.instruction.text:
+                return  # the same instruction again (latched topics resend it): nothing changes
+            enc = self.session.set_instruction(text)
         except InstructionError as e:
-            self._drop("instruction", str(e))
+            self._drop(f"instruction_{e.reason}", str(e))
             return
+        self.stamps.reset()
         with self._lock:
             self._chunk = None
             self._prev_cmd = None
@@ -293,6 +306,12 @@ class PolicyNode(ModelLifecycleNode):
             img = image_to_array(msg)
         except ImageError as e:
             self._drop(f"image_{e.reason}", str(e))
+            return
+        reason = self.stamps.check(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec,
+                                   self.get_clock().now().nanoseconds)
+        if reason is not None:
+            self._drop(f"image_{reason}", f"image stamped {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}: "
+                                          f"{reason.replace('_', ' ')}")
             return
         now = time.monotonic()
         self.watchdog.feed("image", now)

@@ -177,10 +177,9 @@ class SimNode(Node):
             self._publish_camera(stamp)
 
     def _stamp(self):
-        from builtin_interfaces.msg import Time
-
-        ns = int(round(self.env.time * 1e9))
-        return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+        """The node's clock (wall time, or /clock under use_sim_time), as a camera driver stamps:
+        consumers judge the age of a frame against their own clock."""
+        return self.get_clock().now().to_msg()
 
     def _publish_joints(self, stamp) -> None:
         env = self.env
