@@ -162,3 +162,59 @@ def test_item24_two_seeded_runs_give_identical_checkpoints(bags, tmp_path):
     assert digest["a"] == digest["b"]
     assert logs[0] == logs[1] and len(logs[0]) == 3
     assert digest["c"] != digest["a"]
+
+
+KILL_DURING_WRITE = r"""
+import os, signal, sys
+from pathlib import Path
+import vla_align_ros.training.trainer as T
+bag, cfg_path, run_dir, which = sys.argv[1:5]
+real_save, real_replace, calls = T.save_file, T.os.replace, {"n": 0}
+
+def dying_save(tensors, path, *a, **k):
+    # the second resume state: the optimiser file is half written when the process dies
+    if path.endswith("optimizer.safetensors"):
+        calls["n"] += 1
+        if calls["n"] == 2 and which == "write":
+            Path(path).write_bytes(b"\0" * 100)
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real_save(tensors, path, *a, **k)
+
+def dying_replace(src, dst):
+    # the second swap: killed between moving the old state aside and moving the new one in
+    real_replace(src, dst)
+    if which == "swap" and str(dst).rsplit("/", 1)[-1].startswith(".resume.old") and calls["n"] == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+T.save_file, T.os.replace = dying_save, dying_replace
+T.train([bag], T.TrainConfig.from_yaml(cfg_path), run_dir, progress=False)
+"""
+
+
+@pytest.mark.parametrize("which", ["write", "swap"])
+def test_item20_sigkill_during_a_checkpoint_write_keeps_the_previous_state_and_resume_works(bags, tmp_path, which):
+    """Item 20: SIGKILL in the middle of the second resume-state write (or between its two
+    renames): the first state stays loadable, and --resume finishes with exactly the weights of an
+    uninterrupted run."""
+    from vla_align_ros.model.checkpoint import verify_checkpoint
+    from vla_align_ros.training.trainer import resume_dir
+
+    cfg = config(tmp_path, 9)
+    full = run_cli("train", "--bags", str(bags / "train"), "--config", str(cfg), "--out", str(tmp_path / "full"),
+                   "--quiet")
+    assert full.returncode == 0, full.stderr[-2000:]
+    run = tmp_path / "killed"
+    p = subprocess.run([sys.executable, "-c", KILL_DURING_WRITE, str(bags / "train"), str(cfg), str(run), which],
+                       env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
+    assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
+    assert not (run / "checkpoint").exists()
+    d = resume_dir(run)
+    assert d is not None and verify_checkpoint(d)  # the state written before the kill is whole
+    assert json.loads((d / "state.json").read_text())["step"] == 3  # checkpoint_every: 3
+    again = run_cli("train", "--bags", str(bags / "train"), "--config", str(cfg), "--out", str(run), "--resume",
+                    "--quiet")
+    assert again.returncode == 0, again.stderr[-2000:]
+    a = load_file(str(tmp_path / "full" / "checkpoint" / "model.safetensors"))
+    b = load_file(str(run / "checkpoint" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6, msg=k)

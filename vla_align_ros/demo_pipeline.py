@@ -21,7 +21,7 @@ def run_pipeline_demo(out: Path, record_episodes_n: int = 60, train_steps: int =
     from .model.checkpoint import MANIFEST
     from .ros.closed_loop import run_closed_loop
     from .sim.record import record_episodes
-    from .training.trainer import TrainConfig, train
+    from .training.trainer import TrainConfig, resume_dir, train
 
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -48,7 +48,7 @@ def run_pipeline_demo(out: Path, record_episodes_n: int = 60, train_steps: int =
             shutil.rmtree(run)  # another demo length: start over
         log(f"[demo 2/3] training config/train/sim_tiny.yaml for {train_steps} steps (the full recipe: "
             f"1500) into {run}")
-        train([bag], cfg, run, resume=(run / "resume").is_dir(), progress=progress)
+        train([bag], cfg, run, resume=resume_dir(run) is not None, progress=progress)
     timings["train_s"] = round(time.perf_counter() - t0, 1)
 
     log(f"[demo 3/3] closed loop: sim_node + perception_node + policy_node over DDS, {loop_episodes} episodes")

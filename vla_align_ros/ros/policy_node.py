@@ -491,6 +491,10 @@ def run(node_factory) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        if rclpy.ok():
+            raise
+        # a message taken while SIGINT shut the context down (rclpy reports it this way): a clean stop
     finally:
         try:
             if node._active:  # noqa: SLF001

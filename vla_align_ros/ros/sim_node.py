@@ -250,6 +250,10 @@ def main(args: list[str] | None = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        if rclpy.ok():
+            raise
+        # a message taken while SIGINT shut the context down (rclpy reports it this way): a clean stop
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

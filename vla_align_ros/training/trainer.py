@@ -202,8 +202,21 @@ def _save_resume_state(run_dir: Path, model: TrimodalModel, opt: torch.optim.Opt
     shutil.rmtree(old, ignore_errors=True)
 
 
+def resume_dir(run_dir: Path) -> Path | None:
+    """The resume state to continue from: ``resume/``, or, when a run was killed in the instant
+    between the two renames of ``_save_resume_state``, the previous state it had just moved
+    aside (``.resume.old*``). None when there is neither."""
+    final = run_dir / "resume"
+    if final.is_dir():
+        return final
+    olds = sorted(run_dir.glob(".resume.old*"), key=lambda p: p.stat().st_mtime)
+    return olds[-1] if olds else None
+
+
 def _load_resume_state(run_dir: Path, model: TrimodalModel, opt: torch.optim.Optimizer) -> tuple[int, list]:
-    d = run_dir / "resume"
+    d = resume_dir(run_dir)
+    if d is None:
+        raise FileNotFoundError(f"{run_dir}: no resume state to continue from")
     verify_checkpoint(d)
     state = load_file(str(d / "model.safetensors"))
     model.load_state_dict(state, strict=True)
@@ -269,7 +282,7 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
     opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
                              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr)
     start, log = 0, []
-    if resume and (run_dir / "resume").exists():
+    if resume and resume_dir(run_dir) is not None:
         start, log = _load_resume_state(run_dir, model, opt)
     if rank == 0:
         (run_dir / "split.json").write_text(json.dumps({k: v for k, v in data["split"].items()}))
