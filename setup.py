@@ -20,6 +20,7 @@ setup(
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
         (f"share/{PACKAGE}/config/nodes", glob("config/nodes/*.yaml")),
         (f"share/{PACKAGE}/config/dds", glob("config/dds/*.xml")),
+        (f"share/{PACKAGE}/config/ablation", glob("config/ablation/*.yaml")),
     ],
     install_requires=["setuptools"],
     zip_safe=False,

@@ -218,3 +218,28 @@ def test_item20_sigkill_during_a_checkpoint_write_keeps_the_previous_state_and_r
     b = load_file(str(run / "checkpoint" / "model.safetensors"))
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_ablation_trains_each_variant_alike_and_tabulates(bags, tmp_path):
+    """vla-align ablate, small: the recipe and one variant, the same seed and budget; the table,
+    JSON and chart; an override the recipe does not have is refused before anything trains."""
+    cfg = config(tmp_path, 6)
+    abl = tmp_path / "ablation.yaml"
+    abl.write_text(f"base: {cfg}\nsteps: 6\nmax_frames: 200\nvariants:\n"
+                   "  hard_negatives: {model: {loss: {hard_negatives: 4}}}\n")
+    res = run_cli("ablate", "--config", str(abl), "--bags", str(bags / "train"), "--eval-bags", str(bags / "eval"),
+                  "--out", str(tmp_path / "abl"), "--quiet")
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = json.loads((tmp_path / "abl" / "ablation.json").read_text())
+    assert list(table["rows"]) == ["default", "hard_negatives"] and table["steps"] == 6
+    for row in table["rows"].values():
+        assert 0 <= row["r1_mean"] <= 1 and row["action_error_ratio"] > 0 and len(row["r1"]) == 6
+    a = load_file(str(tmp_path / "abl" / "runs" / "default" / "checkpoint" / "model.safetensors"))
+    b = load_file(str(tmp_path / "abl" / "runs" / "hard_negatives" / "checkpoint" / "model.safetensors"))
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # the switch changed training
+    assert "| hard_negatives |" in (tmp_path / "abl" / "ablation.md").read_text()
+    assert (tmp_path / "abl" / "ablation.png").stat().st_size > 10_000
+    abl.write_text(f"base: {cfg}\nvariants:\n  typo: {{model: {{loss: {{hard_negativs: 4}}}}}}\n")
+    bad = run_cli("ablate", "--config", str(abl), "--bags", str(bags / "train"), "--eval-bags", str(bags / "eval"),
+                  "--out", str(tmp_path / "abl2"))
+    assert bad.returncode == 2 and "hard_negativs" in bad.stderr and not (tmp_path / "abl2" / "runs").exists()

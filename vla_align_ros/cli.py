@@ -169,6 +169,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    from .data.bags import BagError
+    from .training.ablation import AblationConfig, run_ablation
+
+    cfg_path = Path(args.config) if Path(args.config).is_file() else package_config(args.config)
+    try:
+        cfg = AblationConfig.from_yaml(cfg_path)
+        if args.steps:
+            cfg.steps = args.steps
+        result = run_ablation(cfg, Path(args.out), args.bags, args.eval_bags, progress=not args.quiet)
+    except (BagError, ValueError, FileNotFoundError) as e:
+        print(f"vla-align ablate: {e}", file=sys.stderr)
+        return 2
+    print((Path(args.out) / "ablation.md").read_text())
+    print(f"table: {Path(args.out) / 'ablation.json'}  chart: {Path(args.out) / 'ablation.png'}")
+    return 0 if result["rows"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vla-align", description="Trimodal vision-language-action alignment for ROS 2")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -224,6 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--max-frames", type=int, default=1500, help="frames per split to evaluate (subsampled evenly)")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("ablate", help="train the default recipe and one variant per technique (same seed, data, "
+                                      "budget), evaluate each on held-out compositions: table (Markdown, JSON), chart")
+    p.add_argument("--config", default="ablation/sim_tiny.yaml", help="ablation config (path, or under config/)")
+    p.add_argument("--bags", nargs="+", help="training recordings (default: the config's train_bags)")
+    p.add_argument("--eval-bags", nargs="+", help="evaluation recordings (default: the config's eval_bags)")
+    p.add_argument("--steps", type=int, help="training steps per variant (overrides the config)")
+    p.add_argument("--out", default="runs/ablation")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_ablate)
 
     p = sub.add_parser("sim-bench", help="simulator benchmark: steps/s with rendering, expert success (JSON)")
     p.add_argument("--episodes", type=int, default=200, help="expert episodes (spread over every task family)")

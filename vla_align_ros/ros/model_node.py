@@ -55,6 +55,14 @@ class ModelLifecycleNode(LifecycleNode):
         self.drops[reason] = self.drops.get(reason, 0) + 1
         self.get_logger().warning(f"dropped ({reason}, #{self.drops[reason]}): {message}", throttle_duration_sec=2.0)
 
+    def _fresh(self, stamp: Any) -> bool:
+        """Whether an image's header stamp passes ``self.stamps`` (a StampFilter the node builds
+        on configure); a stamp in the future, too old or out of order is a counted drop."""
+        reason = self.stamps.check(stamp.sec * 1_000_000_000 + stamp.nanosec, self.get_clock().now().nanoseconds)
+        if reason is not None:
+            self._drop(f"image_{reason}", f"image stamped {stamp.sec}.{stamp.nanosec:09d}: {reason.replace('_', ' ')}")
+        return reason is None
+
     # ---- faults and QoS events -------------------------------------------------------------------
     def _inference_failed(self, e: BaseException) -> None:
         """Inference thread: count a model failure; after ``max_inference_errors`` in a row, or

@@ -113,11 +113,7 @@ class PerceptionNode(ModelLifecycleNode):
         if img.ndim != 3 or img.shape[2] != 3:
             self._drop("image_encoding", f"perception needs a colour image, got {msg.encoding}")
             return
-        reason = self.stamps.check(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec,
-                                   self.get_clock().now().nanoseconds)
-        if reason is not None:
-            self._drop(f"image_{reason}", f"image stamped {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}: "
-                                          f"{reason.replace('_', ' ')}")
+        if not self._fresh(msg.header.stamp):
             return
         self._submit_frame((msg, img, t0))
 

@@ -307,11 +307,7 @@ class PolicyNode(ModelLifecycleNode):
         except ImageError as e:
             self._drop(f"image_{e.reason}", str(e))
             return
-        reason = self.stamps.check(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec,
-                                   self.get_clock().now().nanoseconds)
-        if reason is not None:
-            self._drop(f"image_{reason}", f"image stamped {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}: "
-                                          f"{reason.replace('_', ' ')}")
+        if not self._fresh(msg.header.stamp):
             return
         now = time.monotonic()
         self.watchdog.feed("image", now)

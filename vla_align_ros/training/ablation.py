@@ -1,0 +1,153 @@
+"""``vla-align ablate``: the default recipe and one variant per technique, trained with the same
+seed, data and budget, evaluated on the held-out compositions, side by side (Markdown + JSON
+table and a bar chart).
+
+An ablation config names the base training recipe, the budget and the variants; a variant is a
+nested mapping of overrides applied to the recipe (``{loss: {hard_negatives: 8}}``)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import yaml
+
+from ..config import from_dict
+from .trainer import TrainConfig
+
+# (column, where in the held-out metrics, better when higher)
+COLUMNS: list[tuple[str, str, bool]] = [
+    ("R@1 mean", "r1_mean", True), ("R@1 / chance", "r1_over_chance", True), ("mask IoU", "mask_iou", True),
+    ("temporal IoU", "temporal_iou", True), ("action error / mean", "action_error_ratio", False),
+    ("modality gap V-T", "modality_gap_vt", False), ("hubness T->V", "hubness", False),
+]
+
+
+@dataclass
+class AblationConfig:
+    base: str = "train/sim_tiny.yaml"  # a recipe under config/, or a path
+    steps: int | None = None  # training budget per variant (None: the recipe's)
+    train_bags: list[str] = field(default_factory=list)
+    eval_bags: list[str] = field(default_factory=list)
+    max_frames: int = 1500  # evaluation frames per split
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "AblationConfig":
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping")
+        unknown = set(data) - {"base", "steps", "train_bags", "eval_bags", "max_frames", "variants"}
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+        cfg = cls(**data)
+        for name, over in cfg.variants.items():
+            if not isinstance(over, dict) or not over:
+                raise ValueError(f"{path}: variant {name!r} must be a non-empty mapping of overrides")
+        return cfg
+
+
+def merge(base: dict[str, Any], over: dict[str, Any], path: str = "") -> dict[str, Any]:
+    """``over`` applied onto ``base`` (nested); a key the recipe does not have is an error."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if k not in out:
+            raise ValueError(f"override {path}{k}: the recipe has no such setting")
+        out[k] = merge(out[k], v, f"{path}{k}.") if isinstance(v, dict) and isinstance(out[k], dict) else v
+    return out
+
+
+def variant_config(base: TrainConfig, overrides: dict[str, Any], steps: int | None) -> TrainConfig:
+    d = merge(base.to_dict(), overrides)
+    if steps is not None:
+        d["steps"] = steps
+        d["checkpoint_every"] = max(min(d["checkpoint_every"], steps), 1)
+    return from_dict(TrainConfig, d)
+
+
+def row_of(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The table's figures from an evaluation's metrics (held-out split, seen when none)."""
+    split = metrics.get("held_out") or metrics["seen"]
+    r1 = [v["r1"] for v in split["retrieval"].values()]
+    mean = sum(r1) / len(r1)
+    return {"r1_mean": mean, "r1_over_chance": mean / max(split["chance_r1"], 1e-9),
+            "mask_iou": split.get("mask_iou"), "temporal_iou": split.get("temporal_iou"),
+            "action_error_ratio": split["action_error_ratio"], "modality_gap_vt": split["modality_gap"]["vision-text"],
+            "hubness": split["hubness_text_to_vision"]["skewness"],
+            "r1": {k: v["r1"] for k, v in split["retrieval"].items()}}
+
+
+def run_ablation(cfg: AblationConfig, out: Path, train_bags: Sequence[str] | None = None,
+                 eval_bags: Sequence[str] | None = None, progress: bool = True,
+                 log: Callable[[str], None] = print) -> dict[str, Any]:
+    from ..paths import package_config
+    from .report import evaluate_run
+    from .trainer import train
+
+    train_bags = list(train_bags or cfg.train_bags)
+    eval_bags = list(eval_bags or cfg.eval_bags)
+    if not train_bags or not eval_bags:
+        raise ValueError("an ablation needs training and evaluation bags (--bags, --eval-bags or the config)")
+    base_path = Path(cfg.base) if Path(cfg.base).is_file() else package_config(cfg.base)
+    base = TrainConfig.from_yaml(base_path)
+    out.mkdir(parents=True, exist_ok=True)
+    variants = {"default": {}, **cfg.variants}
+    configs = {name: variant_config(base, over, cfg.steps) for name, over in variants.items()}  # all checked first
+    rows: dict[str, Any] = {}
+    for i, (name, tc) in enumerate(configs.items(), 1):
+        run = out / "runs" / name
+        t0 = time.perf_counter()
+        if (run / "checkpoint" / "manifest.json").is_file():
+            log(f"[ablate {i}/{len(configs)}] {name}: reusing {run}")
+        else:
+            log(f"[ablate {i}/{len(configs)}] {name}: training {tc.steps} steps {variants[name] or '(the recipe)'}")
+            train(train_bags, tc, run, resume=(run / "resume").is_dir(), progress=progress)
+        train_s = time.perf_counter() - t0
+        metrics = evaluate_run(run, eval_bags, out / "reports" / name, max_frames=cfg.max_frames)
+        rows[name] = {**row_of(metrics), "overrides": variants[name], "train_s": round(train_s, 1)}
+    result = {"base": str(base_path), "steps": cfg.steps or base.steps, "train_bags": train_bags,
+              "eval_bags": eval_bags, "rows": rows}
+    (out / "ablation.json").write_text(json.dumps(result, indent=2))
+    (out / "ablation.md").write_text(markdown(result))
+    bar_chart(result, out / "ablation.png")
+    return result
+
+
+def _cell(v: Any) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [f"Ablation of `{result['base']}`, {result['steps']} steps each, held-out compositions of "
+             f"{', '.join(result['eval_bags'])}.", "",
+             "| variant | " + " | ".join(c for c, _, _ in COLUMNS) + " |",
+             "|---|" + "---|" * len(COLUMNS)]
+    for name, r in result["rows"].items():
+        lines.append(f"| {name} | " + " | ".join(_cell(r[k]) for _, k, _ in COLUMNS) + " |")
+    lines.append("")
+    lines.append("Higher is better except action error, modality gap and hubness.")
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["rows"])
+    cols = [(c, k) for c, k, _ in COLUMNS if k != "r1_over_chance"]
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.0 * len(cols), 3.2))
+    for ax, (title, key) in zip(axes, cols):
+        vals = [result["rows"][n][key] if result["rows"][n][key] is not None else 0.0 for n in names]
+        ax.bar(range(len(names)), vals, color=["#555555"] + ["#3b7dd8"] * (len(names) - 1))
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=9)
+    fig.suptitle(f"held-out compositions, {result['steps']} steps per variant", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
