@@ -274,3 +274,30 @@ def test_item23_empty_required_topic_error_lists_the_topics_present(tmp_path):
     assert "required topic /joint_states (joint_states) has no messages" in msg
     assert "/joint_states [sensor_msgs/msg/JointState] x0" in msg
     assert "/camera/image_raw [sensor_msgs/msg/Image] x10" in msg and "/instruction [std_msgs/msg/String] x1" in msg
+
+
+@pytest.mark.parametrize("frame_id,names", [("", ["a"]), ("base", ["panda_joint1", "j2", "finger_joint"]),
+                                            ("odd", []), ("panda_link0", ["x" * 7, "y" * 5])])
+def test_joint_state_and_twist_cdr_fast_paths_match_rosbags(frame_id, names):
+    """The ingestion fast paths for JointState and TwistStamped give rosbags' values for every
+    string alignment; truncated or big-endian bytes are left to rosbags."""
+    from rosbags.typesys import Stores, get_typestore
+
+    from vla_align_ros.data.bags import parse_joint_state_cdr, parse_twist_stamped_cdr
+
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    T = ts.types
+    header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=7, nanosec=9), frame_id=frame_id)
+    pos = np.linspace(-1.5, 2.5, len(names))
+    js = T["sensor_msgs/msg/JointState"](header=header, name=names, position=pos, velocity=np.zeros(len(names)),
+                                         effort=np.array([], dtype=np.float64))
+    raw = ts.serialize_cdr(js, "sensor_msgs/msg/JointState")
+    stamp, got = parse_joint_state_cdr(raw)
+    assert stamp == 7 * 10**9 + 9 and np.array_equal(got, pos.astype(np.float32))
+    assert parse_joint_state_cdr(b"\x00\x00\x00\x00" + bytes(raw[4:])) is None
+    v3 = T["geometry_msgs/msg/Vector3"]
+    tw = T["geometry_msgs/msg/TwistStamped"](header=header, twist=T["geometry_msgs/msg/Twist"](
+        linear=v3(x=0.1, y=-0.2, z=0.3), angular=v3(x=-0.4, y=0.5, z=-0.6)))
+    raw = ts.serialize_cdr(tw, "geometry_msgs/msg/TwistStamped")
+    assert parse_twist_stamped_cdr(raw) == (7 * 10**9 + 9, (0.1, -0.2, 0.3, -0.4, 0.5, -0.6))
+    assert parse_twist_stamped_cdr(raw[:-8]) is None

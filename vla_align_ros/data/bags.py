@@ -119,6 +119,64 @@ def parse_image_cdr(raw: bytes | memoryview) -> tuple[int, str, int, int, str, i
     return sec * 1_000_000_000 + nsec, frame_id, height, width, encoding, bigendian, step, pos
 
 
+def _skip_string(mv: memoryview, pos: int) -> int:
+    """Position after a CDR string at ``pos`` (4-aligned length, then the bytes)."""
+    pos += -(pos - 4) % 4
+    (n,) = _U32.unpack_from(mv, pos)
+    return pos + 4 + n
+
+
+def parse_joint_state_cdr(raw: bytes | memoryview) -> tuple[int, np.ndarray] | None:
+    """(stamp ns, positions float32) of a little-endian CDR ``sensor_msgs/msg/JointState``, or
+    None when the bytes are not laid out that way (the caller deserialises normally)."""
+    mv = memoryview(raw)
+    if len(mv) < 8 or mv[1] != 1:
+        return None
+    try:
+        sec, nsec = _STAMP.unpack_from(mv, 4)
+        pos = _skip_string(mv, 12)  # frame_id
+        pos += -(pos - 4) % 4
+        (count,) = _U32.unpack_from(mv, pos)
+        pos += 4
+        for _ in range(count):
+            pos = _skip_string(mv, pos)
+        pos += -(pos - 4) % 4
+        (n,) = _U32.unpack_from(mv, pos)
+        pos += 4
+        pos += -(pos - 4) % 8
+        if pos + 8 * n > len(mv):
+            return None
+        return sec * 1_000_000_000 + nsec, np.frombuffer(mv, dtype="<f8", count=n, offset=pos).astype(np.float32)
+    except (struct.error, ValueError):
+        return None
+
+
+_SIX = struct.Struct("<6d")
+
+
+def parse_twist_stamped_cdr(raw: bytes | memoryview) -> tuple[int, tuple[float, ...]] | None:
+    """(stamp ns, (vx, vy, vz, wx, wy, wz)) of a little-endian CDR ``geometry_msgs/msg/TwistStamped``."""
+    mv = memoryview(raw)
+    if len(mv) < 8 or mv[1] != 1:
+        return None
+    try:
+        sec, nsec = _STAMP.unpack_from(mv, 4)
+        pos = _skip_string(mv, 12)
+        pos += -(pos - 4) % 8
+        if pos + 48 != len(mv):
+            return None
+        return sec * 1_000_000_000 + nsec, _SIX.unpack_from(mv, pos)
+    except struct.error:
+        return None
+
+
+# Readers of the hot message types straight from CDR bytes: (stamp ns, the kept value) or None.
+_FAST_VALUE: dict[tuple[str, str], Any] = {
+    ("joint_states", "sensor_msgs/msg/JointState"): parse_joint_state_cdr,
+    ("twist_cmd", "geometry_msgs/msg/TwistStamped"): parse_twist_stamped_cdr,
+}
+
+
 class FrameStore:
     """Decoded frames of one topic in one preallocated (N, H, W[, C]) array, filled while the bag
     is read, so each message's buffer is released at once and the pixels are written once.
@@ -257,12 +315,15 @@ def read_episodes(paths: Sequence[str | Path], topics: BagTopics | None = None, 
             route = {c.id: (streams[key_of[c.id]].append, stores[key_of[c.id]].add if key_of[c.id] in stores
                             else _VALUE[key_of[c.id]]) for c in conns}
             deserialize = reader.deserialize
-            fast = {c.id: stores[key_of[c.id]] for c in conns
+            # the hot types are read straight from their CDR bytes (rosbags when that declines)
+            fast = {c.id: stores[key_of[c.id]].add_raw for c in conns
                     if key_of[c.id] in stores and c.msgtype == "sensor_msgs/msg/Image"}
+            fast.update({c.id: _FAST_VALUE[(key_of[c.id], c.msgtype)] for c in conns
+                         if (key_of[c.id], c.msgtype) in _FAST_VALUE})
             for conn, log_ns, raw in reader.messages(connections=conns):
-                store = fast.get(conn.id)
-                if store is not None:
-                    hit = store.add_raw(raw)
+                reader_fn = fast.get(conn.id)
+                if reader_fn is not None:
+                    hit = reader_fn(raw)
                     if hit is not None:
                         route[conn.id][0](hit)
                         continue
