@@ -59,7 +59,8 @@ class InferenceSession:
     """A loaded model plus a cache of encoded instructions. One per process: the perception and
     policy nodes share it when they run in one process, so nothing is encoded twice."""
 
-    def __init__(self, checkpoint: str | Path | TrimodalModel, device: str = "cpu", cache_size: int = 32) -> None:
+    def __init__(self, checkpoint: str | Path | TrimodalModel, device: str = "cpu", cache_size: int = 32,
+                 threads: int = 0) -> None:
         self.device = resolve_device(device)
         model = checkpoint if isinstance(checkpoint, TrimodalModel) else load_checkpoint(checkpoint)
         self.model: TrimodalModel = model.to(self.device).eval()
@@ -74,6 +75,7 @@ class InferenceSession:
         # thread pool belongs to the calling thread, and pools of several callers spin against
         # each other (measured: 15 ms per frame instead of 8, tails over a second, on 2 cores).
         self._worker_ident: int | None = None
+        self._threads = threads  # torch CPU threads of the inference thread (0: torch's default)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vla-inference",
                                           initializer=self._on_worker_start)
         # CUDA: bf16 autocast, and frames copied through one pinned host buffer per shape so the
@@ -85,6 +87,8 @@ class InferenceSession:
 
     def _on_worker_start(self) -> None:
         self._worker_ident = threading.get_ident()
+        if self._threads > 0:
+            torch.set_num_threads(self._threads)  # set here: the inference thread runs every model call
 
     def _call(self, fn: Any, *args: Any) -> Any:
         """Run ``fn`` on the inference thread and wait for it (directly when already there)."""

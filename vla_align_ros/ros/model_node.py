@@ -142,11 +142,7 @@ class ModelLifecycleNode(LifecycleNode):
             raise ValueError("parameter 'checkpoint' is empty: give a trained run folder")
         from ..inference import InferenceSession
 
-        if self.p_threads > 0:
-            import torch
-
-            torch.set_num_threads(self.p_threads)
-        self.session = InferenceSession(checkpoint_dir(self.p_checkpoint), self.p_device)
+        self.session = InferenceSession(checkpoint_dir(self.p_checkpoint), self.p_device, threads=self.p_threads)
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def _configure(self) -> TransitionCallbackReturn:
