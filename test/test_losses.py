@@ -180,6 +180,10 @@ def test_memory_bank_negatives_enter_the_loss():
     assert loss.banks["text"].get()[0].shape == (4, 8)
     second = float(loss(emb, torch.arange(4)).per_pair["vl"])
     assert second != pytest.approx(first)  # 4 stored entries now compete as candidates
+    # a training step: the loss reads the bank, enqueues, and is differentiated afterwards
+    x = {k: v.clone().requires_grad_() for k, v in emb.items()}
+    loss(x, torch.arange(4)).total.backward()
+    assert x["vision"].grad is not None and torch.isfinite(x["vision"].grad).all()
 
 
 def test_trimodal_weights_and_learnable_temperature_clamp():

@@ -64,9 +64,10 @@ class MemoryBank(torch.nn.Module):
         self.count.copy_(torch.clamp(self.count + b, max=self.size))
 
     def get(self) -> tuple[Tensor, Tensor]:
-        """-> feats (K', D), ids (K',), oldest first, K' = number of filled slots."""
+        """-> feats (K', D), ids (K',), oldest first, K' = number of filled slots. Copies: the
+        loss that reads them is differentiated after this step's ``enqueue`` wrote the buffer."""
         c = int(self.count)
         if c < self.size:
-            return self.feats[:c], self.ids[:c]
+            return self.feats[:c].clone(), self.ids[:c].clone()
         order = (self.ptr + torch.arange(self.size, device=self.feats.device)) % self.size
         return self.feats[order], self.ids[order]
