@@ -31,7 +31,7 @@ def main() -> int:
     from vla_align_ros.ros.model_node import checkpoint_dir
 
     r, log, code, rss = run_scenario(Path(checkpoint_dir(a.checkpoint)), "soak", 0, params=TIMING,
-                                     probe_args=[str(a.seconds)], sample_rss=True)
+                                     probe_args=[str(a.seconds)], sample_rss=True, timeout=a.seconds + 240)
     steady = rss[len(rss) // 3:] or rss
     print(json.dumps({"seconds": a.seconds, "chunks": r["chunks_in_soak"], "latency_s_p50": r["latency_p50"],
                       "latency_s_p99": r["latency_p99"], "rss_kib_steady_first": steady[0] if steady else None,

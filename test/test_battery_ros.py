@@ -25,7 +25,7 @@ TIMING = ["-p", "image_max_age_s:=0.4", "-p", "command_timeout_s:=0.4", "-p", "c
 
 def run_scenario(ckpt: Path, scenario: str, offset: int, fault: str = "none", params: list[str] | None = None,
                  probe_args: list[str] | None = None, env_extra: dict[str, str] | None = None,
-                 sample_rss: bool = False) -> tuple[dict, str, int, list[int]]:
+                 sample_rss: bool = False, timeout: float = 300.0) -> tuple[dict, str, int, list[int]]:
     env = ros_env(offset)
     env.update({"VLA_CHECKPOINT": str(ckpt), "VLA_FAULT": fault, "PYTHONPATH": str(REPO)}, **(env_extra or {}))
     node = subprocess.Popen([sys.executable, str(HERE / "fault_policy_node.py"), "--ros-args",
@@ -47,7 +47,7 @@ def run_scenario(ckpt: Path, scenario: str, offset: int, fault: str = "none", pa
         sampler.start()
     try:
         probe = subprocess.run([sys.executable, str(HERE / "battery_probe.py"), scenario, *(probe_args or [])],
-                               env=env, capture_output=True, text=True, timeout=300)
+                               env=env, capture_output=True, text=True, timeout=timeout)
     finally:
         stop.set()
         node.send_signal(2)  # SIGINT: a clean shutdown
