@@ -7,6 +7,7 @@ checkpoint, so a checkpoint always carries the exact configuration it was traine
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -240,6 +241,17 @@ class ModelConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def merge_overrides(base: Mapping[str, Any], over: Mapping[str, Any], path: str = "") -> dict[str, Any]:
+    """``over`` applied onto a config dict ``base`` (nested); a key ``base`` does not have is a
+    ValueError naming it, so a typo never passes as a setting."""
+    out = copy.deepcopy(dict(base))
+    for k, v in over.items():
+        if k not in out:
+            raise ValueError(f"override {path}{k}: the config has no such setting")
+        out[k] = merge_overrides(out[k], v, f"{path}{k}.") if isinstance(v, Mapping) and isinstance(out[k], Mapping) else v
+    return out
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:

@@ -103,7 +103,7 @@ def image_roundtrip(frames: int, width: int = 640, height: int = 480) -> dict[st
 
 
 def node_latency(checkpoint: str, frames: int, width: int = 640, height: int = 480,
-                 torch_threads: int = 0, params: dict[str, Any] | None = None) -> dict[str, Any]:
+                 torch_threads: int = 0) -> dict[str, Any]:
     import rclpy
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import String
@@ -117,7 +117,7 @@ def node_latency(checkpoint: str, frames: int, width: int = 640, height: int = 4
     procs = Processes(logs)
     cmd = node_command("policy_node", {
         "checkpoint": checkpoint, "autostart": True, "torch_threads": torch_threads, "image_max_age_s": 5.0,
-        "command_timeout_s": 5.0, **(params or {})})
+        "command_timeout_s": 5.0})
     procs.start("policy_node", cmd)
     rclpy.init()
     try:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..config import ModelConfig
+from ..config import ModelConfig, merge_overrides
 from ..paths import dds_env, package_config
 
 # The quick profile (``make test``): the default recipe's shapes, shrunk; every section runs.
@@ -45,16 +45,9 @@ class BenchSettings:
                    siglip_dense_max=1024, record_episodes=2, sim_episodes=2, sim_steps=20)
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) else v
-    return out
-
-
 def load_model_config(config: str | Path | None, quick: bool) -> ModelConfig:
     cfg = ModelConfig.from_yaml(config or package_config("train/sim_tiny.yaml"))
-    return ModelConfig.from_dict(_merge(cfg.to_dict(), QUICK_MODEL)) if quick else cfg
+    return ModelConfig.from_dict(merge_overrides(cfg.to_dict(), QUICK_MODEL)) if quick else cfg
 
 
 def run_bench(config: str | Path | None = None, checkpoint: str | Path | None = None, bag: str | Path | None = None,

@@ -185,17 +185,12 @@ class FrameStore:
     def __init__(self, topic: str, capacity: int, convert: Any) -> None:
         self.topic, self.capacity, self.convert = topic, max(capacity, 1), convert
         self.arr: np.ndarray | None = None
-        self._rows: np.ndarray | None = None  # (N, bytes per frame) view of arr, for the direct path
+        self._rows: np.ndarray | None = None  # (N, bytes per frame) view of arr, for add_raw
         self.n = 0
         self._direct: tuple | None = None
 
     def add(self, msg: Any) -> int:
-        n = self.n
-        if self._direct is not None and n < len(self._rows) and msg.step == self._direct[3] \
-                and msg.height == self._direct[1] and msg.encoding == self._direct[0] and msg.width == self._direct[2]:
-            self._rows[n] = msg.data  # same unpadded layout as the first frame: bytes straight in
-            self.n = n + 1
-            return n
+        """A deserialised Image, converted; the first frame also sets the layout ``add_raw`` takes."""
         key = (msg.encoding, msg.height, msg.width, msg.step)
         a = self.convert(msg)
         if self.arr is None:

@@ -7,7 +7,6 @@ nested mapping of overrides applied to the recipe (``{loss: {hard_negatives: 8}}
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-from ..config import from_dict
+from ..config import from_dict, merge_overrides
 from .trainer import TrainConfig
 
 # (column, where in the held-out metrics, better when higher)
@@ -51,18 +50,8 @@ class AblationConfig:
         return cfg
 
 
-def merge(base: dict[str, Any], over: dict[str, Any], path: str = "") -> dict[str, Any]:
-    """``over`` applied onto ``base`` (nested); a key the recipe does not have is an error."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if k not in out:
-            raise ValueError(f"override {path}{k}: the recipe has no such setting")
-        out[k] = merge(out[k], v, f"{path}{k}.") if isinstance(v, dict) and isinstance(out[k], dict) else v
-    return out
-
-
 def variant_config(base: TrainConfig, overrides: dict[str, Any], steps: int | None) -> TrainConfig:
-    d = merge(base.to_dict(), overrides)
+    d = merge_overrides(base.to_dict(), overrides)
     if steps is not None:
         d["steps"] = steps
         d["checkpoint_every"] = max(min(d["checkpoint_every"], steps), 1)
