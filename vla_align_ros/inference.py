@@ -66,6 +66,7 @@ class InferenceSession:
         self.model: TrimodalModel = model.to(self.device).eval()
         self.cache_size = cache_size
         self._cache: OrderedDict[str, EncodedInstruction] = OrderedDict()
+        self._phrases: dict[tuple[str, ...], TextOutput] = {}  # object phrases of locate(), encoded once
         self._last_step = 0  # the active step never goes back within one instruction
         self._instruction: EncodedInstruction | None = None
         self._last: tuple[object, FrameResult] | None = None  # (frame key, result) shared by the nodes
@@ -151,6 +152,32 @@ class InferenceSession:
             if key is not None:
                 self._last = ((key, text), res)
             return res
+
+    def locate(self, image: np.ndarray, names: list[str]) -> dict[str, tuple[float, float, float]]:
+        """Where each named object is (``red_cube``: the spatial head's mask of "the red cube"
+        alone): {name: (row, col, confidence)} in pixels of ``image`` (H, W, 3) uint8."""
+        with self.lock:
+            return self._call(self._locate, image, list(names))
+
+    @torch.no_grad()
+    def _locate(self, image: np.ndarray, names: list[str]) -> dict[str, tuple[float, float, float]]:
+        from .control.grounded import mask_location
+        from .data.bag_dataset import object_name_phrase
+
+        m = self.model
+        key = tuple(names)
+        txt = self._phrases.get(key)
+        if txt is None:
+            tok = m.tokenize([object_name_phrase(n) for n in names], self.device)
+            if len(self._phrases) >= self.cache_size:
+                self._phrases.clear()
+            txt = self._phrases[key] = m.encode_text(tok["input_ids"], tok["attention_mask"])
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+        with amp:
+            vis = m.encode_image(self._upload(image)).select(torch.zeros(len(names), dtype=torch.long,
+                                                                          device=self.device))  # P copies
+            logits = m.ground(vis, txt, image.shape[:2]).mask_logits.float().cpu().numpy()  # (P, H, W)
+        return {n: mask_location(logits[i]) for i, n in enumerate(names)}
 
     def close(self) -> None:
         """Stop the inference thread (idempotent); the session cannot run the model afterwards."""

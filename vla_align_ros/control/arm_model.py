@@ -9,7 +9,8 @@ import numpy as np
 import mujoco
 
 from ..sim.kinematics import ArmKinematics
-from ..sim.scene import build_model
+from ..sim.scene import build_model, camera_intrinsics
+from .grounded import CameraModel
 
 
 class PandaArm:
@@ -35,6 +36,20 @@ class PandaArm:
         """(7,) joint angles -> (3,) end-effector site position, base frame."""
         self._set(np.asarray(q, dtype=float))
         return self.data.site_xpos[self.ids.ee_site].copy()
+
+    def ee_pose(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(7,) joint angles -> end-effector site (position (3,), rotation (3, 3)), base frame."""
+        pos = self.ee_position(q)
+        return pos, self.data.site_xmat[self.ids.ee_site].reshape(3, 3).copy()
+
+    def camera_model(self, width: int, height: int) -> CameraModel:
+        """The model's fixed front camera, as TF and camera_info would give it on a real robot."""
+        mujoco.mj_kinematics(self.model, self.data)
+        mujoco.mj_camlight(self.model, self.data)  # camera poses are computed here, not in mj_kinematics
+        cam = self.ids.camera
+        mj_axes = self.data.cam_xmat[cam].reshape(3, 3)  # columns: x right, y up, -z forward
+        return CameraModel(camera_intrinsics(self.model, cam, width, height), self.data.cam_xpos[cam].copy(),
+                           mj_axes @ np.diag([1.0, -1.0, -1.0]))
 
     def twist_to_joint_target(self, q: np.ndarray, twist: np.ndarray, dt: float) -> np.ndarray:
         """Joint positions that realise ``twist`` (6,) over ``dt`` seconds from ``q`` (7,)."""

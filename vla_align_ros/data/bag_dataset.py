@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -32,6 +32,11 @@ class BagSamples:
     progress: Tensor  # (N,) progress within the active step in [0, 1]
     episode: Tensor  # (N,) episode index
     time_in_episode: Tensor  # (N,) seconds since the instruction
+    # One object in view per frame, named on its own ("the red block"), and its mask: teaches the
+    # spatial head every object's name, whatever role it plays in the instructions (the grounded
+    # policy asks for the object to move and the place to put it). "" when the bag has no masks.
+    phrase_texts: list[str] = field(default_factory=list)
+    phrase_masks: Tensor | None = None  # (N, H, W) bool
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -50,7 +55,8 @@ class BagSamples:
                           self.actions[idx],
                           self.state[idx], self.masks[idx], self.has_mask[idx], self.step_index[idx],
                           [self.step_texts[i] for i in sel], self.progress[idx], self.episode[idx],
-                          self.time_in_episode[idx])
+                          self.time_in_episode[idx], [self.phrase_texts[i] for i in sel] if self.phrase_texts else [],
+                          None if self.phrase_masks is None else self.phrase_masks[idx])
 
 
 def composition_key(ep: Episode) -> str:
@@ -86,13 +92,44 @@ def _step_object(ep: Episode, step: int) -> str | None:
     return goals[min(step, len(goals) - 1)]["obj"]
 
 
+def object_name_phrase(name: str, rng: np.random.Generator | None = None) -> str:
+    """"red_cube" -> "the red cube" (or a synonym of the noun: "the red block"); other label
+    names are read with underscores as spaces."""
+    from ..sim.tasks import NOUNS
+
+    words = name.split("_")
+    if len(words) == 2 and words[1] in NOUNS:
+        nouns = NOUNS[words[1]]
+        words[1] = nouns[int(rng.integers(len(nouns)))] if rng is not None else nouns[0]
+    return "the " + " ".join(words)
+
+
+MIN_PHRASE_PIXELS = 4  # an object this small in the frame is not named on its own
+
+
+def _phrase_targets(ep: Episode, object_names: Sequence[str], seed: int) -> tuple[list[str], np.ndarray]:
+    """One visible object per frame (drawn with a per-episode seed), its phrase and its mask."""
+    rng = np.random.default_rng(seed)
+    t = len(ep)
+    texts, masks = [""] * t, np.zeros(ep.labels.shape, dtype=bool)
+    for i in range(t):
+        counts = np.bincount(ep.labels[i].ravel(), minlength=len(object_names) + 1)[1: len(object_names) + 1]
+        seen = np.flatnonzero(counts >= MIN_PHRASE_PIXELS)
+        if seen.size:
+            j = int(seen[rng.integers(seen.size)])
+            texts[i] = object_name_phrase(object_names[j], rng)
+            masks[i] = ep.labels[i] == j + 1
+    return texts, masks
+
+
 def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names: Sequence[str] | None = None,
                         ) -> BagSamples:
     """``object_names``: the label order of the segmentation images (label i+1 = object i)."""
     keys: dict[str, int] = {}
     motions: dict[str, int] = {}
     parts: dict[str, list] = {k: [] for k in ("images", "texts", "ids", "motion_ids", "actions", "state", "masks", "has_mask",
-                                              "step_index", "step_texts", "progress", "episode", "time")}
+                                              "step_index", "step_texts", "progress", "episode", "time",
+                                              "phrase_texts", "phrase_masks")}
     for e_idx, ep in enumerate(episodes):
         t = len(ep)
         cid = keys.setdefault(composition_key(ep), len(keys))
@@ -123,13 +160,20 @@ def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names:
         parts["progress"].append(torch.from_numpy(progress))
         parts["episode"] += [e_idx] * t
         parts["time"].append(torch.from_numpy((ep.stamps - ep.stamps[0]).astype(np.float64) * 1e-9))
+        if ep.labels is not None and object_names is not None:
+            p_texts, p_masks = _phrase_targets(ep, object_names, seed=e_idx)
+        else:
+            p_texts, p_masks = [""] * t, np.zeros((t, h, w), dtype=bool)
+        parts["phrase_texts"] += p_texts
+        parts["phrase_masks"].append(torch.from_numpy(p_masks))
     return BagSamples(
         images=torch.cat(parts["images"]), texts=parts["texts"], ids=torch.tensor(parts["ids"]),
         motion_ids=torch.tensor(parts["motion_ids"]), actions=torch.cat(parts["actions"]),
         state=torch.cat(parts["state"]), masks=torch.cat(parts["masks"]),
         has_mask=torch.cat(parts["has_mask"]), step_index=torch.cat(parts["step_index"]),
         step_texts=parts["step_texts"], progress=torch.cat(parts["progress"]), episode=torch.tensor(parts["episode"]),
-        time_in_episode=torch.cat(parts["time"]).float())
+        time_in_episode=torch.cat(parts["time"]).float(), phrase_texts=parts["phrase_texts"],
+        phrase_masks=torch.cat(parts["phrase_masks"]))
 
 
 def matches_hold_out(ep: Episode, pattern: str) -> bool:

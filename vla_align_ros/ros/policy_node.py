@@ -62,6 +62,9 @@ class PolicyNode(ModelLifecycleNode):
         p = self.declare_parameter
         self.p_mode = p("command_mode", "twist", describe("'twist' (TwistStamped to a Cartesian servo) or "
                                                           "'joint_trajectory' (joint_trajectory_controller)")).value
+        self.p_policy = p("policy_mode", "grounded", describe(
+            "'grounded': the spatial head locates the objects the instruction names and a servo plan moves "
+            "them; 'learned': the policy head's action chunks drive the arm directly")).value
         self.p_rate = p("control_rate_hz", 20.0, describe("rate commands are sent at", lo=1.0, hi=500.0)).value
         self.p_image_age = p("image_max_age_s", 0.5, describe("no command from an image older than this",
                                                               read_only=False, lo=0.01, hi=10.0)).value
@@ -113,6 +116,8 @@ class PolicyNode(ModelLifecycleNode):
         self.counters = SafetyCounters()
         self.drops = {}
         self.inference_ms: list[float] = []
+        self._goals: tuple[str, list | None] | None = None  # (instruction, parsed subgoals) for policy_mode=grounded
+        self._planner: tuple[str, Any] | None = None  # (instruction, GroundedPlanner): inference thread only
 
     def _on_set_parameters(self, params) -> Any:
         """Run-time changes: timeouts and speed limits. Out of range or inconsistent values are
@@ -139,12 +144,15 @@ class PolicyNode(ModelLifecycleNode):
         return SetParametersResult(successful=True)
 
     watchdog: Watchdog | None = None
+    plan_phase = ""  # policy_mode=grounded: the plan's phase at the last frame
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def _configure(self) -> TransitionCallbackReturn:
         # Validation first: nothing is created when a parameter is wrong.
         if self.p_mode not in ("twist", "joint_trajectory"):
             raise ValueError(f"command_mode={self.p_mode!r}: use 'twist' or 'joint_trajectory'")
+        if self.p_policy not in ("grounded", "learned"):
+            raise ValueError(f"policy_mode={self.p_policy!r}: use 'grounded' or 'learned'")
         self.twist_limits = TwistLimits(self.p_max_lin, self.p_max_ang, self.p_lin_step, self.p_ang_step,
                                         tuple(self.p_ws_low), tuple(self.p_ws_high))
         if len(self.p_gripper) != 2 or not self.p_gripper[0] < self.p_gripper[1]:
@@ -261,10 +269,21 @@ class PolicyNode(ModelLifecycleNode):
             self._drop(f"instruction_{e.reason}", str(e))
             return
         self.stamps.reset()
+        goals = None
+        if self.p_policy == "grounded":
+            from ..control.grounded import InstructionParseError, parse_instruction
+
+            try:
+                goals = parse_instruction(enc.text)
+            except InstructionParseError as e:  # the arm holds: no plan, no chunk
+                self._drop("instruction_unparsed", str(e))
         with self._lock:
             self._chunk = None
             self._prev_cmd = None
-        self.get_logger().info(f"instruction: {enc.text!r} ({len(enc.steps)} step(s))")
+            self._goals = (enc.text, goals)
+        plan = "" if goals is None else " -> " + "; ".join(
+            f"{g.kind} {g.obj}" + (f" onto {g.target}" if g.target else "") for g in goals)
+        self.get_logger().info(f"instruction: {enc.text!r} ({len(enc.steps)} step(s)){plan}")
 
     def _on_joints(self, msg: JointState) -> None:
         names = list(msg.name)
@@ -322,7 +341,12 @@ class PolicyNode(ModelLifecycleNode):
         t0 = time.perf_counter()
         instruction = self.session.instruction
         try:
-            res = self.session.step(img, state, key=(msg.header.stamp.sec, msg.header.stamp.nanosec))
+            if self.p_policy == "grounded":
+                actions = self._grounded_chunk(img, instruction)
+                if actions is None:
+                    return  # no plan for this instruction: no chunk, so the watchdog holds the arm
+            else:
+                actions = self.session.step(img, state, key=(msg.header.stamp.sec, msg.header.stamp.nanosec)).actions
         except Exception as e:  # noqa: BLE001 - a model failure must hold the arm, not kill the node
             with self._state_lock:
                 if self._active and self._moving:
@@ -339,14 +363,38 @@ class PolicyNode(ModelLifecycleNode):
             if self.session.instruction is not instruction:  # a new instruction arrived meanwhile
                 self._drop("instruction_changed", "chunk of the previous instruction discarded")
                 return
-            if not np.all(np.isfinite(res.actions)):
+            if not np.all(np.isfinite(actions)):
                 self.counters.counts["non_finite_chunk"] = self.counters.counts.get("non_finite_chunk", 0) + 1
                 self._send_hold("non-finite action chunk")
                 return
             with self._lock:
-                self._chunk = (res.actions, received)
+                self._chunk = (actions, received)
             self.watchdog.feed("model", time.monotonic())
-            self._publish_chunk(msg, res.actions)
+            self._publish_chunk(msg, actions)
+
+    def _grounded_chunk(self, img: np.ndarray, instruction: Any) -> np.ndarray | None:
+        """Inference thread, policy_mode=grounded: locate the named objects (first frames), then
+        the plan's action for the arm's pose now, held for the chunk's H steps. None: no plan."""
+        from ..control.grounded import GroundedPlanner
+
+        with self._lock:
+            goals = self._goals
+        if goals is None or instruction is None or goals[0] != instruction.text or goals[1] is None:
+            return None
+        if self._planner is None or self._planner[0] != instruction.text:
+            camera = self.arm.camera_model(img.shape[1], img.shape[0])
+            self._planner = (instruction.text, GroundedPlanner(goals[1], camera, self.arm.ee_pose,
+                                                               gripper_max=self.p_gripper[1]))
+        planner = self._planner[1]
+        if not planner.localised:
+            planner.observe(self.session.locate(img, planner.objects))
+        q = self._arm_q
+        if q is None:
+            return None
+        a = planner.act(q)
+        self.plan_phase = a.phase
+        row = np.concatenate([a.twist, [a.gripper]]).astype(np.float32)  # (7,)
+        return np.repeat(row[None], self.session.horizon, axis=0)  # (H, 7)
 
     def _publish_chunk(self, img: Image, actions: np.ndarray) -> None:
         from vla_align_msgs.msg import ActionChunk
@@ -459,7 +507,8 @@ class PolicyNode(ModelLifecycleNode):
         self.pub_status.publish(String(data=json.dumps({
             "active": self._active, "estop": self.estop.latched, "stale": self.watchdog.stale(now),
             "deadline_events": self.deadline_events, "fault": self._fault,
-            "safety": self.counters.counts, "drops": self.drops,
+            "safety": self.counters.counts, "drops": self.drops, "policy_mode": self.p_policy,
+            "plan_phase": self.plan_phase,
             "inference_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
             "inference_ms_p99": float(np.percentile(lat, 99)) if lat.size else None})))
 

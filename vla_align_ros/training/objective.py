@@ -20,6 +20,7 @@ class ObjectiveWeights:
     temporal: float = 0.5
     segments: float = 0.5
     policy: float = 1.0
+    phrase: float = 0.0  # spatial grounding of one object named on its own ("the red block")
 
     def __post_init__(self) -> None:
         for k, v in vars(self).items():
@@ -44,6 +45,10 @@ class Batch:
     step_index: Tensor  # (B,)
     progress: Tensor  # (B,)
     seq: "SequenceBatch | None" = None  # whole motions, for temporal localisation of steps
+    phrase_ids: Tensor | None = None  # (B, Tp) one object phrase per frame
+    phrase_attn: Tensor | None = None  # (B, Tp)
+    phrase_masks: Tensor | None = None  # (B, h, w) bool
+    has_phrase: Tensor | None = None  # (B,) bool
 
 
 @dataclass
@@ -76,18 +81,13 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights) -> dict[
     out: dict[str, Tensor] = {}
     zero = emb.vision.new_zeros(())
     out["contrastive"] = model.loss(emb.as_dict(), b.ids, b.motion_ids).total if w.contrastive > 0 else zero
-    if w.spatial > 0 and bool(b.has_mask.any()):
-        # Per-sample loss, zero where the bag has no mask, averaged over the whole batch: the
-        # same normalisation on one process and on N ranks with a shard each.
-        sel = b.has_mask
-        h, wd = b.masks.shape[-2:]
-        g = model.ground(vis.select(sel), TextOutput(txt.tokens[sel], txt.mask[sel], txt.pooled[sel]), (h, wd))
-        target = b.masks[sel].float()
-        per = F.binary_cross_entropy_with_logits(g.mask_logits, target, reduction="none").flatten(1).mean(1) \
-            + dice_loss(g.mask_logits, target)  # (B_masked,)
-        out["spatial"] = torch.zeros(len(sel), device=per.device, dtype=per.dtype).masked_scatter(sel, per).mean()
+    out["spatial"] = grounding_loss(model, vis, txt, b.masks, b.has_mask) \
+        if w.spatial > 0 and bool(b.has_mask.any()) else zero
+    if w.phrase > 0 and b.has_phrase is not None and bool(b.has_phrase.any()):
+        phr = model.encode_text(b.phrase_ids, b.phrase_attn)
+        out["phrase"] = grounding_loss(model, vis, phr, b.phrase_masks, b.has_phrase)
     else:
-        out["spatial"] = zero
+        out["phrase"] = zero
     if w.temporal > 0:
         bsz, k, ts = b.step_ids.shape
         st = model.encode_text(b.step_ids.view(bsz * k, ts), b.step_attn.view(bsz * k, ts))
@@ -108,8 +108,20 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights) -> dict[
     else:
         out["policy"] = zero
     out["total"] = (w.contrastive * out["contrastive"] + w.spatial * out["spatial"] + w.temporal * out["temporal"]
-                    + w.segments * out["segments"] + w.policy * out["policy"])
+                    + w.segments * out["segments"] + w.policy * out["policy"] + w.phrase * out["phrase"])
     return out
+
+
+def grounding_loss(model: TrimodalModel, vis, txt: TextOutput, masks: Tensor, sel: Tensor) -> Tensor:
+    """BCE + Dice of the text's mask against ``masks`` (B, h, w) on the samples ``sel`` (B,) bool.
+    Per-sample loss, zero where there is no mask, averaged over the whole batch: the same
+    normalisation on one process and on N ranks with a shard each."""
+    h, wd = masks.shape[-2:]
+    g = model.ground(vis.select(sel), TextOutput(txt.tokens[sel], txt.mask[sel], txt.pooled[sel]), (h, wd))
+    target = masks[sel].float()
+    per = F.binary_cross_entropy_with_logits(g.mask_logits, target, reduction="none").flatten(1).mean(1) \
+        + dice_loss(g.mask_logits, target)  # (B_masked,)
+    return torch.zeros(len(sel), device=per.device, dtype=per.dtype).masked_scatter(sel, per).mean()
 
 
 def segment_loss(model: TrimodalModel, sq: SequenceBatch) -> Tensor:

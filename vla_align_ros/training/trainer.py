@@ -114,7 +114,13 @@ def make_batch(samples: BagSamples, idx: Tensor, tokens: TokenTable, max_steps: 
     b = len(idx)
     valid = torch.tensor([[j < len(s) for j in range(k)] for s in steps])
     to = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-    return Batch(images=to(samples.images[idx]), input_ids=to(ids), attention_mask=to(attn), ids=to(samples.ids[idx]),
+    phrase: dict[str, Tensor] = {}
+    if samples.phrase_masks is not None and samples.phrase_texts:
+        texts = [samples.phrase_texts[i] for i in idx.tolist()]
+        p_ids, p_attn = tokens(texts)
+        phrase = {"phrase_ids": to(p_ids), "phrase_attn": to(p_attn), "phrase_masks": to(samples.phrase_masks[idx]),
+                  "has_phrase": to(torch.tensor([bool(t) for t in texts]))}
+    return Batch(**phrase, images=to(samples.images[idx]), input_ids=to(ids), attention_mask=to(attn), ids=to(samples.ids[idx]),
                  motion_ids=to(samples.motion_ids[idx]), actions=to(samples.actions[idx].float()), state=to(samples.state[idx].float()),
                  masks=to(samples.masks[idx]), has_mask=to(samples.has_mask[idx]),
                  step_ids=to(s_ids.view(b, k, -1)), step_attn=to(s_attn.view(b, k, -1)), step_valid=to(valid),
@@ -277,7 +283,8 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
     model.state_mean.copy_(train_s.state.float().mean(0))
     model.state_std.copy_(train_s.state.float().std(0).clamp(min=1e-3))
     model.to(device)
-    tokens = TokenTable(model, list(train_s.texts) + [t for s in train_s.step_texts for t in s])
+    tokens = TokenTable(model, list(train_s.texts) + [t for s in train_s.step_texts for t in s]
+                        + list(train_s.phrase_texts))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
                              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr)

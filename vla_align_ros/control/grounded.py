@@ -1,0 +1,221 @@
+"""The grounded policy: the learned spatial head says where each named object is in the image,
+the calibrated camera puts it on the table, and a servo plan drives the end effector there.
+
+Pure NumPy (plus the arm's forward kinematics passed in as a function), no ROS, no torch:
+
+- ``parse_instruction``: instruction -> subgoals over canonical object names (``red_cube``),
+  a rule parser over the tabletop vocabulary (colours, cube/block, plate/dish, pick/place/push
+  verbs). Text it cannot parse raises ``InstructionParseError`` with the reason.
+- ``CameraModel``: pixel -> ray in the base frame -> point on a horizontal plane.
+- ``mask_location``: the grounded mask's pixel location (centroid of the blob around the peak).
+- ``GroundedPlanner``: localise every named object over the first frames (median), then run the
+  same phase plan the scripted expert runs (``sim.expert.ScriptedExpert``) on the perceived
+  positions, one action per frame.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..sim.scene import COLORS, CUBE_HALF, PLATE_HALF_HEIGHT
+from ..sim.tasks import NOUNS, Subgoal
+
+_NOUN_KIND = {noun: kind for kind, nouns in NOUNS.items() for noun in nouns}
+_OBJECT_RE = re.compile(r"\b(" + "|".join(COLORS) + r")\s+(" + "|".join(_NOUN_KIND) + r")s?\b")
+_PUSH_RE = re.compile(r"\b(push|slide|shove)")
+_DIRECTION_RE = re.compile(r"\b(left|right)(wards)?\b")
+
+
+class InstructionParseError(ValueError):
+    pass
+
+
+def object_phrase(name: str) -> str:
+    """Canonical object name -> the phrase the spatial head is asked to ground ("the red cube")."""
+    color, kind = name.split("_", 1)
+    return f"the {color} {kind}"
+
+
+def parse_instruction(text: str) -> list[Subgoal]:
+    """"put the red block on the blue dish" -> [Subgoal("place", "red_cube", "blue_plate")].
+
+    Objects are taken in order of mention: one object is a pick, two a place (the first onto the
+    second), four two places, one with a push verb a push left or right."""
+    low = text.lower()
+    names = [f"{m.group(1)}_{_NOUN_KIND[m.group(2)]}" for m in _OBJECT_RE.finditer(low)]
+    if not names:
+        raise InstructionParseError(f"no object named in {text!r}: the grounded policy knows "
+                                    f"{', '.join(COLORS)} {{cube, block, plate, dish}}")
+    if _PUSH_RE.search(low):
+        d = _DIRECTION_RE.search(low)
+        if d is None or len(names) != 1:
+            raise InstructionParseError(f"a push needs one object and a direction (left/right): {text!r}")
+        return [Subgoal("push", names[0], direction=1.0 if d.group(1) == "right" else -1.0)]
+    if len(names) == 1:
+        if names[0].endswith("plate"):
+            raise InstructionParseError(f"the only object named is a plate, which cannot be picked: {text!r}")
+        return [Subgoal("pick", names[0])]
+    if len(names) % 2:
+        raise InstructionParseError(f"{len(names)} objects named in {text!r}: expected pairs of "
+                                    f"(object, where to put it)")
+    goals = [Subgoal("place", names[i], names[i + 1]) for i in range(0, len(names), 2)]
+    for g in goals:
+        if g.obj.endswith("plate"):
+            raise InstructionParseError(f"{g.obj} is a plate: only cubes are moved ({text!r})")
+    return goals
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """Pinhole camera in the robot's base frame. ``rotation`` columns are the optical axes
+    (x right, y down, z forward) expressed in the base frame."""
+
+    intrinsics: np.ndarray  # (3, 3)
+    position: np.ndarray  # (3,)
+    rotation: np.ndarray  # (3, 3)
+
+    def ray(self, row: float, col: float) -> np.ndarray:
+        """Unit direction (base frame) through the centre of pixel (row, col)."""
+        k = self.intrinsics
+        d_cam = np.array([(col + 0.5 - k[0, 2]) / k[0, 0], (row + 0.5 - k[1, 2]) / k[1, 1], 1.0])
+        d = self.rotation @ d_cam
+        return d / np.linalg.norm(d)
+
+    def backproject(self, row: float, col: float, plane_z: float) -> np.ndarray:
+        """The point where pixel (row, col)'s ray meets the plane z = plane_z."""
+        d = self.ray(row, col)
+        if abs(d[2]) < 1e-6:
+            raise ValueError("the pixel's ray is parallel to the plane")
+        s = (plane_z - self.position[2]) / d[2]
+        if s <= 0:
+            raise ValueError(f"the plane z={plane_z} is behind the camera for pixel ({row}, {col})")
+        return self.position + s * d
+
+    def project(self, point: np.ndarray) -> tuple[float, float]:
+        """Base-frame point -> (row, col) in pixel units (pixel centres at integer + 0.5 - 0.5)."""
+        p = self.rotation.T @ (np.asarray(point, dtype=float) - self.position)
+        k = self.intrinsics
+        return float(k[1, 1] * p[1] / p[2] + k[1, 2] - 0.5), float(k[0, 0] * p[0] / p[2] + k[0, 2] - 0.5)
+
+
+def mask_location(logits: np.ndarray, radius: int = 6) -> tuple[float, float, float]:
+    """(H, W) mask logits -> (row, col, confidence): the probability-weighted centroid of the
+    pixels above 0.5 within ``radius`` of the strongest pixel (a second blob elsewhere does not
+    pull it), and the peak probability."""
+    h, w = logits.shape
+    peak = int(np.argmax(logits))
+    pr, pc = divmod(peak, w)
+    r0, r1, c0, c1 = max(0, pr - radius), min(h, pr + radius + 1), max(0, pc - radius), min(w, pc + radius + 1)
+    win = 1.0 / (1.0 + np.exp(-np.clip(logits[r0:r1, c0:c1].astype(np.float64), -30, 30)))
+    wgt = np.where(win > 0.5, win, 0.0)
+    conf = float(win.max())
+    if wgt.sum() <= 0:
+        return float(pr), float(pc), conf
+    rows, cols = np.mgrid[r0:r1, c0:c1]
+    return float((wgt * rows).sum() / wgt.sum()), float((wgt * cols).sum() / wgt.sum()), conf
+
+
+def resting_height(name: str) -> float:
+    """Height of the object's centre when it rests on the table."""
+    return CUBE_HALF if name.endswith("cube") else PLATE_HALF_HEIGHT
+
+
+@dataclass
+class _PlanTask:
+    """What ``ScriptedExpert`` reads from a task."""
+
+    subgoals: list[Subgoal]
+    family: str
+
+
+class _PerceivedWorld:
+    """The environment interface ``ScriptedExpert`` plans against, backed by perception (object
+    positions) and forward kinematics (end effector) instead of a simulator's state."""
+
+    def __init__(self, task: _PlanTask, positions: dict[str, np.ndarray]) -> None:
+        self.task = task
+        self.positions = positions
+        self.ee_pos = np.zeros(3)
+        self.ee_rot = np.eye(3)
+
+    def object_position(self, name: str) -> np.ndarray:
+        return self.positions[name].copy()
+
+    def ee_position(self) -> np.ndarray:
+        return self.ee_pos.copy()
+
+    def ee_rotation(self) -> np.ndarray:
+        return self.ee_rot.copy()
+
+
+@dataclass
+class PlannerAction:
+    twist: np.ndarray  # (6,)
+    gripper: float
+    phase: str  # the expert's phase name, or "localise" / "done"
+
+
+@dataclass
+class GroundedPlanner:
+    """One instruction's plan. ``observe`` each frame's grounded locations until every object
+    has ``localise_frames`` confident sightings, then ``act`` each frame."""
+
+    subgoals: list[Subgoal]
+    camera: CameraModel
+    forward_kinematics: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # q -> (pos (3,), rot (3, 3))
+    localise_frames: int = 3
+    min_confidence: float = 0.5
+    gripper_max: float = 0.08  # the gripper command before the plan starts (open)
+    sightings: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    positions: dict[str, np.ndarray] | None = None
+    _actions: object = None
+    _world: _PerceivedWorld | None = None
+    _gripper: float | None = None
+
+    @property
+    def objects(self) -> list[str]:
+        names: list[str] = []
+        for g in self.subgoals:
+            for n in (g.obj, g.target):
+                if n and n not in names:
+                    names.append(n)
+        return names
+
+    @property
+    def localised(self) -> bool:
+        return self.positions is not None
+
+    def observe(self, locations: dict[str, tuple[float, float, float]]) -> None:
+        """locations: {object name: (row, col, confidence)} of one frame."""
+        if self.localised:
+            return
+        for name in self.objects:
+            loc = locations.get(name)
+            if loc is None or loc[2] < self.min_confidence:
+                continue
+            self.sightings.setdefault(name, []).append(
+                self.camera.backproject(loc[0], loc[1], resting_height(name)))
+        if all(len(self.sightings.get(n, [])) >= self.localise_frames for n in self.objects):
+            self.positions = {n: np.median(np.stack(v), axis=0) for n, v in self.sightings.items()}
+            from ..sim.expert import ScriptedExpert
+
+            family = "place_two" if len(self.subgoals) > 1 else self.subgoals[0].kind
+            self._world = _PerceivedWorld(_PlanTask(list(self.subgoals), family), self.positions)
+            self._actions = ScriptedExpert(self._world).actions()  # type: ignore[arg-type]
+
+    def act(self, q: np.ndarray) -> PlannerAction:
+        """The action for arm joint positions ``q`` (7,): zero twist while localising and once the
+        plan is done (the gripper keeps its last command)."""
+        if self._world is None:
+            return PlannerAction(np.zeros(6), self.gripper_max if self._gripper is None else self._gripper, "localise")
+        self._world.ee_pos, self._world.ee_rot = self.forward_kinematics(np.asarray(q, dtype=float))
+        try:
+            a = next(self._actions)  # type: ignore[call-overload]
+        except StopIteration:
+            return PlannerAction(np.zeros(6), self.gripper_max if self._gripper is None else self._gripper, "done")
+        self._gripper = float(a.gripper)
+        return PlannerAction(np.asarray(a.twist, dtype=float), self._gripper, a.phase)
