@@ -82,6 +82,18 @@ def test_simulator_bag_becomes_synchronised_episodes(tmp_path):
     assert samples.has_mask.float().mean() > 0.9  # the manipulated object is in view almost always
     assert samples.actions.shape == (len(samples), 4, 7)
     assert samples.ids.unique().numel() == 3
+    # Every frame also names one object in view on its own, with that object's mask.
+    names = [o.name for o in OBJECTS]
+    labels = np.concatenate([e.labels for e in episodes])
+    named = set()
+    for i in range(0, len(samples), 7):
+        text = samples.phrase_texts[i]
+        color, noun = text.split()[1:]
+        kind = "cube" if noun in ("cube", "block") else "plate"
+        assert text.startswith("the ") and noun in ("cube", "block", "plate", "dish")
+        np.testing.assert_array_equal(samples.phrase_masks[i].numpy(), labels[i] == names.index(f"{color}_{kind}") + 1)
+        named.add(f"{color}_{kind}")
+    assert any(n.endswith("plate") for n in named) and any(n.endswith("cube") for n in named)
 
 
 def test_sync_slop_drops_and_counts(tmp_path):

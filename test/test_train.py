@@ -24,7 +24,7 @@ model:
   action: {horizon: 4, action_dim: 7, state_dim: 9, hidden_size: 32}
   projection: {kind: mlp, embed_dim: 32, hidden_size: 64}
   heads: {num_heads: 2, policy_layers: 1, temporal_layers: 1, max_steps: 3}
-objective: {contrastive: 1.0, spatial: 1.0, temporal: 0.5, policy: 1.0}
+objective: {contrastive: 1.0, spatial: 1.0, phrase: 1.0, temporal: 0.5, policy: 1.0}
 data: {hold_out: ["family=stack"], val_fraction: 0.0}
 steps: STEPS
 batch_size: 16

@@ -20,13 +20,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
         seed = 5000 if args.seed is None else args.seed
         summary = run_closed_loop(args.checkpoint, args.out, episodes=args.episodes, seed=seed,
-                                  timeout_s=args.timeout, progress=not args.quiet)
+                                  timeout_s=args.timeout, progress=not args.quiet, policy_mode=args.policy_mode)
     else:
         from .demo_pipeline import run_pipeline_demo
 
         summary = run_pipeline_demo(Path(args.out), record_episodes_n=args.record_episodes, train_steps=args.steps or 300,
                                     loop_episodes=args.episodes, timeout_s=args.timeout,
-                                    seed=5000 if args.seed is None else args.seed, progress=not args.quiet)
+                                    seed=5000 if args.seed is None else args.seed, progress=not args.quiet,
+                                    policy_mode=args.policy_mode)
     _print_closed_loop(summary, Path(args.out) / ("closed_loop" if not args.checkpoint else ""))
     return 0
 
@@ -41,6 +42,7 @@ def _print_closed_loop(summary: dict, folder: Path) -> None:
         r = summary[name]
         rate = "-" if r["success_rate"] is None else f"{r['success_rate']:.2f}"
         print(f"{name:<12} {r['episodes']:>8} {r['successes']:>9} {rate:>6}")
+    print(f"policy_mode: {summary.get('policy_mode', '?')}")
     print(f"\nepisodes: {folder / 'closed_loop.json'}  strip: {folder / 'episode_strip.png'}")
 
 
@@ -200,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=6, help="closed-loop episodes (seeds --seed, --seed+1, ...)")
     p.add_argument("--record-episodes", type=int, default=60, help="demonstrations to record (3 tasks per layout)")
     p.add_argument("--timeout", type=float, default=30.0, help="closed loop: seconds per episode")
+    p.add_argument("--policy-mode", choices=("grounded", "learned"), default="grounded",
+                   help="closed loop: policy_node's policy_mode (grounded: located objects + servo plan; learned: "
+                        "the policy head's chunks)")
     p.add_argument("--config", default="", help="--synthetic: model config YAML (default config/model/tiny.yaml)")
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--steps", type=int, default=None, help="training steps (default 300; --synthetic: 600)")

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
-import mujoco
-
-from ..sim.kinematics import ArmKinematics
+from ..sim.kinematics import ArmKinematics  # first: the sim package chooses MUJOCO_GL before mujoco loads
 from ..sim.scene import build_model, camera_intrinsics
 from .grounded import CameraModel
+
+import mujoco  # noqa: E402
 
 
 class PandaArm:

@@ -80,7 +80,8 @@ class Processes:
 
 def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10, seed: int = 5000,
                     hold_out: Sequence[str] = ("target=yellow_plate",), timeout_s: float = 30.0,
-                    image_size: int = 96, strip_frames: int = 8, progress: bool = True) -> dict[str, Any]:
+                    image_size: int = 96, strip_frames: int = 8, progress: bool = True,
+                    policy_mode: str = "grounded") -> dict[str, Any]:
     import rclpy
     from rclpy.node import Node
     from sensor_msgs.msg import Image
@@ -96,8 +97,9 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
     procs = Processes(out / "logs")
     procs.start("sim_node", node_command("sim_node", {"image_width": image_size, "image_height": image_size,
                                                       "seed": seed, "announce_instruction": True}))
-    for exe in ("perception_node", "policy_node"):
-        procs.start(exe, node_command(exe, {"checkpoint": str(checkpoint), "autostart": True}))
+    procs.start("perception_node", node_command("perception_node", {"checkpoint": str(checkpoint), "autostart": True}))
+    procs.start("policy_node", node_command("policy_node", {"checkpoint": str(checkpoint), "autostart": True,
+                                                            "policy_mode": policy_mode}))
     rclpy.init()
     node = Node("vla_align_closed_loop")
     state: dict[str, Any] = {"task": None, "success": False, "frames": []}
@@ -154,6 +156,7 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
         codes = procs.stop()
     summary = summarise(outcomes)
     summary["exit_codes"] = codes
+    summary["policy_mode"] = policy_mode
     (out / "closed_loop.json").write_text(json.dumps({"summary": summary, "episodes": [asdict(o) for o in outcomes]},
                                                      indent=2))
     if strip:

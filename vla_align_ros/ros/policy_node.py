@@ -116,8 +116,11 @@ class PolicyNode(ModelLifecycleNode):
         self.counters = SafetyCounters()
         self.drops = {}
         self.inference_ms: list[float] = []
-        self._goals: tuple[str, list | None] | None = None  # (instruction, parsed subgoals) for policy_mode=grounded
-        self._planner: tuple[str, Any] | None = None  # (instruction, GroundedPlanner): inference thread only
+        # policy_mode=grounded: (instruction, parsed subgoals or None, plan number), and the plan
+        # the inference thread runs for it ((plan number, GroundedPlanner), that thread only)
+        self._goals: tuple[str, list | None, int] | None = None
+        self._plan_count = 0
+        self._planner: tuple[int, Any] | None = None
 
     def _on_set_parameters(self, params) -> Any:
         """Run-time changes: timeouts and speed limits. Out of range or inconsistent values are
@@ -160,6 +163,9 @@ class PolicyNode(ModelLifecycleNode):
         from ..control.arm_model import PandaArm
 
         self.arm = PandaArm()
+        # The plan's forward kinematics runs on the inference thread: its own model data, so it
+        # never races the control timer's workspace check on self.arm.
+        self.plan_arm = PandaArm() if self.p_policy == "grounded" else None
         if len(self.p_joint_names) != len(self.arm.lower):
             raise ValueError(f"joint_names has {len(self.p_joint_names)} joints {self.p_joint_names}; "
                              f"the arm model has {len(self.arm.lower)}")
@@ -263,27 +269,38 @@ class PolicyNode(ModelLifecycleNode):
         try:
             text = self.gate.accept(msg.data, time.monotonic())
             if self.session.instruction is not None and text == self.session.instruction.text:
+                if self.p_policy == "grounded" and self.plan_phase == "done":
+                    self._new_plan(text)  # said again after the plan finished: do it again
                 return  # the same instruction again (latched topics resend it): nothing changes
             enc = self.session.set_instruction(text)
         except InstructionError as e:
             self._drop(f"instruction_{e.reason}", str(e))
             return
         self.stamps.reset()
-        goals = None
-        if self.p_policy == "grounded":
-            from ..control.grounded import InstructionParseError, parse_instruction
-
-            try:
-                goals = parse_instruction(enc.text)
-            except InstructionParseError as e:  # the arm holds: no plan, no chunk
-                self._drop("instruction_unparsed", str(e))
         with self._lock:
             self._chunk = None
             self._prev_cmd = None
-            self._goals = (enc.text, goals)
-        plan = "" if goals is None else " -> " + "; ".join(
-            f"{g.kind} {g.obj}" + (f" onto {g.target}" if g.target else "") for g in goals)
-        self.get_logger().info(f"instruction: {enc.text!r} ({len(enc.steps)} step(s)){plan}")
+        plan = self._new_plan(enc.text) if self.p_policy == "grounded" else None
+        plan_text = "" if plan is None else " -> " + "; ".join(
+            f"{g.kind} {g.obj}" + (f" onto {g.target}" if g.target else "") for g in plan)
+        self.get_logger().info(f"instruction: {enc.text!r} ({len(enc.steps)} step(s)){plan_text}")
+
+    def _new_plan(self, text: str) -> list | None:
+        """policy_mode=grounded: parse the instruction into subgoals for a fresh plan (the
+        inference thread builds it at the next frame). Unparseable: a counted drop, no plan, and
+        so no motion."""
+        from ..control.grounded import InstructionParseError, parse_instruction
+
+        try:
+            goals = parse_instruction(text)
+        except InstructionParseError as e:
+            self._drop("instruction_unparsed", str(e))
+            goals = None
+        with self._lock:
+            self._plan_count += 1
+            self._goals = (text, goals, self._plan_count)
+        self.plan_phase = ""
+        return goals
 
     def _on_joints(self, msg: JointState) -> None:
         names = list(msg.name)
@@ -381,10 +398,10 @@ class PolicyNode(ModelLifecycleNode):
             goals = self._goals
         if goals is None or instruction is None or goals[0] != instruction.text or goals[1] is None:
             return None
-        if self._planner is None or self._planner[0] != instruction.text:
-            camera = self.arm.camera_model(img.shape[1], img.shape[0])
-            self._planner = (instruction.text, GroundedPlanner(goals[1], camera, self.arm.ee_pose,
-                                                               gripper_max=self.p_gripper[1]))
+        if self._planner is None or self._planner[0] != goals[2]:
+            camera = self.plan_arm.camera_model(img.shape[1], img.shape[0])
+            self._planner = (goals[2], GroundedPlanner(goals[1], camera, self.plan_arm.ee_pose,
+                                                       gripper_max=self.p_gripper[1]))
         planner = self._planner[1]
         if not planner.localised:
             planner.observe(self.session.locate(img, planner.objects))

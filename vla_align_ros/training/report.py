@@ -35,7 +35,8 @@ def _subsample(s: BagSamples, n: int) -> BagSamples:
 @torch.no_grad()
 def _forward_all(model: TrimodalModel, s: BagSamples, tokens: TokenTable, max_steps: int, bs: int = 64) -> dict[str, Any]:
     model.eval()
-    out: dict[str, list] = {k: [] for k in ("vision", "text", "action", "mask_logits", "step_logits", "pred")}
+    out: dict[str, list] = {k: [] for k in ("vision", "text", "action", "mask_logits", "step_logits", "pred",
+                                            "phrase_logits")}
     for i in range(0, len(s), bs):
         idx = torch.arange(i, min(i + bs, len(s)))
         b = make_batch(s, idx, tokens, max_steps, torch.device("cpu"))
@@ -47,13 +48,16 @@ def _forward_all(model: TrimodalModel, s: BagSamples, tokens: TokenTable, max_st
             out[k].append(getattr(emb, k))
         h, w = b.masks.shape[-2:]
         out["mask_logits"].append(model.ground(vis, txt, (h, w)).mask_logits)
+        if b.phrase_ids is not None:  # each frame's object named on its own (what the grounded policy asks)
+            phr = model.encode_text(b.phrase_ids, b.phrase_attn)
+            out["phrase_logits"].append(model.ground(vis, phr, (h, w)).mask_logits)
         bsz, k, ts = b.step_ids.shape
         st = model.encode_text(b.step_ids.view(bsz * k, ts), b.step_attn.view(bsz * k, ts))
         steps = model.proj_text(st.pooled).view(bsz, k, -1)
         logits = model.temporal.step_state(emb.vision, steps, b.step_valid).step_logits
         out["step_logits"].append(F.pad(logits, (0, max_steps - k), value=float("-inf")))
         out["pred"].append(model.denormalize_actions(model.act(vis, txt, state)))
-    return {k: torch.cat(v) for k, v in out.items()}
+    return {k: torch.cat(v) for k, v in out.items() if v}
 
 
 def decode_steps(s: BagSamples, step_logits: torch.Tensor) -> torch.Tensor:
@@ -138,6 +142,12 @@ def _split_metrics(model: TrimodalModel, untrained: TrimodalModel, s: BagSamples
         m["mask_iou"] = float(mask_iou(logits > 0, s.masks[sel]).mean())
         m["pointing_accuracy"] = float(pointing_accuracy(logits, s.masks[sel]).mean())
         m["mask_iou_untrained"] = float(mask_iou(u["mask_logits"][sel] > 0, s.masks[sel]).mean())
+    if "phrase_logits" in f and s.phrase_masks is not None:
+        sel = torch.tensor([bool(t) for t in s.phrase_texts])
+        if bool(sel.any()):
+            logits = f["phrase_logits"][sel]
+            m["phrase_mask_iou"] = float(mask_iou(logits > 0, s.phrase_masks[sel]).mean())
+            m["phrase_pointing_accuracy"] = float(pointing_accuracy(logits, s.phrase_masks[sel]).mean())
     # Temporal grounding: each step phrase localised over the whole recorded motion (offline) ...
     seg_ious, f["segments"] = _segment_ious(model, s, f, tokens, max_steps)
     m["temporal_iou"] = float(np.mean(seg_ious)) if seg_ious else None
@@ -207,7 +217,7 @@ def evaluate_run(run: Path, bags: Sequence[str | Path], out: Path, max_frames: i
         if not idx:
             continue
         s = _subsample(episodes_to_samples([episodes[i] for i in idx], h, names), max_frames)
-        tokens = TokenTable(model, list(s.texts) + [t for st in s.step_texts for t in st])
+        tokens = TokenTable(model, list(s.texts) + [t for st in s.step_texts for t in st] + list(s.phrase_texts))
         metrics[name], forwards[name] = _split_metrics(model, untrained, s, tokens, model.cfg.heads.max_steps,
                                                        model.action_mean)
         samples[name] = s
@@ -234,6 +244,8 @@ def _summary(m: dict[str, Any]) -> dict[str, Any]:
                      "chance_r1_motion": round(s["chance_r1_motion"], 3),
                      "r1_motion": {k: round(v, 3) for k, v in s["retrieval_motion"].items()},
                      "mask_iou": s.get("mask_iou"), "pointing_accuracy": s.get("pointing_accuracy"),
+                     "phrase_mask_iou": s.get("phrase_mask_iou"),
+                     "phrase_pointing_accuracy": s.get("phrase_pointing_accuracy"),
                      "temporal_iou": s.get("temporal_iou"), "action_error_ratio": round(s["action_error_ratio"], 3)}
     return out
 
@@ -256,6 +268,8 @@ def _markdown(m: dict[str, Any], pngs: list[str]) -> str:
         rows.append((f"motion-level R@1 {d}", lambda s, d=d: s["retrieval_motion"][d]))
     rows += [("mask IoU (untrained)", lambda s: f"{_fmt(s.get('mask_iou'))} ({_fmt(s.get('mask_iou_untrained'))})"),
              ("pointing accuracy", lambda s: s.get("pointing_accuracy")),
+             ("object phrase alone: mask IoU", lambda s: s.get("phrase_mask_iou")),
+             ("object phrase alone: pointing accuracy", lambda s: s.get("phrase_pointing_accuracy")),
              ("temporal IoU: step phrases localised in the motion", lambda s: s.get("temporal_iou")),
              ("temporal IoU: online active step", lambda s: s.get("temporal_iou_online")),
              ("online step accuracy", lambda s: s["step_accuracy"]),
