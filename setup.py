@@ -21,6 +21,10 @@ setup(
         (f"share/{PACKAGE}/config/nodes", glob("config/nodes/*.yaml")),
         (f"share/{PACKAGE}/config/dds", glob("config/dds/*.xml")),
         (f"share/{PACKAGE}/config/ablation", glob("config/ablation/*.yaml")),
+        # The shipped trained model (make checkpoint rebuilds it): the demo's closed loop.
+        (f"share/{PACKAGE}/models/sim_tiny", glob("models/sim_tiny/*.json")),
+        (f"share/{PACKAGE}/models/sim_tiny/checkpoint", glob("models/sim_tiny/checkpoint/*.*")),
+        (f"share/{PACKAGE}/models/sim_tiny/checkpoint/tokenizer", glob("models/sim_tiny/checkpoint/tokenizer/*")),
     ],
     install_requires=["setuptools"],
     zip_safe=False,

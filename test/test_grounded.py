@@ -122,3 +122,24 @@ def test_planner_holds_until_every_object_is_seen_confidently(arm):
     planner.observe({"red_cube": (40.0, 30.0, 0.9), "blue_plate": (50.0, 60.0, 0.9)})
     planner.observe({"red_cube": (40.0, 30.0, 0.9), "blue_plate": (50.0, 60.0, 0.9)})
     assert planner.localised and planner.act(q).phase == "approach"
+
+
+def test_plan_reports_finishing_only_in_the_last_subgoals_final_phase(env, arm):
+    task = env.reset(seed=101, family="place_two")
+    planner = GroundedPlanner(parse_instruction(task.instruction), arm.camera_model(96, 96), arm.ee_pose)
+    seen: list[tuple[str, bool]] = []
+    for _ in range(400):
+        labels = env.render().labels
+        planner.observe({n: mask_location(np.where(labels == NAMES.index(n) + 1, 6.0, -6.0)) for n in planner.objects})
+        a = planner.act(env.joint_positions())
+        seen.append((a.phase, a.finishing))
+        env.command_twist(a.twist)
+        env.command_gripper(a.gripper)
+        env.step()
+        if a.phase == "done":
+            break
+    phases = [p for p, _ in seen]
+    first_retreat = phases.index("retreat")
+    assert not seen[first_retreat][1]  # the first place's retreat: the second place is still to come
+    assert seen[-1] == ("done", True) and any(f for p, f in seen if p == "retreat")
+    assert not any(f for p, f in seen if p not in ("retreat", "done"))

@@ -8,27 +8,34 @@ import os
 import sys
 from pathlib import Path
 
-from .paths import dds_env, package_config
+from .paths import dds_env, package_config, shipped_model
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     if args.synthetic:
         return _synthetic_demo(args)
     os.environ.update(dds_env())  # this process and the nodes it starts: this host only, shared memory
-    if args.checkpoint:
-        from .ros.closed_loop import run_closed_loop
-
-        seed = 5000 if args.seed is None else args.seed
-        summary = run_closed_loop(args.checkpoint, args.out, episodes=args.episodes, seed=seed,
-                                  timeout_s=args.timeout, progress=not args.quiet, policy_mode=args.policy_mode)
-    else:
+    seed = 5000 if args.seed is None else args.seed
+    if args.train:
         from .demo_pipeline import run_pipeline_demo
 
         summary = run_pipeline_demo(Path(args.out), record_episodes_n=args.record_episodes, train_steps=args.steps or 300,
-                                    loop_episodes=args.episodes, timeout_s=args.timeout,
-                                    seed=5000 if args.seed is None else args.seed, progress=not args.quiet,
-                                    policy_mode=args.policy_mode)
-    _print_closed_loop(summary, Path(args.out) / ("closed_loop" if not args.checkpoint else ""))
+                                    loop_episodes=args.episodes, timeout_s=args.timeout, seed=seed,
+                                    progress=not args.quiet, policy_mode=args.policy_mode, split=args.split)
+        _print_closed_loop(summary, Path(args.out) / "closed_loop")
+        return 0
+    from .ros.closed_loop import run_closed_loop
+
+    checkpoint = Path(args.checkpoint) if args.checkpoint else shipped_model("sim_tiny")
+    if not args.checkpoint:
+        print(f"[demo] closed loop with the shipped model {checkpoint} (the default recipe, 1500 steps on 240 "
+              f"recorded episodes; `make checkpoint` rebuilds it, `vla-align demo --train` records and trains one)")
+    cfg_file = checkpoint / "train_config.json"  # the run's own hold-out patterns
+    hold_out = json.loads(cfg_file.read_text())["data"]["hold_out"] if cfg_file.is_file() else ["target=yellow_plate"]
+    summary = run_closed_loop(checkpoint, args.out, episodes=args.episodes, seed=seed, hold_out=hold_out,
+                              timeout_s=args.timeout, progress=not args.quiet, policy_mode=args.policy_mode,
+                              split=args.split)
+    _print_closed_loop(summary, Path(args.out))
     return 0
 
 
@@ -193,15 +200,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vla-align", description="Trimodal vision-language-action alignment for ROS 2")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="the simulator end to end: record demonstrations, train the default recipe "
-                                    "(shortened), run the closed loop (sim_node, perception_node, policy_node as "
-                                    "processes over DDS); --checkpoint RUN: only the closed loop; --synthetic: the "
-                                    "procedural-scene retrieval demo")
-    p.add_argument("--checkpoint", default="", help="trained run folder: run only the closed loop with it")
+    p = sub.add_parser("demo", help="the simulator's closed loop (sim_node, perception_node, policy_node as "
+                                    "processes over DDS) with the shipped model, or --checkpoint RUN; --train: "
+                                    "record demonstrations and train the recipe (shortened) first; --synthetic: "
+                                    "the procedural-scene retrieval demo")
+    p.add_argument("--checkpoint", default="", help="trained run folder for the closed loop (default: the shipped "
+                                                    "models/sim_tiny)")
+    p.add_argument("--train", action="store_true", help="record --record-episodes demonstrations and train "
+                                                        "--steps of the default recipe, then run the closed loop")
     p.add_argument("--synthetic", action="store_true", help="train on procedural scenes, report held-out retrieval")
-    p.add_argument("--episodes", type=int, default=6, help="closed-loop episodes (seeds --seed, --seed+1, ...)")
+    p.add_argument("--episodes", type=int, default=12, help="closed-loop episodes (seeds from --seed up, see --split)")
     p.add_argument("--record-episodes", type=int, default=60, help="demonstrations to record (3 tasks per layout)")
     p.add_argument("--timeout", type=float, default=30.0, help="closed loop: seconds per episode")
+    p.add_argument("--split", choices=("mixed", "any", "seen", "held_out", "multi_step"), default="mixed",
+                   help="closed-loop episodes from --seed upward: seen, held_out (the run's hold-out patterns, "
+                        "default target=yellow_plate) and multi_step in turn (mixed), one of them, or any")
     p.add_argument("--policy-mode", choices=("grounded", "learned"), default="grounded",
                    help="closed loop: policy_node's policy_mode (grounded: located objects + servo plan; learned: "
                         "the policy head's chunks)")

@@ -10,20 +10,30 @@ from typing import Mapping
 DDS_PROFILE = "dds/fastdds_localhost.xml"
 
 
-def package_config(rel: str) -> Path:
-    """A file under config/: the installed share directory first, then the source tree."""
+def _package_file(folder: str, rel: str) -> Path:
+    """``folder/rel``: the installed share directory first, then the source tree."""
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 
         try:
-            p = Path(get_package_share_directory("vla_align_ros")) / "config" / rel
+            p = Path(get_package_share_directory("vla_align_ros")) / folder / rel
             if p.exists():
                 return p
         except (PackageNotFoundError, OSError, ValueError):
             pass
     except ImportError:
         pass
-    return Path(__file__).resolve().parent.parent / "config" / rel
+    return Path(__file__).resolve().parent.parent / folder / rel
+
+
+def package_config(rel: str) -> Path:
+    """A file under config/: the installed share directory first, then the source tree."""
+    return _package_file("config", rel)
+
+
+def shipped_model(name: str = "sim_tiny") -> Path:
+    """The run folder of a model the package ships (models/NAME: checkpoint/, train_config.json)."""
+    return _package_file("models", name)
 
 
 def dds_env(base: Mapping[str, str] | None = None, profile: bool = True) -> dict[str, str]:

@@ -157,6 +157,7 @@ class PlannerAction:
     twist: np.ndarray  # (6,)
     gripper: float
     phase: str  # the expert's phase name, or "localise" / "done"
+    finishing: bool = False  # the last subgoal is as good as done: only its retreat (a pick: its lift) is left
 
 
 @dataclass
@@ -216,6 +217,10 @@ class GroundedPlanner:
         try:
             a = next(self._actions)  # type: ignore[call-overload]
         except StopIteration:
-            return PlannerAction(np.zeros(6), self.gripper_max if self._gripper is None else self._gripper, "done")
+            return PlannerAction(np.zeros(6), self.gripper_max if self._gripper is None else self._gripper, "done",
+                                 finishing=True)
         self._gripper = float(a.gripper)
-        return PlannerAction(np.asarray(a.twist, dtype=float), self._gripper, a.phase)
+        last = a.step_index >= len(self.subgoals) - 1
+        final_phase = "lift" if self.subgoals[-1].kind == "pick" else "retreat"
+        return PlannerAction(np.asarray(a.twist, dtype=float), self._gripper, a.phase,
+                             finishing=last and a.phase == final_phase)

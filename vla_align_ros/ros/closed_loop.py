@@ -81,7 +81,7 @@ class Processes:
 def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10, seed: int = 5000,
                     hold_out: Sequence[str] = ("target=yellow_plate",), timeout_s: float = 30.0,
                     image_size: int = 96, strip_frames: int = 8, progress: bool = True,
-                    policy_mode: str = "grounded") -> dict[str, Any]:
+                    policy_mode: str = "grounded", split: str = "any") -> dict[str, Any]:
     import rclpy
     from rclpy.node import Node
     from sensor_msgs.msg import Image
@@ -94,6 +94,7 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    seeds = select_seeds(seed, episodes, split, hold_out)
     procs = Processes(out / "logs")
     procs.start("sim_node", node_command("sim_node", {"image_width": image_size, "image_height": image_size,
                                                       "seed": seed, "announce_instruction": True}))
@@ -127,7 +128,7 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
             rclpy.spin_once(node, timeout_sec=0.1)
         bar = tqdm(range(episodes), desc="closed loop", disable=not progress, dynamic_ncols=True)
         for i in bar:
-            ep_seed = seed + i
+            ep_seed = seeds[i]
             state.update(task=None, success=False, frames=[], collect=(i == 0))
             reset.publish(Int32(data=ep_seed))
             t0 = time.monotonic()
@@ -157,6 +158,7 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
     summary = summarise(outcomes)
     summary["exit_codes"] = codes
     summary["policy_mode"] = policy_mode
+    summary["split"] = split
     (out / "closed_loop.json").write_text(json.dumps({"summary": summary, "episodes": [asdict(o) for o in outcomes]},
                                                      indent=2))
     if strip:
@@ -186,6 +188,38 @@ def summarise(outcomes: Sequence[EpisodeOutcome]) -> dict[str, Any]:
             "seen": rate([o for o in outcomes if not o.held_out and not o.multi_step]),
             "held_out": rate([o for o in outcomes if o.held_out and not o.multi_step]),
             "multi_step": rate([o for o in outcomes if o.multi_step])}
+
+
+SPLITS = ("any", "seen", "held_out", "multi_step", "mixed")
+
+
+def select_seeds(first: int, count: int, split: str = "any",
+                 hold_out: Sequence[str] = ("target=yellow_plate",)) -> list[int]:
+    """``count`` episode seeds from ``first`` upward whose task falls in ``split``: seen
+    (single-step, no hold-out pattern), held_out (single-step, matching one), multi_step, any,
+    or mixed (seen, held_out and multi_step in turn)."""
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: use one of {SPLITS}")
+    if split == "any":
+        return list(range(first, first + count))
+    if split == "mixed":
+        parts = [select_seeds(first, (count + 2 - i) // 3, sp, hold_out)
+                 for i, sp in enumerate(("seen", "held_out", "multi_step"))]
+        return [p[i] for i in range(max(map(len, parts))) for p in parts if i < len(p)][:count]
+    from ..sim.env import TabletopEnv
+
+    seeds: list[int] = []
+    with TabletopEnv(render=False) as env:
+        for s in range(first, first + 50 * count + 100):
+            task = env.reset(s)
+            multi = len(task.steps) > 1
+            held = any(matches_hold_out(_Ep(task.as_dict()), p) for p in hold_out)
+            if (multi and split == "multi_step") or (not multi and held == (split == "held_out")
+                                                      and split != "multi_step"):
+                seeds.append(s)
+                if len(seeds) == count:
+                    return seeds
+    raise ValueError(f"fewer than {count} {split} episodes among seeds {first}..{first + 50 * count + 99}")
 
 
 def write_strip(frames: list[np.ndarray], path: Path, count: int, title: str) -> None:

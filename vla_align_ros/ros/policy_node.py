@@ -148,6 +148,7 @@ class PolicyNode(ModelLifecycleNode):
 
     watchdog: Watchdog | None = None
     plan_phase = ""  # policy_mode=grounded: the plan's phase at the last frame
+    plan_finishing = False  # ... and whether only the retreat is left (a repeated instruction then restarts it)
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def _configure(self) -> TransitionCallbackReturn:
@@ -269,8 +270,8 @@ class PolicyNode(ModelLifecycleNode):
         try:
             text = self.gate.accept(msg.data, time.monotonic())
             if self.session.instruction is not None and text == self.session.instruction.text:
-                if self.p_policy == "grounded" and self.plan_phase == "done":
-                    self._new_plan(text)  # said again after the plan finished: do it again
+                if self.p_policy == "grounded" and self.plan_finishing:
+                    self._new_plan(text)  # said again once the task is done (retreating or still): do it again
                 return  # the same instruction again (latched topics resend it): nothing changes
             enc = self.session.set_instruction(text)
         except InstructionError as e:
@@ -299,7 +300,7 @@ class PolicyNode(ModelLifecycleNode):
         with self._lock:
             self._plan_count += 1
             self._goals = (text, goals, self._plan_count)
-        self.plan_phase = ""
+        self.plan_phase, self.plan_finishing = "", False
         return goals
 
     def _on_joints(self, msg: JointState) -> None:
@@ -409,7 +410,7 @@ class PolicyNode(ModelLifecycleNode):
         if q is None:
             return None
         a = planner.act(q)
-        self.plan_phase = a.phase
+        self.plan_phase, self.plan_finishing = a.phase, a.finishing
         row = np.concatenate([a.twist, [a.gripper]]).astype(np.float32)  # (7,)
         return np.repeat(row[None], self.session.horizon, axis=0)  # (H, 7)
 
