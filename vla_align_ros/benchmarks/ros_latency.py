@@ -117,7 +117,9 @@ def node_latency(checkpoint: str, frames: int, width: int = 640, height: int = 4
     procs = Processes(logs)
     cmd = node_command("policy_node", {
         "checkpoint": checkpoint, "autostart": True, "torch_threads": torch_threads, "image_max_age_s": 5.0,
-        "command_timeout_s": 5.0})
+        # learned: every frame runs the full model, the thing compared with the bare forward (the
+        # grounded plan runs the model only until the named objects are located)
+        "command_timeout_s": 5.0, "policy_mode": "learned"})
     procs.start("policy_node", cmd)
     rclpy.init()
     try:
