@@ -124,7 +124,7 @@ def test_planner_holds_until_every_object_is_seen_confidently(arm):
     assert planner.localised and planner.act(q).phase == "approach"
 
 
-def test_plan_reports_finishing_only_in_the_last_subgoals_final_phase(env, arm):
+def test_plan_reports_finishing_only_in_the_last_subgoals_final_phases(env, arm):
     task = env.reset(seed=101, family="place_two")
     planner = GroundedPlanner(parse_instruction(task.instruction), arm.camera_model(96, 96), arm.ee_pose)
     seen: list[tuple[str, bool]] = []
@@ -139,7 +139,7 @@ def test_plan_reports_finishing_only_in_the_last_subgoals_final_phase(env, arm):
         if a.phase == "done":
             break
     phases = [p for p, _ in seen]
-    first_retreat = phases.index("retreat")
-    assert not seen[first_retreat][1]  # the first place's retreat: the second place is still to come
-    assert seen[-1] == ("done", True) and any(f for p, f in seen if p == "retreat")
-    assert not any(f for p, f in seen if p not in ("retreat", "done"))
+    for phase in ("release", "retreat"):  # the first place's: the second place is still to come
+        assert not seen[phases.index(phase)][1]
+    assert seen[-1] == ("done", True) and seen[len(phases) - 1 - phases[::-1].index("release")][1]
+    assert not any(f for p, f in seen if p not in ("release", "retreat", "done"))

@@ -152,12 +152,17 @@ class _PerceivedWorld:
         return self.ee_rot.copy()
 
 
+# The phases of a subgoal from the one that achieves it on: the cube let go on its target, lifted,
+# or being pushed. A repeated instruction then starts the task again (see policy_node).
+_FINAL_PHASES = {"place": ("release", "retreat"), "pick": ("lift",), "push": ("push", "retreat")}
+
+
 @dataclass
 class PlannerAction:
     twist: np.ndarray  # (6,)
     gripper: float
     phase: str  # the expert's phase name, or "localise" / "done"
-    finishing: bool = False  # the last subgoal is as good as done: only its retreat (a pick: its lift) is left
+    finishing: bool = False  # the last subgoal is in its final phases (_FINAL_PHASES) or the plan is done
 
 
 @dataclass
@@ -221,6 +226,5 @@ class GroundedPlanner:
                                  finishing=True)
         self._gripper = float(a.gripper)
         last = a.step_index >= len(self.subgoals) - 1
-        final_phase = "lift" if self.subgoals[-1].kind == "pick" else "retreat"
         return PlannerAction(np.asarray(a.twist, dtype=float), self._gripper, a.phase,
-                             finishing=last and a.phase == final_phase)
+                             finishing=last and a.phase in _FINAL_PHASES[self.subgoals[-1].kind])

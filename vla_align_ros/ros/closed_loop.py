@@ -96,8 +96,10 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
     out.mkdir(parents=True, exist_ok=True)
     seeds = select_seeds(seed, episodes, split, hold_out)
     procs = Processes(out / "logs")
+    # The simulator starts on the first episode: its start-up instruction is then the first
+    # episode's, not one the policy would have to drop (a change within instruction_min_interval_s).
     procs.start("sim_node", node_command("sim_node", {"image_width": image_size, "image_height": image_size,
-                                                      "seed": seed, "announce_instruction": True}))
+                                                      "seed": seeds[0], "announce_instruction": True}))
     procs.start("perception_node", node_command("perception_node", {"checkpoint": str(checkpoint), "autostart": True}))
     procs.start("policy_node", node_command("policy_node", {"checkpoint": str(checkpoint), "autostart": True,
                                                             "policy_mode": policy_mode}))
