@@ -119,6 +119,8 @@ def test_planner_holds_until_every_object_is_seen_confidently(arm):
         planner.observe({"red_cube": (40.0, 30.0, 0.9), "blue_plate": (50.0, 60.0, 0.2)})
         a = planner.act(q)
         assert a.phase == "localise" and not np.any(a.twist) and a.gripper == pytest.approx(0.08)
+    planner.observe({"red_cube": (40.0, 30.0, 0.9), "blue_plate": (-900.0, 60.0, 0.99)})  # above the horizon
+    assert not planner.localised
     planner.observe({"red_cube": (40.0, 30.0, 0.9), "blue_plate": (50.0, 60.0, 0.9)})
     planner.observe({"red_cube": (40.0, 30.0, 0.9), "blue_plate": (50.0, 60.0, 0.9)})
     assert planner.localised and planner.act(q).phase == "approach"

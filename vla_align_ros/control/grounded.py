@@ -203,8 +203,11 @@ class GroundedPlanner:
             loc = locations.get(name)
             if loc is None or loc[2] < self.min_confidence:
                 continue
-            self.sightings.setdefault(name, []).append(
-                self.camera.backproject(loc[0], loc[1], resting_height(name)))
+            try:
+                point = self.camera.backproject(loc[0], loc[1], resting_height(name))
+            except ValueError:  # a pixel above the horizon: not a place on the table
+                continue
+            self.sightings.setdefault(name, []).append(point)
         if all(len(self.sightings.get(n, [])) >= self.localise_frames for n in self.objects):
             self.positions = {n: np.median(np.stack(v), axis=0) for n, v in self.sightings.items()}
             from ..sim.expert import ScriptedExpert
