@@ -34,12 +34,6 @@ class InstructionParseError(ValueError):
     pass
 
 
-def object_phrase(name: str) -> str:
-    """Canonical object name -> the phrase the spatial head is asked to ground ("the red cube")."""
-    color, kind = name.split("_", 1)
-    return f"the {color} {kind}"
-
-
 def parse_instruction(text: str) -> list[Subgoal]:
     """"put the red block on the blue dish" -> [Subgoal("place", "red_cube", "blue_plate")].
 
@@ -180,7 +174,10 @@ class GroundedPlanner:
     positions: dict[str, np.ndarray] | None = None
     _actions: object = None
     _world: _PerceivedWorld | None = None
-    _gripper: float | None = None
+    _gripper: float = field(init=False)  # the last gripper command; open until the plan says otherwise
+
+    def __post_init__(self) -> None:
+        self._gripper = self.gripper_max
 
     @property
     def objects(self) -> list[str]:
@@ -220,13 +217,12 @@ class GroundedPlanner:
         """The action for arm joint positions ``q`` (7,): zero twist while localising and once the
         plan is done (the gripper keeps its last command)."""
         if self._world is None:
-            return PlannerAction(np.zeros(6), self.gripper_max if self._gripper is None else self._gripper, "localise")
+            return PlannerAction(np.zeros(6), self._gripper, "localise")
         self._world.ee_pos, self._world.ee_rot = self.forward_kinematics(np.asarray(q, dtype=float))
         try:
             a = next(self._actions)  # type: ignore[call-overload]
         except StopIteration:
-            return PlannerAction(np.zeros(6), self.gripper_max if self._gripper is None else self._gripper, "done",
-                                 finishing=True)
+            return PlannerAction(np.zeros(6), self._gripper, "done", finishing=True)
         self._gripper = float(a.gripper)
         last = a.step_index >= len(self.subgoals) - 1
         return PlannerAction(np.asarray(a.twist, dtype=float), self._gripper, a.phase,

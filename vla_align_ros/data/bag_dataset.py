@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -40,6 +41,12 @@ class BagSamples:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    @cached_property
+    def has_phrase(self) -> Tensor:
+        """(N,) bool: the frame names an object on its own (``phrase_texts``); built once, the
+        trainer indexes it every step."""
+        return torch.tensor([bool(t) for t in self.phrase_texts], dtype=torch.bool)
 
     def episode_frames(self) -> dict[int, Tensor]:
         """{episode: indices of its frames in time order}."""

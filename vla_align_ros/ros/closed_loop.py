@@ -145,11 +145,10 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
                 procs.check()
                 rclpy.spin_once(node, timeout_sec=0.05)
             task = state["task"]
-            ep = _Ep(task)
+            held_out, multi_step = classify_task(task, hold_out)
             outcomes.append(EpisodeOutcome(
-                seed=ep_seed, family=task["family"], instruction=task["instruction"],
-                held_out=any(matches_hold_out(ep, p) for p in hold_out), multi_step=len(task["steps"]) > 1,
-                success=bool(state["success"]), seconds=round(time.monotonic() - t0, 1)))
+                seed=ep_seed, family=task["family"], instruction=task["instruction"], held_out=held_out,
+                multi_step=multi_step, success=bool(state["success"]), seconds=round(time.monotonic() - t0, 1)))
             if i == 0:
                 strip = state["frames"]
             bar.set_postfix(success=f"{sum(o.success for o in outcomes)}/{len(outcomes)}")
@@ -195,6 +194,11 @@ def summarise(outcomes: Sequence[EpisodeOutcome]) -> dict[str, Any]:
 SPLITS = ("any", "seen", "held_out", "multi_step", "mixed")
 
 
+def classify_task(task: dict, hold_out: Sequence[str]) -> tuple[bool, bool]:
+    """A task dict (as sim_node publishes it) -> (matches a hold-out pattern, has several steps)."""
+    return any(matches_hold_out(_Ep(task), p) for p in hold_out), len(task["steps"]) > 1
+
+
 def select_seeds(first: int, count: int, split: str = "any",
                  hold_out: Sequence[str] = ("target=yellow_plate",)) -> list[int]:
     """``count`` episode seeds from ``first`` upward whose task falls in ``split``: seen
@@ -213,11 +217,8 @@ def select_seeds(first: int, count: int, split: str = "any",
     seeds: list[int] = []
     with TabletopEnv(render=False) as env:
         for s in range(first, first + 50 * count + 100):
-            task = env.reset(s)
-            multi = len(task.steps) > 1
-            held = any(matches_hold_out(_Ep(task.as_dict()), p) for p in hold_out)
-            if (multi and split == "multi_step") or (not multi and held == (split == "held_out")
-                                                      and split != "multi_step"):
+            held, multi = classify_task(env.reset(s).as_dict(), hold_out)
+            if split == ("multi_step" if multi else "held_out" if held else "seen"):
                 seeds.append(s)
                 if len(seeds) == count:
                     return seeds

@@ -143,7 +143,7 @@ def _split_metrics(model: TrimodalModel, untrained: TrimodalModel, s: BagSamples
         m["pointing_accuracy"] = float(pointing_accuracy(logits, s.masks[sel]).mean())
         m["mask_iou_untrained"] = float(mask_iou(u["mask_logits"][sel] > 0, s.masks[sel]).mean())
     if "phrase_logits" in f and s.phrase_masks is not None:
-        sel = torch.tensor([bool(t) for t in s.phrase_texts])
+        sel = s.has_phrase
         if bool(sel.any()):
             logits = f["phrase_logits"][sel]
             m["phrase_mask_iou"] = float(mask_iou(logits > 0, s.phrase_masks[sel]).mean())

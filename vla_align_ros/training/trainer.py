@@ -116,10 +116,9 @@ def make_batch(samples: BagSamples, idx: Tensor, tokens: TokenTable, max_steps: 
     to = lambda t: t.to(device, non_blocking=True)  # noqa: E731
     phrase: dict[str, Tensor] = {}
     if samples.phrase_masks is not None and samples.phrase_texts:
-        texts = [samples.phrase_texts[i] for i in idx.tolist()]
-        p_ids, p_attn = tokens(texts)
+        p_ids, p_attn = tokens([samples.phrase_texts[i] for i in idx.tolist()])
         phrase = {"phrase_ids": to(p_ids), "phrase_attn": to(p_attn), "phrase_masks": to(samples.phrase_masks[idx]),
-                  "has_phrase": to(torch.tensor([bool(t) for t in texts]))}
+                  "has_phrase": to(samples.has_phrase[idx])}
     return Batch(**phrase, images=to(samples.images[idx]), input_ids=to(ids), attention_mask=to(attn), ids=to(samples.ids[idx]),
                  motion_ids=to(samples.motion_ids[idx]), actions=to(samples.actions[idx].float()), state=to(samples.state[idx].float()),
                  masks=to(samples.masks[idx]), has_mask=to(samples.has_mask[idx]),
