@@ -100,9 +100,11 @@ def _cmd_record(args: argparse.Namespace) -> int:
             return 2
     stats = record_episodes(args.out, args.episodes, args.seed, families, storage=args.storage,
                             image_size=(args.image_size, args.image_size), progress=not args.quiet,
-                            overwrite=args.overwrite, tasks_per_scene=args.tasks_per_scene)
+                            overwrite=args.overwrite, tasks_per_scene=args.tasks_per_scene,
+                            randomisation=args.randomisation)
     summary = {
-        "bag": args.out, "storage": args.storage, "episodes": stats.episodes, "expert_successes": stats.successes,
+        "bag": args.out, "storage": args.storage, "randomisation": args.randomisation, "episodes": stats.episodes,
+        "expert_successes": stats.successes,
         "per_family": {k: {"success": v[0], "episodes": v[1]} for k, v in sorted(stats.per_family.items())},
         "messages": stats.messages, "bag_mb": round(stats.bag_bytes / 1e6, 2),
         "mb_per_episode": round(stats.bag_bytes / 1e6 / max(stats.episodes, 1), 2), "sim_seconds": stats.sim_seconds,
@@ -235,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing bag folder")
     p.add_argument("--tasks-per-scene", type=int, default=1,
                    help="record each object layout with this many different tasks (breaks the layout -> task shortcut)")
+    p.add_argument("--randomisation", choices=("none", "train", "unseen"), default="none",
+                   help="domain randomisation profile of the scene's appearance (table tint, lights, camera pose, "
+                        "object colour jitter); 'unseen' lies outside every 'train' range; 'none' is the plain scene")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--from-topics", nargs="*", default=[], metavar="TOPIC",
                    help="record these live topics instead of running the simulator")

@@ -11,6 +11,8 @@ import numpy as np
 from .scene import (CUBE_HALF, GRIPPER_MAX, OBJECT_AREA_HIGH, OBJECT_AREA_LOW, OBJECTS, PARKING, PLATE_HALF_HEIGHT,
                     WORKSPACE_HIGH, WORKSPACE_LOW, build_model, camera_intrinsics)
 from .kinematics import DOWN, ArmKinematics
+from .randomisation import (Randomisation, apply_randomisation, capture_appearance, check_profile, no_randomisation,
+                            randomisation_rng, sample_randomisation)
 from .tasks import FAMILIES, TaskSpec, make_task, task_success
 
 import mujoco  # noqa: E402  (MUJOCO_GL was set by the sim package)
@@ -27,11 +29,19 @@ class CameraFrame:
 
 class TabletopEnv:
     def __init__(self, image_size: tuple[int, int] = (96, 96), control_hz: float = 20.0, visual: str = "collision",
-                 render: bool = True) -> None:
+                 render: bool = True, randomisation: str = "none") -> None:
+        """``randomisation``: appearance profile drawn anew at each reset ('none', 'train',
+        'unseen'; see ``randomisation.py``)."""
+        self.randomisation = check_profile(randomisation)
         self.model, self.ids = build_model(visual)
         self.data = mujoco.MjData(self.model)
         self.kin = ArmKinematics(self.model, self.ids.ee_site, self.ids.arm_dof, self.ids.arm_qpos)
         self.model.site_rgba[:, 3] = 0.0  # sites are frames, not things the camera sees
+        table_material = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_MATERIAL, "table")
+        self._appearance_defaults = capture_appearance(  # light 0: the scene's one light (scene.py)
+            self.model, table_material, [self.ids.object_geom[obj.name] for obj in OBJECTS], light=0,
+            camera=self.ids.camera)
+        self.appearance: Randomisation = no_randomisation(len(OBJECTS))
         self.control_dt = 1.0 / control_hz
         self.substeps = max(1, int(round(self.control_dt / self.model.opt.timestep)))
         self.height, self.width = image_size
@@ -74,6 +84,7 @@ class TabletopEnv:
         task_rng = rng if task_seed is None else np.random.default_rng(task_seed)
         family = family or FAMILIES[task_rng.integers(len(FAMILIES))]
         mujoco.mj_resetData(self.model, self.data)
+        self._randomise_appearance(seed, task_seed)
         colors = list(rng.permutation(["red", "green", "blue", "yellow"]))
         cubes = [f"{c}_cube" for c in colors[:3]]
         plates = [f"{c}_plate" for c in rng.permutation(["red", "green", "blue", "yellow"])[:2]]
@@ -101,6 +112,22 @@ class TabletopEnv:
         self.task = task
         self.steps_taken = 0
         return task
+
+    def _randomise_appearance(self, seed: int, task_seed: int | None) -> None:
+        """This episode's appearance, from its own generator: the scene and task generators are
+        untouched, so 'none' reproduces the unrandomised episodes exactly."""
+        if self.randomisation == "none":
+            r = no_randomisation(len(OBJECTS))
+        else:
+            r = sample_randomisation(self.randomisation, randomisation_rng(seed, task_seed), len(OBJECTS))
+        apply_randomisation(self.model, self._appearance_defaults, r)
+        self.appearance = r
+
+    def set_appearance(self, r: Randomisation) -> None:
+        """Show the current state under appearance ``r`` (until the next reset redraws it)."""
+        apply_randomisation(self.model, self._appearance_defaults, r)
+        self.appearance = r
+        mujoco.mj_camlight(self.model, self.data)  # camera and light poses into data
 
     @staticmethod
     def _place(rng: np.random.Generator, cubes: list[str], plates: list[str]) -> dict[str, tuple[float, float]]:

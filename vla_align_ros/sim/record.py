@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from .env import TabletopEnv
 from .expert import ExpertAction, ScriptedExpert
+from .randomisation import check_profile
 from .scene import FINGER_JOINTS, JOINT_NAMES, OBJECTS
 from .topics import BASE_FRAME, CAMERA_FRAME, TOPIC_TYPES, SimTopics
 
@@ -134,12 +135,16 @@ class BagRecorder:
 
 def record_episodes(out: str | Path, episodes: int, seed: int, families: Sequence[str] | None = None,
                     storage: str = "mcap", image_size: tuple[int, int] = (96, 96), control_hz: float = 20.0,
-                    progress: bool = True, overwrite: bool = False, tasks_per_scene: int = 1) -> RecordStats:
+                    progress: bool = True, overwrite: bool = False, tasks_per_scene: int = 1,
+                    randomisation: str = "none") -> RecordStats:
     """Run the expert for ``episodes`` episodes (seeds seed, seed+1, ...) and write one bag.
     ``tasks_per_scene`` > 1 records each scene (object layout) with that many different tasks,
-    so a model cannot read the task off the layout and has to watch what the arm does."""
+    so a model cannot read the task off the layout and has to watch what the arm does.
+    ``randomisation`` ('none', 'train', 'unseen') draws each episode's appearance (table tint,
+    lights, camera pose, object colour jitter) from that profile; 'none' records today's scene."""
     if tasks_per_scene < 1:
         raise ValueError(f"tasks_per_scene={tasks_per_scene}: must be >= 1")
+    check_profile(randomisation)
     out = Path(out)
     if out.exists():
         if not overwrite:
@@ -149,8 +154,10 @@ def record_episodes(out: str | Path, episodes: int, seed: int, families: Sequenc
     successes = 0
     t_offset_ns = 0
     recorder = BagRecorder(out, storage)
+    if randomisation != "none":  # bag metadata only: 'none' bags stay as they always were
+        recorder.writer.set_custom_data("vla_align.randomisation", randomisation)
     try:
-        with TabletopEnv(image_size=image_size, control_hz=control_hz) as env:
+        with TabletopEnv(image_size=image_size, control_hz=control_hz, randomisation=randomisation) as env:
             bar = tqdm(range(episodes), desc="record", disable=not progress, dynamic_ncols=True)
             for i in bar:
                 family = None if not families else families[i % len(families)]

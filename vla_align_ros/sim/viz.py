@@ -53,3 +53,36 @@ def save_camera_figure(path: str | Path, seed: int = 3, family: str = "place", s
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return task.instruction
+
+
+def save_randomisation_figure(path: str | Path, seed: int = 3, family: str = "place", size: int = 256,
+                              appearance_seed: int = 1) -> None:
+    """One scene (``seed``) seen plain, under a 'train' and under an 'unseen' randomisation draw
+    (both from ``appearance_seed``), side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .randomisation import no_randomisation, randomisation_rng, sample_randomisation
+
+    panels = []
+    with TabletopEnv(image_size=(size, size), visual="full") as env:
+        task = env.reset(seed=seed, family=family)
+        for profile in ("none", "train", "unseen"):
+            r = sample_randomisation(profile, randomisation_rng(appearance_seed), len(OBJECTS))
+            env.set_appearance(r)
+            panels.append((profile, r, env.render(segmentation=False).rgb))
+        env.set_appearance(no_randomisation(len(OBJECTS)))
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 5.0))
+    for ax, (profile, r, rgb) in zip(axes, panels):
+        ax.imshow(rgb)
+        ax.axis("off")
+        detail = "" if profile == "none" else (
+            f"\ncamera {100 * np.linalg.norm(r.cam_shift):.1f} cm, {np.degrees(np.linalg.norm(r.cam_rotvec)):.1f} deg;"
+            f" light warmth {r.light_warmth:+.2f}, tilt {np.degrees(r.light_polar):.0f} deg")
+        ax.set_title(f"{profile}{detail}", fontsize=10)
+    fig.suptitle(f'domain randomisation, one scene (seed {seed}): "{task.instruction}"')
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.94))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
