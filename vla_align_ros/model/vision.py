@@ -7,6 +7,7 @@ from a local folder (``local_files_only=True``) or are built from a config.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,8 +143,79 @@ class EfficientNetLite0Encoder(nn.Module):
         return VisionOutput(patches=patches_map.flatten(2).transpose(1, 2), pooled=x.mean(dim=(2, 3)), grid=(gh, gw))
 
 
+class GatedFusion(nn.Module):
+    """Mixes features ``b`` (width ``dim_b``) into ``a`` (width ``dim_a``) by a learned gate.
+
+    ``b' = Linear(b)`` (to width ``dim_a``); ``g = sigmoid(Linear([a; b']))``, one gate per token
+    and channel; ``fused = g * a + (1 - g) * b'``. The gate layer starts with zero bias and
+    near-zero weights, so ``g`` starts at about 0.5: an even mix of the two backbones."""
+
+    GATE_INIT_STD = 1e-2
+
+    def __init__(self, dim_a: int, dim_b: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim_b, dim_a)
+        self.gate = nn.Linear(2 * dim_a, dim_a)
+        nn.init.normal_(self.gate.weight, std=self.GATE_INIT_STD)
+        nn.init.zeros_(self.gate.bias)
+
+    def gate_values(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        """a: (..., Ca), b: (..., Cb) -> gate g (..., Ca) in (0, 1) and projected b' (..., Ca)."""
+        b_proj = self.proj(b)  # (..., Ca)
+        return torch.sigmoid(self.gate(torch.cat([a, b_proj], dim=-1))), b_proj
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        g, b_proj = self.gate_values(a, b)
+        return g * a + (1 - g) * b_proj  # (..., Ca)
+
+
+class BackboneGate(nn.Module):
+    """The ``gate`` fusion of two backbones: one ``GatedFusion`` for the patch tokens and one for
+    the pooled features (each backbone keeps its own pooling: SigLIP's attention head, DINOv2's
+    CLS token)."""
+
+    def __init__(self, first: nn.Module, second: nn.Module) -> None:
+        super().__init__()
+        self.patches = GatedFusion(int(first.patch_dim), int(second.patch_dim))
+        self.pooled = GatedFusion(int(first.pooled_dim), int(second.pooled_dim))
+
+    def forward(self, a: VisionOutput, b: VisionOutput) -> VisionOutput:
+        return VisionOutput(patches=self.patches(a.patches, b.patches),  # (B, Np, C1)
+                            pooled=self.pooled(a.pooled, b.pooled),  # (B, P1)
+                            grid=a.grid, fine=a.fine)
+
+
+def concat_outputs(a: VisionOutput, b: VisionOutput) -> VisionOutput:
+    """The ``concat`` fusion: channels side by side, (B, Np, C1 + C2) and (B, P1 + P2)."""
+    return VisionOutput(patches=torch.cat([a.patches, b.patches], dim=-1),
+                        pooled=torch.cat([a.pooled, b.pooled], dim=-1), grid=a.grid, fine=a.fine)
+
+
+def second_backbone_config(cfg: VisionConfig) -> VisionConfig:
+    """The config the second backbone is built from: the same size fields as the first, its own
+    model type, folder and recorded config."""
+    assert cfg.second_backbone is not None
+    return dataclasses.replace(cfg, kind="hf", hf_model_type=cfg.second_backbone, name_or_path=cfg.second_name_or_path,
+                               backbone_config=cfg.second_backbone_config, second_backbone=None,
+                               second_name_or_path="", second_backbone_config=None, fusion="concat")
+
+
+def check_same_grid(first: nn.Module, second: nn.Module, second_type: str) -> None:
+    """Both backbones see the same preprocessed pixels, so they need one image size and patch size."""
+    s1, p1 = int(first.image_size), int(first.patch_size)
+    s2, p2 = int(second.image_size), int(second.patch_size)
+    if (s1, p1) != (s2, p2):
+        raise ValueError(f"vision.second_backbone={second_type!r}: its patch grid {s2 // p2}x{s2 // p2} (image_size "
+                         f"{s2}, patch_size {p2}) differs from the first backbone's {s1 // p1}x{s1 // p1} (image_size "
+                         f"{s1}, patch_size {p1}); both backbones must use the same image size and patch size")
+
+
 class VisionEncoder(nn.Module):
-    """Preprocessing + backbone. ``forward`` takes raw images, ``encode`` normalised pixels."""
+    """Preprocessing + backbone(s). ``forward`` takes raw images, ``encode`` normalised pixels.
+
+    With ``cfg.second_backbone`` set, a second transformers backbone sees the same pixels and
+    ``encode`` returns the two fused (``cfg.fusion``), so the rest of the model only sees one
+    ``VisionOutput`` whose widths are ``patch_dim`` / ``pooled_dim``."""
 
     def __init__(self, cfg: VisionConfig, load_pretrained: bool = True) -> None:
         super().__init__()
@@ -152,28 +224,63 @@ class VisionEncoder(nn.Module):
             self.backbone: nn.Module = HFVisionEncoder(cfg, load_pretrained)
         else:
             self.backbone = EfficientNetLite0Encoder(cfg, load_pretrained)
+        self.second_backbone: HFVisionEncoder | None = None
+        self.fusion: BackboneGate | None = None
+        if cfg.second_backbone is not None:
+            self._build_second(cfg, load_pretrained)
         self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
         if cfg.freeze:
-            for p in self.backbone.parameters():
-                p.requires_grad_(False)
+            for backbone in self.backbones:
+                for p in backbone.parameters():
+                    p.requires_grad_(False)
+
+    def _build_second(self, cfg: VisionConfig, load_pretrained: bool) -> None:
+        """The second backbone and, for ``gate``, the fusion layers; records the second's built
+        config in ``cfg.second_backbone_config`` so a checkpoint rebuilds it without any hub."""
+        if cfg.fusion not in ("concat", "gate"):  # the config checks too; guards a config edited after
+            raise ValueError(f"vision.fusion={cfg.fusion!r}: must be one of ('concat', 'gate')")
+        sub = second_backbone_config(cfg)
+        self.second_backbone = HFVisionEncoder(sub, load_pretrained)
+        built_type = str(self.second_backbone.model.config.model_type)  # e.g. dinov2, siglip_vision_model
+        if built_type.removesuffix("_vision_model") != cfg.second_backbone:
+            raise ValueError(f"vision.second_backbone={cfg.second_backbone!r}, but the model built from "
+                             f"{cfg.second_name_or_path or 'vision.second_backbone_config'!r} is a {built_type!r}")
+        cfg.second_backbone_config = sub.backbone_config
+        check_same_grid(self.backbone, self.second_backbone, str(cfg.second_backbone))
+        if cfg.fusion == "gate":
+            self.fusion = BackboneGate(self.backbone, self.second_backbone)
+
+    @property
+    def backbones(self) -> list[nn.Module]:
+        """The first backbone, then the second when there is one."""
+        return [self.backbone] + ([self.second_backbone] if self.second_backbone is not None else [])
 
     @property
     def image_size(self) -> int:
         return int(self.backbone.image_size)
 
+    def _width(self, name: str) -> int:
+        """``patch_dim`` or ``pooled_dim`` of the fused output: the first's for a single backbone
+        or ``gate``, the sum of both for ``concat``."""
+        first = int(getattr(self.backbone, name))
+        if self.second_backbone is None or self.cfg.fusion == "gate":
+            return first
+        return first + int(getattr(self.second_backbone, name))
+
     @property
     def patch_dim(self) -> int:
-        return int(self.backbone.patch_dim)
+        return self._width("patch_dim")
 
     @property
     def pooled_dim(self) -> int:
-        return int(self.backbone.pooled_dim)
+        return self._width("pooled_dim")
 
     def train(self, mode: bool = True) -> "VisionEncoder":
         super().train(mode)
         if self.cfg.freeze:
-            self.backbone.eval()  # frozen: keep normalisation statistics fixed
+            for backbone in self.backbones:
+                backbone.eval()  # frozen: keep normalisation statistics fixed
         return self
 
     def preprocess(self, images: Tensor) -> Tensor:
@@ -192,7 +299,14 @@ class VisionEncoder(nn.Module):
         return (x - self.mean) / self.std
 
     def encode(self, pixels: Tensor) -> VisionOutput:
-        return self.backbone(pixels)
+        """pixels: (B, 3, S, S) normalised -> patches (B, Np, patch_dim), pooled (B, pooled_dim)."""
+        first = self.backbone(pixels)  # patches (B, Np, C1), pooled (B, P1)
+        if self.second_backbone is None:
+            return first
+        second = self.second_backbone(pixels)  # patches (B, Np, C2), pooled (B, P2)
+        if self.fusion is not None:
+            return self.fusion(first, second)  # (B, Np, C1), (B, P1)
+        return concat_outputs(first, second)  # (B, Np, C1 + C2), (B, P1 + P2)
 
     def forward(self, images: Tensor) -> VisionOutput:
         return self.encode(self.preprocess(images))
