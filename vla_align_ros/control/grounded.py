@@ -22,10 +22,8 @@ from typing import Callable
 import numpy as np
 
 from ..sim.scene import COLORS, CUBE_HALF, PLATE_HALF_HEIGHT
-from ..sim.tasks import NOUNS, Subgoal
+from ..sim.tasks import NOUN_KIND, OBJECT_MENTION, Subgoal
 
-_NOUN_KIND = {noun: kind for kind, nouns in NOUNS.items() for noun in nouns}
-_OBJECT_RE = re.compile(r"\b(" + "|".join(COLORS) + r")\s+(" + "|".join(_NOUN_KIND) + r")s?\b")
 _PUSH_RE = re.compile(r"\b(push|slide|shove)")
 _DIRECTION_RE = re.compile(r"\b(left|right)(wards)?\b")
 
@@ -40,7 +38,7 @@ def parse_instruction(text: str) -> list[Subgoal]:
     Objects are taken in order of mention: one object is a pick, two a place (the first onto the
     second), four two places, one with a push verb a push left or right."""
     low = text.lower()
-    names = [f"{m.group(1)}_{_NOUN_KIND[m.group(2)]}" for m in _OBJECT_RE.finditer(low)]
+    names = [f"{m.group(1)}_{NOUN_KIND[m.group(2)]}" for m in OBJECT_MENTION.finditer(low)]
     if not names:
         raise InstructionParseError(f"no object named in {text!r}: the grounded policy knows "
                                     f"{', '.join(COLORS)} {{cube, block, plate, dish}}")

@@ -59,10 +59,13 @@ def info_nce_directional(
     col_ids: Tensor | None = None,
     extra_y: Tensor | None = None,
     extra_ids: Tensor | None = None,
+    row_negatives: Tensor | None = None,
 ) -> Tensor:
     """One direction of InfoNCE: each row of x (N, D) classifies its positives among the
     candidates y (M, D) plus ``extra_y`` (K, D) (memory-bank entries with ids ``extra_ids``;
-    a stored sample of the same group counts as a positive). Mean over rows."""
+    a stored sample of the same group counts as a positive) plus its own ``row_negatives``
+    (N, R, D) (negatives that only that row competes against). Mean over rows.
+    ``logit_scale``: () or (N, 1), one per row."""
     row_ids, col_ids = resolve_ids(x, y, row_ids, col_ids)
     scale = logit_scale.exp()
     logits = scale * x @ y.T  # (N, M)
@@ -72,6 +75,10 @@ def info_nce_directional(
             extra_ids = torch.full((extra_y.shape[0],), -1, dtype=row_ids.dtype, device=x.device)
         logits = torch.cat([logits, scale * x @ extra_y.T], dim=1)  # (N, M + K)
         pos = torch.cat([pos, positive_mask(row_ids, extra_ids)], dim=1)
+    if row_negatives is not None and row_negatives.shape[1] > 0:
+        own = scale * torch.einsum("nd,nrd->nr", x, row_negatives)  # (N, R)
+        logits = torch.cat([logits, own], dim=1)
+        pos = torch.cat([pos, torch.zeros_like(own, dtype=torch.bool)], dim=1)
     return multi_positive_ce(logits, pos)
 
 

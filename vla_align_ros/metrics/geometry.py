@@ -27,12 +27,15 @@ def uniformity(x: Tensor, t: float = 2.0) -> float:
 
 
 @torch.no_grad()
-def hubness(query: Tensor, gallery: Tensor, k: int = 10) -> dict[str, float]:
+def hubness(query: Tensor, gallery: Tensor, k: int = 10, correction: str = "none") -> dict[str, float]:
     """k-occurrence statistics: N_k(j) = how often gallery item j is among a query's k nearest.
     Returns the skewness of N_k (large positive skew = a few hubs answer most queries), the
-    largest N_k relative to k, and the fraction of gallery items never retrieved (anti-hubs)."""
+    largest N_k relative to k, and the fraction of gallery items never retrieved (anti-hubs).
+    ``correction``: the retrieval-time scores to rank by (``retrieval.corrected_scores``)."""
+    from .retrieval import corrected_scores
+
     k = min(k, gallery.shape[0])
-    sim = query.float() @ gallery.float().T  # (N, M)
+    sim = corrected_scores(query, gallery, correction)  # (N, M)
     top = sim.topk(k, dim=1).indices  # (N, k)
     counts = torch.bincount(top.flatten(), minlength=gallery.shape[0]).float()  # (M,)
     mu, sd = counts.mean(), counts.std(unbiased=False)

@@ -26,11 +26,43 @@ class RetrievalScores:
         return asdict(self)
 
 
+CORRECTIONS: tuple[str, ...] = ("none", "csls", "inverted_softmax", "centred")
+
+
 @torch.no_grad()
-def first_correct_rank(query: Tensor, gallery: Tensor, query_ids: Tensor, gallery_ids: Tensor) -> Tensor:
-    """query: (N, D), gallery: (M, D), ids (N,), (M,) -> (N,) 1-based rank of the first correct
-    item. Queries with no correct item in the gallery are an error."""
-    sim = query.float() @ gallery.float().T  # (N, M)
+def corrected_scores(query: Tensor, gallery: Tensor, correction: str = "none", k: int = 10,
+                     beta: float = 20.0) -> Tensor:
+    """(N, D) queries, (M, D) gallery (unit norm) -> (N, M) retrieval scores, optionally with a
+    hubness or modality-gap correction applied at retrieval time:
+
+    * ``csls``: 2 cos(q, g) - r(g), r(g) the mean cosine of gallery item g to its k nearest
+      queries (the query's own neighbourhood term is constant per query and drops out of its
+      ranking). A hub, close to many queries, is pushed down.
+    * ``inverted_softmax``: each gallery item's scores are normalised over the queries,
+      beta * cos - logsumexp_q(beta * cos): a hub's probability mass is shared out.
+    * ``centred``: each modality's mean over the evaluated set is removed before the cosine,
+      which closes the modality gap of the set.
+    """
+    q, g = query.float(), gallery.float()
+    if correction == "centred":
+        q = torch.nn.functional.normalize(q - q.mean(0, keepdim=True), dim=-1)
+        g = torch.nn.functional.normalize(g - g.mean(0, keepdim=True), dim=-1)
+    sim = q @ g.T  # (N, M)
+    if correction in ("none", "centred"):
+        return sim
+    if correction == "csls":
+        kk = min(k, sim.shape[0])
+        r_g = sim.topk(kk, dim=0).values.mean(0)  # (M,)
+        return 2 * sim - r_g[None, :]
+    if correction == "inverted_softmax":
+        return beta * sim - torch.logsumexp(beta * sim, dim=0, keepdim=True)
+    raise ValueError(f"correction={correction!r}: must be one of {CORRECTIONS}")
+
+
+@torch.no_grad()
+def ranks_from_scores(sim: Tensor, query_ids: Tensor, gallery_ids: Tensor) -> Tensor:
+    """sim: (N, M) scores, ids (N,), (M,) -> (N,) 1-based rank of the first correct item.
+    Queries with no correct item in the gallery are an error."""
     correct = query_ids[:, None] == gallery_ids[None, :]  # (N, M)
     if not bool(correct.any(dim=1).all()):
         missing = int((~correct.any(dim=1)).sum())
@@ -40,8 +72,16 @@ def first_correct_rank(query: Tensor, gallery: Tensor, query_ids: Tensor, galler
     return 1 + ((sim > best_correct[:, None]) & ~correct).sum(dim=1)
 
 
-def retrieval_scores(query: Tensor, gallery: Tensor, query_ids: Tensor, gallery_ids: Tensor) -> RetrievalScores:
-    ranks = first_correct_rank(query, gallery, query_ids, gallery_ids).float()
+def first_correct_rank(query: Tensor, gallery: Tensor, query_ids: Tensor, gallery_ids: Tensor,
+                       correction: str = "none") -> Tensor:
+    """query: (N, D), gallery: (M, D), ids (N,), (M,) -> (N,) 1-based rank of the first correct
+    item under cosine scores (with ``correction``, see :func:`corrected_scores`)."""
+    return ranks_from_scores(corrected_scores(query, gallery, correction), query_ids, gallery_ids)
+
+
+def retrieval_scores(query: Tensor, gallery: Tensor, query_ids: Tensor, gallery_ids: Tensor,
+                     correction: str = "none") -> RetrievalScores:
+    ranks = first_correct_rank(query, gallery, query_ids, gallery_ids, correction).float()
     return RetrievalScores(
         r1=float((ranks <= 1).float().mean()),
         r5=float((ranks <= 5).float().mean()),
@@ -52,14 +92,14 @@ def retrieval_scores(query: Tensor, gallery: Tensor, query_ids: Tensor, gallery_
     )
 
 
-def pairwise_retrieval(emb: dict[str, Tensor], ids: Tensor) -> dict[str, dict[str, float]]:
+def pairwise_retrieval(emb: dict[str, Tensor], ids: Tensor, correction: str = "none") -> dict[str, dict[str, float]]:
     """All modality pairs, both directions: {'vision->text': {...}, 'text->vision': {...}, ...}."""
     names = list(emb)
     out: dict[str, dict[str, float]] = {}
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
-            out[f"{a}->{b}"] = retrieval_scores(emb[a], emb[b], ids, ids).as_dict()
-            out[f"{b}->{a}"] = retrieval_scores(emb[b], emb[a], ids, ids).as_dict()
+            out[f"{a}->{b}"] = retrieval_scores(emb[a], emb[b], ids, ids, correction).as_dict()
+            out[f"{b}->{a}"] = retrieval_scores(emb[b], emb[a], ids, ids, correction).as_dict()
     return out
 
 

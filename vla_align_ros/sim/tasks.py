@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,6 +11,9 @@ from .scene import COLORS, CUBE_HALF, PLATE_HALF_HEIGHT, PLATE_RADIUS
 
 FAMILIES: tuple[str, ...] = ("pick", "place", "stack", "push", "pick_then_place", "place_two")
 NOUNS = {"cube": ("cube", "block"), "plate": ("plate", "dish")}
+NOUN_KIND = {noun: kind for kind, nouns in NOUNS.items() for noun in nouns}  # "block" -> "cube"
+# An object named in an instruction: group 1 its colour, group 2 its noun ("red block").
+OBJECT_MENTION = re.compile(r"\b(" + "|".join(COLORS) + r")\s+(" + "|".join(NOUN_KIND) + r")s?\b")
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "pick": ("pick up the {X}", "grab the {X}", "lift the {X}"),
     "place": ("put the {X} on the {Y}", "place the {X} onto the {Y}", "set the {X} on the {Y}",

@@ -3,7 +3,10 @@ seed, data and budget, evaluated on the held-out compositions, side by side (Mar
 table and a bar chart).
 
 An ablation config names the base training recipe, the budget and the variants; a variant is a
-nested mapping of overrides applied to the recipe (``{loss: {hard_negatives: 8}}``)."""
+nested mapping of overrides applied to the recipe (``{model: {loss: {hard_negatives: 8}}}``),
+plus, optionally, ``train_bags`` of its own (domain randomisation trains on other recordings).
+With ``shift_eval_bags`` every variant is also evaluated on recordings under an appearance
+randomisation that no training saw."""
 
 from __future__ import annotations
 
@@ -18,12 +21,15 @@ import yaml
 from ..config import from_dict, merge_overrides
 from .trainer import TrainConfig
 
-# (column, where in the held-out metrics, better when higher)
+# (column, key of the row, better when higher)
 COLUMNS: list[tuple[str, str, bool]] = [
-    ("R@1 mean", "r1_mean", True), ("R@1 / chance", "r1_over_chance", True), ("mask IoU", "mask_iou", True),
+    ("R@1 mean", "r1_mean", True), ("R@1 / chance", "r1_over_chance", True), ("R@1 CSLS", "r1_csls", True),
+    ("mask IoU", "mask_iou", True), ("pointing", "pointing", True),
     ("temporal IoU", "temporal_iou", True), ("action error / mean", "action_error_ratio", False),
     ("modality gap V-T", "modality_gap_vt", False), ("hubness T->V", "hubness", False),
+    ("R@1 unseen rand.", "shift_r1_mean", True), ("mask IoU unseen rand.", "shift_mask_iou", True),
 ]
+VARIANT_KEYS = ("train_bags",)  # variant entries that are not recipe overrides
 
 
 @dataclass
@@ -32,6 +38,7 @@ class AblationConfig:
     steps: int | None = None  # training budget per variant (None: the recipe's)
     train_bags: list[str] = field(default_factory=list)
     eval_bags: list[str] = field(default_factory=list)
+    shift_eval_bags: list[str] = field(default_factory=list)  # under an unseen randomisation
     max_frames: int = 1500  # evaluation frames per split
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -40,7 +47,7 @@ class AblationConfig:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping")
-        unknown = set(data) - {"base", "steps", "train_bags", "eval_bags", "max_frames", "variants"}
+        unknown = set(data) - {"base", "steps", "train_bags", "eval_bags", "shift_eval_bags", "max_frames", "variants"}
         if unknown:
             raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
         cfg = cls(**data)
@@ -51,7 +58,7 @@ class AblationConfig:
 
 
 def variant_config(base: TrainConfig, overrides: dict[str, Any], steps: int | None) -> TrainConfig:
-    d = merge_overrides(base.to_dict(), overrides)
+    d = merge_overrides(base.to_dict(), {k: v for k, v in overrides.items() if k not in VARIANT_KEYS})
     if steps is not None:
         d["steps"] = steps
         d["checkpoint_every"] = max(min(d["checkpoint_every"], steps), 1)
@@ -63,15 +70,19 @@ def row_of(metrics: dict[str, Any]) -> dict[str, Any]:
     split = metrics.get("held_out") or metrics["seen"]
     r1 = [v["r1"] for v in split["retrieval"].values()]
     mean = sum(r1) / len(r1)
+    csls = split.get("retrieval_corrected", {}).get("csls")
     return {"r1_mean": mean, "r1_over_chance": mean / max(split["chance_r1"], 1e-9),
-            "mask_iou": split.get("mask_iou"), "temporal_iou": split.get("temporal_iou"),
+            "r1_csls": sum(csls.values()) / len(csls) if csls else None,
+            "mask_iou": split.get("mask_iou"), "pointing": split.get("pointing_accuracy"),
+            "temporal_iou": split.get("temporal_iou"),
             "action_error_ratio": split["action_error_ratio"], "modality_gap_vt": split["modality_gap"]["vision-text"],
             "hubness": split["hubness_text_to_vision"]["skewness"],
             "r1": {k: v["r1"] for k, v in split["retrieval"].items()}}
 
 
 def run_ablation(cfg: AblationConfig, out: Path, train_bags: Sequence[str] | None = None,
-                 eval_bags: Sequence[str] | None = None, progress: bool = True,
+                 eval_bags: Sequence[str] | None = None, shift_eval_bags: Sequence[str] | None = None,
+                 progress: bool = True,
                  log: Callable[[str], None] = print) -> dict[str, Any]:
     from ..paths import package_config
     from .report import evaluate_run
@@ -79,6 +90,7 @@ def run_ablation(cfg: AblationConfig, out: Path, train_bags: Sequence[str] | Non
 
     train_bags = list(train_bags or cfg.train_bags)
     eval_bags = list(eval_bags or cfg.eval_bags)
+    shift_bags = list(shift_eval_bags or cfg.shift_eval_bags)
     if not train_bags or not eval_bags:
         raise ValueError("an ablation needs training and evaluation bags (--bags, --eval-bags or the config)")
     base_path = Path(cfg.base) if Path(cfg.base).is_file() else package_config(cfg.base)
@@ -94,12 +106,19 @@ def run_ablation(cfg: AblationConfig, out: Path, train_bags: Sequence[str] | Non
             log(f"[ablate {i}/{len(configs)}] {name}: reusing {run}")
         else:
             log(f"[ablate {i}/{len(configs)}] {name}: training {tc.steps} steps {variants[name] or '(the recipe)'}")
-            train(train_bags, tc, run, resume=(run / "resume").is_dir(), progress=progress)
+            train(variants[name].get("train_bags", train_bags), tc, run, resume=(run / "resume").is_dir(),
+                  progress=progress)
         train_s = time.perf_counter() - t0
         metrics = evaluate_run(run, eval_bags, out / "reports" / name, max_frames=cfg.max_frames)
-        rows[name] = {**row_of(metrics), "overrides": variants[name], "train_s": round(train_s, 1)}
+        rows[name] = {**row_of(metrics), "overrides": variants[name], "train_s": round(train_s, 1),
+                      "shift_r1_mean": None, "shift_mask_iou": None}
+        if shift_bags:
+            shifted = row_of(evaluate_run(run, shift_bags, out / "reports" / f"{name}_unseen_randomisation",
+                                          max_frames=cfg.max_frames))
+            rows[name].update(shift_r1_mean=shifted["r1_mean"], shift_mask_iou=shifted["mask_iou"])
+        (out / "ablation.partial.json").write_text(json.dumps(rows, indent=2))
     result = {"base": str(base_path), "steps": cfg.steps or base.steps, "train_bags": train_bags,
-              "eval_bags": eval_bags, "rows": rows}
+              "eval_bags": eval_bags, "shift_eval_bags": shift_bags, "rows": rows}
     (out / "ablation.json").write_text(json.dumps(result, indent=2))
     (out / "ablation.md").write_text(markdown(result))
     bar_chart(result, out / "ablation.png")

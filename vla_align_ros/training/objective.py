@@ -9,8 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..losses.contrastive import info_nce_directional
 from ..model.text import TextOutput
 from ..model.trimodal import TrimodalModel
+from .techniques import (RobustnessConfig, adversarial_images, augment_images, consistency_loss, mask_pool,
+                         patch_word_loss)
 
 
 @dataclass
@@ -21,6 +24,11 @@ class ObjectiveWeights:
     segments: float = 0.5
     policy: float = 1.0
     phrase: float = 0.0  # spatial grounding of one object named on its own ("the red block")
+    # Alignment techniques (training/techniques.py), 0 = off:
+    object_level: float = 0.0  # features pooled in an object's mask <-> its phrase (InfoNCE)
+    patch_word: float = 0.0  # fine-grained patch-word score (InfoNCE over tasks)
+    consistency: float = 0.0  # two augmented views of a frame embed alike
+    adversarial: float = 0.0  # the vision-text loss on FGSM/PGD-perturbed frames
 
     def __post_init__(self) -> None:
         for k, v in vars(self).items():
@@ -49,6 +57,9 @@ class Batch:
     phrase_attn: Tensor | None = None  # (B, Tp)
     phrase_masks: Tensor | None = None  # (B, h, w) bool
     has_phrase: Tensor | None = None  # (B,) bool
+    phrase_obj: Tensor | None = None  # (B,) long, the phrase's object (-1: none)
+    neg_ids: Tensor | None = None  # (B*R, Tn) one-attribute variants of each instruction
+    neg_attn: Tensor | None = None  # (B*R, Tn)
 
 
 @dataclass
@@ -72,7 +83,9 @@ def dice_loss(logits: Tensor, target: Tensor) -> Tensor:
     return 1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)
 
 
-def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights) -> dict[str, Tensor]:
+def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
+                   robust: RobustnessConfig | None = None) -> dict[str, Tensor]:
+    robust = robust or RobustnessConfig()
     vis = model.encode_image(b.images)
     txt = model.encode_text(b.input_ids, b.attention_mask)
     actions = model.normalize_actions(b.actions)
@@ -80,7 +93,11 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights) -> dict[
     emb = model.embed(vis, txt, actions, state)
     out: dict[str, Tensor] = {}
     zero = emb.vision.new_zeros(())
-    out["contrastive"] = model.loss(emb.as_dict(), b.ids, b.motion_ids).total if w.contrastive > 0 else zero
+    text_negs = None
+    if b.neg_ids is not None and w.contrastive > 0:
+        bsz = b.input_ids.shape[0]
+        text_negs = model.proj_text(model.encode_text(b.neg_ids, b.neg_attn).pooled).view(bsz, -1, model.embed_dim)
+    out["contrastive"] = model.loss(emb.as_dict(), b.ids, b.motion_ids, text_negs).total if w.contrastive > 0 else zero
     out["spatial"] = grounding_loss(model, vis, txt, b.masks, b.has_mask) \
         if w.spatial > 0 and bool(b.has_mask.any()) else zero
     if w.phrase > 0 and b.has_phrase is not None and bool(b.has_phrase.any()):
@@ -107,8 +124,50 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights) -> dict[
         out["policy"] = F.smooth_l1_loss(pred, actions)
     else:
         out["policy"] = zero
+    out.update(technique_losses(model, b, w, robust, vis, txt, emb, zero))
     out["total"] = (w.contrastive * out["contrastive"] + w.spatial * out["spatial"] + w.temporal * out["temporal"]
                     + w.segments * out["segments"] + w.policy * out["policy"] + w.phrase * out["phrase"])
+    for name in TECHNIQUE_TERMS:
+        if getattr(w, name) > 0:
+            out["total"] = out["total"] + getattr(w, name) * out[name]
+    return out
+
+
+TECHNIQUE_TERMS = ("object_level", "patch_word", "consistency", "adversarial")
+
+
+def technique_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights, robust: RobustnessConfig,
+                     vis, txt: TextOutput, emb, zero: Tensor) -> dict[str, Tensor]:
+    """The optional alignment terms (``zero`` where off or without the data they need)."""
+    out = {name: zero for name in TECHNIQUE_TERMS}
+    vl_ids = model.loss.pair_ids("vl", b.ids, b.motion_ids)
+    vl_ids = vl_ids if vl_ids is not None else torch.arange(len(b.ids), device=b.ids.device)
+    log_scale = model.loss.temps["vl"].scale()
+    if w.object_level > 0 and b.phrase_obj is not None and bool((b.phrase_obj >= 0).sum() > 1):
+        if model.vision.patch_dim != model.vision.pooled_dim:
+            raise ValueError(f"objective.object_level needs patch features as wide as the pooled one "
+                             f"({model.vision.patch_dim} vs {model.vision.pooled_dim}) for proj_vision")
+        sel = b.phrase_obj >= 0
+        obj = model.proj_vision(mask_pool(vis.patches[sel], b.phrase_masks[sel], vis.grid))  # (n, D)
+        phr = model.proj_text(model.encode_text(b.phrase_ids[sel], b.phrase_attn[sel]).pooled)  # (n, D)
+        ids = b.phrase_obj[sel]
+        out["object_level"] = 0.5 * (info_nce_directional(obj, phr, log_scale, ids, ids)
+                                     + info_nce_directional(phr, obj, log_scale, ids, ids))
+    if w.patch_word > 0:
+        out["patch_word"] = patch_word_loss(model.patch_proj(vis.patches), model.word_proj(txt.tokens), txt.mask,
+                                            vl_ids, log_scale)
+    if w.consistency > 0:
+        view = model.proj_vision(model.encode_image(augment_images(b.images, robust)).pooled)
+        out["consistency"] = consistency_loss(emb.vision, view)
+    if w.adversarial > 0:
+        text = emb.text.detach()
+
+        def attack_loss(pixels: Tensor) -> Tensor:
+            return model.loss.pair_loss("vl", model.proj_vision(model.encode_image(pixels).pooled), text, vl_ids)
+
+        adv = adversarial_images(b.images, attack_loss, robust)
+        out["adversarial"] = model.loss.pair_loss("vl", model.proj_vision(model.encode_image(adv).pooled), emb.text,
+                                                  vl_ids)
     return out
 
 

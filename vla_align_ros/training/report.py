@@ -16,7 +16,7 @@ from ..config import from_dict
 from ..data.bag_dataset import BagSamples, episodes_to_samples, split_episodes
 from ..data.bags import BagTopics, read_episodes
 from ..metrics import alignment, hubness, mask_iou, modality_gap, pointing_accuracy, temporal_iou, uniformity
-from ..metrics.retrieval import chance_recall_at_1, first_correct_rank, pairwise_retrieval
+from ..metrics.retrieval import CORRECTIONS, chance_recall_at_1, first_correct_rank, pairwise_retrieval
 from ..model.checkpoint import load_checkpoint
 from ..model.heads import decode_monotonic_steps, decode_segment
 from ..model.trimodal import TrimodalModel
@@ -136,6 +136,11 @@ def _split_metrics(model: TrimodalModel, untrained: TrimodalModel, s: BagSamples
                       "vision-action": alignment(emb["vision"], emb["action"])}
     m["uniformity"] = {k: uniformity(v) for k, v in emb.items()}
     m["hubness_text_to_vision"] = hubness(emb["text"], emb["vision"], k=10)
+    # Retrieval-time corrections of hubness and of the modality gap, on the same embeddings.
+    m["retrieval_corrected"] = {c: {k: v["r1"] for k, v in pairwise_retrieval(emb, s.ids, c).items()}
+                                for c in CORRECTIONS if c != "none"}
+    m["hubness_corrected"] = {c: hubness(emb["text"], emb["vision"], k=10, correction=c)["skewness"]
+                              for c in CORRECTIONS if c != "none"}
     sel = s.has_mask
     if bool(sel.any()):
         logits = f["mask_logits"][sel]
@@ -276,6 +281,9 @@ def _markdown(m: dict[str, Any], pngs: list[str]) -> str:
              ("action L1 / predict-the-mean", lambda s: f"{s['action_l1']:.4f} / {s['action_l1_mean_baseline']:.4f}"),
              ("modality gap V-T", lambda s: s["modality_gap"]["vision-text"]),
              ("hubness skew T->V", lambda s: s["hubness_text_to_vision"]["skewness"])]
+    for c in m[splits[0]].get("retrieval_corrected", {}):
+        rows.append((f"R@1 mean of 6 directions, {c.replace('_', ' ')} at retrieval time",
+                     lambda s, c=c: sum(s["retrieval_corrected"][c].values()) / len(s["retrieval_corrected"][c])))
     for label, fn in rows:
         lines.append(f"| {label} | " + " | ".join(_fmt(fn(m[s])) for s in splits) + " |")
     lang = m["language"]

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
@@ -27,12 +28,15 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..config import ModelConfig, from_dict
+from ..data.attributes import AttributeNegatives
 from ..data.bag_dataset import BagSamples, episodes_to_samples, split_episodes
 from ..data.bags import BagTopics, read_episodes
 from ..losses.schedules import warmup_cosine_lr
 from ..model.checkpoint import _atomic_write_bytes, save_checkpoint, verify_checkpoint
 from ..model.trimodal import TrimodalModel
 from .objective import Batch, ObjectiveWeights, SequenceBatch, compute_losses
+from .techniques import (CurriculumConfig, RobustnessConfig, curriculum_indices, instruction_difficulty,
+                         phrase_object_index)
 
 
 @dataclass
@@ -60,6 +64,8 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: ObjectiveWeights = field(default_factory=ObjectiveWeights)
     data: DataConfig = field(default_factory=DataConfig)
+    robust: RobustnessConfig = field(default_factory=RobustnessConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     steps: int = 500
     batch_size: int = 64
     lr: float = 1e-3
@@ -105,7 +111,9 @@ class TokenTable:
         return ids[..., :width], mask[..., :width]
 
 
-def make_batch(samples: BagSamples, idx: Tensor, tokens: TokenTable, max_steps: int, device: torch.device) -> Batch:
+def make_batch(samples: BagSamples, idx: Tensor, tokens: TokenTable, max_steps: int, device: torch.device,
+               negatives: list[str] | None = None) -> Batch:
+    """``negatives``: len(idx) * R one-attribute variants of the instructions, row-major."""
     ids, attn = tokens([samples.texts[i] for i in idx.tolist()])
     steps = [samples.step_texts[i][:max_steps] for i in idx.tolist()]
     k = max(len(s) for s in steps)
@@ -118,7 +126,11 @@ def make_batch(samples: BagSamples, idx: Tensor, tokens: TokenTable, max_steps: 
     if samples.phrase_masks is not None and samples.phrase_texts:
         p_ids, p_attn = tokens([samples.phrase_texts[i] for i in idx.tolist()])
         phrase = {"phrase_ids": to(p_ids), "phrase_attn": to(p_attn), "phrase_masks": to(samples.phrase_masks[idx]),
-                  "has_phrase": to(samples.has_phrase[idx])}
+                  "has_phrase": to(samples.has_phrase[idx]),
+                  "phrase_obj": to(torch.tensor([phrase_object_index(samples.phrase_texts[i]) for i in idx.tolist()]))}
+    if negatives:
+        n_ids, n_attn = tokens(negatives)
+        phrase.update(neg_ids=to(n_ids), neg_attn=to(n_attn))
     return Batch(**phrase, images=to(samples.images[idx]), input_ids=to(ids), attention_mask=to(attn), ids=to(samples.ids[idx]),
                  motion_ids=to(samples.motion_ids[idx]), actions=to(samples.actions[idx].float()), state=to(samples.state[idx].float()),
                  masks=to(samples.masks[idx]), has_mask=to(samples.has_mask[idx]),
@@ -282,8 +294,12 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
     model.state_mean.copy_(train_s.state.float().mean(0))
     model.state_std.copy_(train_s.state.float().std(0).clamp(min=1e-3))
     model.to(device)
+    k_neg = cfg.model.loss.attribute_negatives
+    negatives = AttributeNegatives(train_s.texts, cfg.data.hold_out) if k_neg > 0 else None
     tokens = TokenTable(model, list(train_s.texts) + [t for s in train_s.step_texts for t in s]
-                        + list(train_s.phrase_texts))
+                        + list(train_s.phrase_texts) + (negatives.all_texts() if negatives else []))
+    difficulty = torch.tensor([instruction_difficulty(t, len(st)) for t, st in zip(train_s.texts, train_s.step_texts)]) \
+        if cfg.curriculum.until > 0 else None
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
                              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr)
@@ -306,8 +322,15 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
     t0 = time.perf_counter()
     model.train()
     for step in bar:
-        idx = batch_indices(len(train_s), cfg.batch_size, cfg.seed, step)[rank * local : (rank + 1) * local]
-        batch = make_batch(train_s, idx, tokens, max_steps, device)
+        if difficulty is None:
+            glob = batch_indices(len(train_s), cfg.batch_size, cfg.seed, step)
+        else:
+            glob = curriculum_indices(difficulty, cfg.batch_size, cfg.seed, step, cfg.steps, cfg.curriculum)
+        idx = glob[rank * local : (rank + 1) * local]
+        negs = negatives.sample([train_s.texts[i] for i in idx.tolist()], k_neg,
+                                np.random.default_rng([cfg.seed, step, rank])) if negatives else None
+        batch = make_batch(train_s, idx, tokens, max_steps, device, negs)
+        model.loss.set_progress(step, cfg.steps)
         # Every rank draws the same motions: their loss (and gradient) is the same on each, so
         # the all-reduced mean equals the one-process value.
         batch.seq = make_sequence_batch(train_s, motions, tokens, cfg.data.seq_episodes, cfg.data.seq_len, max_steps,
@@ -315,7 +338,8 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
         for g in opt.param_groups:
             g["lr"] = warmup_cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr, cfg.lr * 0.05)
         with amp:
-            losses = compute_losses(model, batch, cfg.objective) if ddp is None else ddp(batch, cfg.objective)
+            losses = compute_losses(model, batch, cfg.objective, cfg.robust) if ddp is None \
+                else ddp(batch, cfg.objective, cfg.robust)
         total = losses["total"]
         if not math.isfinite(float(total.detach())):
             raise FloatingPointError(f"non-finite loss at step {step}: { {k: float(v) for k, v in losses.items()} }")
@@ -360,5 +384,5 @@ class _Objective(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch: Batch, weights: ObjectiveWeights) -> dict[str, Tensor]:
-        return compute_losses(self.model, batch, weights)
+    def forward(self, batch: Batch, weights: ObjectiveWeights, robust: RobustnessConfig) -> dict[str, Tensor]:
+        return compute_losses(self.model, batch, weights, robust)
