@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -235,14 +236,20 @@ def test_ablation_trains_each_variant_alike_and_tabulates(bags, tmp_path):
     cfg = config(tmp_path, 6)
     abl = tmp_path / "ablation.yaml"
     abl.write_text(f"base: {cfg}\nsteps: 6\nmax_frames: 200\nvariants:\n"
-                   "  hard_negatives: {model: {loss: {hard_negatives: 4}}}\n")
+                   "  hard_negatives: {model: {loss: {hard_negatives: 4}}}\n"
+                   f"  other_recording: {{train_bags: [{bags / 'eval'}]}}\n")
     res = run_cli("ablate", "--config", str(abl), "--bags", str(bags / "train"), "--eval-bags", str(bags / "eval"),
-                  "--out", str(tmp_path / "abl"), "--quiet")
+                  "--shift-eval-bags", str(bags / "eval"), "--out", str(tmp_path / "abl"), "--quiet")
     assert res.returncode == 0, res.stderr[-3000:]
     table = json.loads((tmp_path / "abl" / "ablation.json").read_text())
-    assert list(table["rows"]) == ["default", "hard_negatives"] and table["steps"] == 6
+    assert list(table["rows"]) == ["default", "hard_negatives", "other_recording"] and table["steps"] == 6
     for row in table["rows"].values():
         assert 0 <= row["r1_mean"] <= 1 and row["action_error_ratio"] > 0 and len(row["r1"]) == 6
+        assert 0 <= row["r1_csls"] <= 1 and 0 <= row["pointing"] <= 1
+        # the shift evaluation here is on the same recording: the same figures
+        assert row["shift_r1_mean"] == pytest.approx(row["r1_mean"]) and row["shift_mask_iou"] == pytest.approx(row["mask_iou"])
+    split = json.loads((tmp_path / "abl" / "runs" / "other_recording" / "split.json").read_text())
+    assert sum(map(len, split.values())) == 3  # trained on its own recording (3 episodes), not the 6 of --bags
     a = load_file(str(tmp_path / "abl" / "runs" / "default" / "checkpoint" / "model.safetensors"))
     b = load_file(str(tmp_path / "abl" / "runs" / "hard_negatives" / "checkpoint" / "model.safetensors"))
     assert any(not torch.equal(a[k], b[k]) for k in a)  # the switch changed training
@@ -252,3 +259,29 @@ def test_ablation_trains_each_variant_alike_and_tabulates(bags, tmp_path):
     bad = run_cli("ablate", "--config", str(abl), "--bags", str(bags / "train"), "--eval-bags", str(bags / "eval"),
                   "--out", str(tmp_path / "abl2"))
     assert bad.returncode == 2 and "hard_negativs" in bad.stderr and not (tmp_path / "abl2" / "runs").exists()
+
+
+def test_every_alignment_technique_trains_and_the_defaults_add_nothing(bags, tmp_path):
+    """All the technique switches on at once (the mechanics are in test_techniques): a short run
+    is finite, every technique's term is logged and positive, the temperature follows its
+    schedule; with the switches off the terms are exactly zero."""
+    from vla_align_ros.config import from_dict, merge_overrides
+    from vla_align_ros.model.checkpoint import load_checkpoint
+    from vla_align_ros.training.trainer import TrainConfig, train
+
+    base = TrainConfig.from_yaml(config(tmp_path, 4))
+    over = {"model": {"loss": {"attribute_negatives": 3, "adaptive_temperature": 0.5, "temperature_schedule": "cosine",
+                               "centre": True, "gap_penalty": 0.5}},
+            "objective": {"object_level": 1.0, "patch_word": 0.5, "consistency": 0.5, "adversarial": 0.5},
+            "curriculum": {"until": 0.5}, "robust": {"adv_steps": 2}}
+    res = train([bags / "train"], from_dict(TrainConfig, merge_overrides(base.to_dict(), over)), tmp_path / "all",
+                progress=False)
+    for row in res["log"]:
+        for term in ("object_level", "patch_word", "consistency", "adversarial", "contrastive"):
+            assert math.isfinite(row[term]) and row[term] > 0, (term, row)
+    model = load_checkpoint(tmp_path / "all" / "checkpoint")
+    model.loss.set_progress(4, 4)
+    assert float(model.loss.temps["vl"].scale().exp()) == pytest.approx(1 / 0.05, rel=1e-5)
+    plain = train([bags / "train"], base, tmp_path / "plain", progress=False)
+    for row in plain["log"]:
+        assert all(row[t] == 0.0 for t in ("object_level", "patch_word", "consistency", "adversarial"))

@@ -189,7 +189,8 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         cfg = AblationConfig.from_yaml(cfg_path)
         if args.steps:
             cfg.steps = args.steps
-        result = run_ablation(cfg, Path(args.out), args.bags, args.eval_bags, progress=not args.quiet)
+        result = run_ablation(cfg, Path(args.out), args.bags, args.eval_bags, args.shift_eval_bags,
+                              progress=not args.quiet)
     except (BagError, ValueError, FileNotFoundError) as e:
         print(f"vla-align ablate: {e}", file=sys.stderr)
         return 2
@@ -271,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="ablation/sim_tiny.yaml", help="ablation config (path, or under config/)")
     p.add_argument("--bags", nargs="+", help="training recordings (default: the config's train_bags)")
     p.add_argument("--eval-bags", nargs="+", help="evaluation recordings (default: the config's eval_bags)")
+    p.add_argument("--shift-eval-bags", nargs="+", help="recordings under an appearance randomisation no variant "
+                   "trained on (default: the config's shift_eval_bags; none: no such column)")
     p.add_argument("--steps", type=int, help="training steps per variant (overrides the config)")
     p.add_argument("--out", default="runs/ablation")
     p.add_argument("--quiet", action="store_true")

@@ -149,13 +149,22 @@ def bar_chart(result: dict[str, Any], path: Path) -> None:
 
     names = list(result["rows"])
     cols = [(c, k) for c, k, _ in COLUMNS if k != "r1_over_chance"]
-    fig, axes = plt.subplots(1, len(cols), figsize=(3.0 * len(cols), 3.2))
-    for ax, (title, key) in zip(axes, cols):
+    ncol = 5
+    nrow = (len(cols) + ncol - 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, (2.2 + 0.09 * len(names)) * nrow), squeeze=False)
+    for ax, (title, key) in zip(axes.flat, cols):
         vals = [result["rows"][n][key] if result["rows"][n][key] is not None else 0.0 for n in names]
-        ax.bar(range(len(names)), vals, color=["#555555"] + ["#3b7dd8"] * (len(names) - 1))
-        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+        y = range(len(names))
+        ax.barh(y, vals, color=["#555555"] + ["#3b7dd8"] * (len(names) - 1))
+        ax.axvline(vals[0], color="#555555", lw=0.8, ls="--")  # the default recipe
+        ax.set_yticks(y, names if ax in axes[:, 0] else [""] * len(names), fontsize=7)
+        ax.invert_yaxis()
         ax.set_title(title, fontsize=9)
-    fig.suptitle(f"held-out compositions, {result['steps']} steps per variant", fontsize=10)
+        ax.tick_params(axis="x", labelsize=7)
+    for ax in axes.flat[len(cols):]:
+        ax.axis("off")
+    fig.suptitle(f"held-out compositions, {result['steps']} steps per variant (dashed: the default recipe)",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
