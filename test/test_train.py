@@ -250,6 +250,13 @@ def test_ablation_trains_each_variant_alike_and_tabulates(bags, tmp_path):
         assert row["shift_r1_mean"] == pytest.approx(row["r1_mean"]) and row["shift_mask_iou"] == pytest.approx(row["mask_iou"])
     split = json.loads((tmp_path / "abl" / "runs" / "other_recording" / "split.json").read_text())
     assert sum(map(len, split.values())) == 3  # trained on its own recording (3 episodes), not the 6 of --bags
+    # run again: every variant and evaluation is reused, the table is the same
+    stamp = (tmp_path / "abl" / "reports" / "default" / "metrics.json").stat().st_mtime_ns
+    again = run_cli("ablate", "--config", str(abl), "--bags", str(bags / "train"), "--eval-bags", str(bags / "eval"),
+                    "--shift-eval-bags", str(bags / "eval"), "--out", str(tmp_path / "abl"), "--quiet")
+    assert again.returncode == 0 and again.stdout.count("reusing") == 3, again.stdout[-2000:]
+    assert (tmp_path / "abl" / "reports" / "default" / "metrics.json").stat().st_mtime_ns == stamp
+    assert json.loads((tmp_path / "abl" / "ablation.json").read_text())["rows"] == table["rows"]
     a = load_file(str(tmp_path / "abl" / "runs" / "default" / "checkpoint" / "model.safetensors"))
     b = load_file(str(tmp_path / "abl" / "runs" / "hard_negatives" / "checkpoint" / "model.safetensors"))
     assert any(not torch.equal(a[k], b[k]) for k in a)  # the switch changed training

@@ -11,7 +11,6 @@ randomisation that no training saw."""
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -28,6 +27,7 @@ COLUMNS: list[tuple[str, str, bool]] = [
     ("temporal IoU", "temporal_iou", True), ("action error / mean", "action_error_ratio", False),
     ("modality gap V-T", "modality_gap_vt", False), ("hubness T->V", "hubness", False),
     ("R@1 unseen rand.", "shift_r1_mean", True), ("mask IoU unseen rand.", "shift_mask_iou", True),
+    ("closed-loop success", "closed_loop_success", True),
 ]
 VARIANT_KEYS = ("train_bags",)  # variant entries that are not recipe overrides
 
@@ -40,6 +40,9 @@ class AblationConfig:
     eval_bags: list[str] = field(default_factory=list)
     shift_eval_bags: list[str] = field(default_factory=list)  # under an unseen randomisation
     max_frames: int = 1500  # evaluation frames per split
+    # Closed-loop episodes per variant (sim_node + perception_node + policy_node over DDS,
+    # grounded policy, held-out compositions); 0 = none.
+    closed_loop_episodes: int = 0
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
@@ -47,7 +50,8 @@ class AblationConfig:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping")
-        unknown = set(data) - {"base", "steps", "train_bags", "eval_bags", "shift_eval_bags", "max_frames", "variants"}
+        unknown = set(data) - {"base", "steps", "train_bags", "eval_bags", "shift_eval_bags", "max_frames",
+                               "closed_loop_episodes", "variants"}
         if unknown:
             raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
         cfg = cls(**data)
@@ -85,7 +89,6 @@ def run_ablation(cfg: AblationConfig, out: Path, train_bags: Sequence[str] | Non
                  progress: bool = True,
                  log: Callable[[str], None] = print) -> dict[str, Any]:
     from ..paths import package_config
-    from .report import evaluate_run
     from .trainer import train
 
     train_bags = list(train_bags or cfg.train_bags)
@@ -101,21 +104,27 @@ def run_ablation(cfg: AblationConfig, out: Path, train_bags: Sequence[str] | Non
     rows: dict[str, Any] = {}
     for i, (name, tc) in enumerate(configs.items(), 1):
         run = out / "runs" / name
-        t0 = time.perf_counter()
         if (run / "checkpoint" / "manifest.json").is_file():
             log(f"[ablate {i}/{len(configs)}] {name}: reusing {run}")
         else:
             log(f"[ablate {i}/{len(configs)}] {name}: training {tc.steps} steps {variants[name] or '(the recipe)'}")
             train(variants[name].get("train_bags", train_bags), tc, run, resume=(run / "resume").is_dir(),
                   progress=progress)
-        train_s = time.perf_counter() - t0
-        metrics = evaluate_run(run, eval_bags, out / "reports" / name, max_frames=cfg.max_frames)
-        rows[name] = {**row_of(metrics), "overrides": variants[name], "train_s": round(train_s, 1),
-                      "shift_r1_mean": None, "shift_mask_iou": None}
+        meta = json.loads((run / "checkpoint" / "config.json").read_text()).get("metadata", {}) \
+            if (run / "checkpoint" / "config.json").is_file() else {}
+        rows[name] = {**row_of(_evaluation(run, eval_bags, out / "reports" / name, cfg.max_frames)),
+                      "overrides": variants[name], "train_s": meta.get("train_seconds"),
+                      "shift_r1_mean": None, "shift_mask_iou": None, "closed_loop_success": None}
         if shift_bags:
-            shifted = row_of(evaluate_run(run, shift_bags, out / "reports" / f"{name}_unseen_randomisation",
-                                          max_frames=cfg.max_frames))
+            shifted = row_of(_evaluation(run, shift_bags, out / "reports" / f"{name}_unseen_randomisation",
+                                         cfg.max_frames))
             rows[name].update(shift_r1_mean=shifted["r1_mean"], shift_mask_iou=shifted["mask_iou"])
+        if cfg.closed_loop_episodes > 0:
+            from ..ros.closed_loop import run_closed_loop
+
+            loop = run_closed_loop(run / "checkpoint", out / "closed_loop" / name, episodes=cfg.closed_loop_episodes,
+                                   hold_out=tc.data.hold_out, split="held_out", progress=False)
+            rows[name]["closed_loop_success"] = loop["all"]["success_rate"]
         (out / "ablation.partial.json").write_text(json.dumps(rows, indent=2))
     result = {"base": str(base_path), "steps": cfg.steps or base.steps, "train_bags": train_bags,
               "eval_bags": eval_bags, "shift_eval_bags": shift_bags, "rows": rows}
@@ -123,6 +132,21 @@ def run_ablation(cfg: AblationConfig, out: Path, train_bags: Sequence[str] | Non
     (out / "ablation.md").write_text(markdown(result))
     bar_chart(result, out / "ablation.png")
     return result
+
+
+def _evaluation(run: Path, bags: Sequence[str], out: Path, max_frames: int) -> dict[str, Any]:
+    """The run's evaluation on ``bags``: reused when ``out`` already holds one of the same bags,
+    frame budget and checkpoint (an interrupted or extended ablation does not evaluate twice)."""
+    from .report import evaluate_run
+
+    stamp = {"bags": [str(b) for b in bags], "max_frames": max_frames,
+             "checkpoint": (run / "checkpoint" / "manifest.json").read_text()}
+    key = out / "ablation_key.json"
+    if (out / "metrics.json").is_file() and key.is_file() and json.loads(key.read_text()) == stamp:
+        return json.loads((out / "metrics.json").read_text())
+    metrics = evaluate_run(run, bags, out, max_frames=max_frames)
+    key.write_text(json.dumps(stamp))
+    return metrics
 
 
 def _cell(v: Any) -> str:
