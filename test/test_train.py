@@ -245,7 +245,7 @@ def test_ablation_trains_each_variant_alike_and_tabulates(bags, tmp_path):
     assert list(table["rows"]) == ["default", "hard_negatives", "other_recording"] and table["steps"] == 6
     for row in table["rows"].values():
         assert 0 <= row["r1_mean"] <= 1 and row["action_error_ratio"] > 0 and len(row["r1"]) == 6
-        assert 0 <= row["r1_csls"] <= 1 and 0 <= row["pointing"] <= 1
+        assert 0 <= row["r1_csls"] <= 1 and 0 <= row["r1_centred"] <= 1 and 0 <= row["pointing"] <= 1
         # the shift evaluation here is on the same recording: the same figures
         assert row["shift_r1_mean"] == pytest.approx(row["r1_mean"]) and row["shift_mask_iou"] == pytest.approx(row["mask_iou"])
     split = json.loads((tmp_path / "abl" / "runs" / "other_recording" / "split.json").read_text())

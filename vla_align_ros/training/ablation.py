@@ -23,6 +23,7 @@ from .trainer import TrainConfig
 # (column, key of the row, better when higher)
 COLUMNS: list[tuple[str, str, bool]] = [
     ("R@1 mean", "r1_mean", True), ("R@1 / chance", "r1_over_chance", True), ("R@1 CSLS", "r1_csls", True),
+    ("R@1 centred", "r1_centred", True),
     ("mask IoU", "mask_iou", True), ("pointing", "pointing", True),
     ("temporal IoU", "temporal_iou", True), ("action error / mean", "action_error_ratio", False),
     ("modality gap V-T", "modality_gap_vt", False), ("hubness T->V", "hubness", False),
@@ -74,9 +75,14 @@ def row_of(metrics: dict[str, Any]) -> dict[str, Any]:
     split = metrics.get("held_out") or metrics["seen"]
     r1 = [v["r1"] for v in split["retrieval"].values()]
     mean = sum(r1) / len(r1)
-    csls = split.get("retrieval_corrected", {}).get("csls")
+    corrected = split.get("retrieval_corrected", {})
+
+    def mean_r1(correction: str) -> float | None:
+        r = corrected.get(correction)
+        return sum(r.values()) / len(r) if r else None
+
     return {"r1_mean": mean, "r1_over_chance": mean / max(split["chance_r1"], 1e-9),
-            "r1_csls": sum(csls.values()) / len(csls) if csls else None,
+            "r1_csls": mean_r1("csls"), "r1_centred": mean_r1("centred"),
             "mask_iou": split.get("mask_iou"), "pointing": split.get("pointing_accuracy"),
             "temporal_iou": split.get("temporal_iou"),
             "action_error_ratio": split["action_error_ratio"], "modality_gap_vt": split["modality_gap"]["vision-text"],
@@ -153,13 +159,19 @@ def _cell(v: Any) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+def shown_columns(result: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """The columns some variant has a figure for (no closed-loop column when none ran)."""
+    return [c for c in COLUMNS if any(r.get(c[1]) is not None for r in result["rows"].values())]
+
+
 def markdown(result: dict[str, Any]) -> str:
+    cols = shown_columns(result)
     lines = [f"Ablation of `{result['base']}`, {result['steps']} steps each, held-out compositions of "
              f"{', '.join(result['eval_bags'])}.", "",
-             "| variant | " + " | ".join(c for c, _, _ in COLUMNS) + " |",
-             "|---|" + "---|" * len(COLUMNS)]
+             "| variant | " + " | ".join(c for c, _, _ in cols) + " |",
+             "|---|" + "---|" * len(cols)]
     for name, r in result["rows"].items():
-        lines.append(f"| {name} | " + " | ".join(_cell(r[k]) for _, k, _ in COLUMNS) + " |")
+        lines.append(f"| {name} | " + " | ".join(_cell(r.get(k)) for _, k, _ in cols) + " |")
     lines.append("")
     lines.append("Higher is better except action error, modality gap and hubness.")
     return "\n".join(lines) + "\n"
@@ -172,7 +184,7 @@ def bar_chart(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(result["rows"])
-    cols = [(c, k) for c, k, _ in COLUMNS if k != "r1_over_chance"]
+    cols = [(c, k) for c, k, _ in shown_columns(result) if k != "r1_over_chance"]
     ncol = 5
     nrow = (len(cols) + ncol - 1) // ncol
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, (2.2 + 0.09 * len(names)) * nrow), squeeze=False)
