@@ -146,7 +146,7 @@ def test_gap_penalty_is_the_squared_distance_of_the_means_and_its_gradient_close
     assert float(out.per_pair["vl_gap"].detach()) == pytest.approx(float(gap.detach()), rel=1e-6)
     (g,) = torch.autograd.grad(out.per_pair["vl_gap"], v)
     moved = v.detach() - 0.5 * g
-    assert float((moved.mean(0) - t.mean(0)).pow(2).sum()) < float(gap)
+    assert float((moved.mean(0) - t.mean(0)).pow(2).sum()) < float(gap.detach())
 
 
 # ---- retrieval-time corrections ----------------------------------------------------------
