@@ -245,3 +245,22 @@ def test_curriculum_starts_with_the_easiest_and_admits_everything_by_until():
     assert torch.equal(first, curriculum_indices(diff, 16, seed=0, step=0, total_steps=100, cfg=cfg))
     with pytest.raises(ValueError, match="curriculum"):
         CurriculumConfig(until=1.5)
+
+
+def test_the_ablation_config_has_a_valid_variant_for_every_technique():
+    from pathlib import Path
+
+    from vla_align_ros.training.ablation import AblationConfig, variant_config
+    from vla_align_ros.training.trainer import TrainConfig
+
+    root = Path(__file__).resolve().parents[1] / "config"
+    cfg = AblationConfig.from_yaml(root / "ablation" / "sim_tiny.yaml")
+    base = TrainConfig.from_yaml(root / "train" / "sim_tiny.yaml")
+    built = {name: variant_config(base, over, cfg.steps) for name, over in cfg.variants.items()}  # raises on a typo
+    for technique in ("siglip", "hard_negatives", "memory_bank", "attribute_negatives", "no_multi_positive",
+                      "temperature_cosine", "adaptive_temperature", "centre", "gap_penalty", "object_level",
+                      "patch_word", "dual_concat", "dual_gate", "curriculum", "consistency", "adversarial_fgsm",
+                      "domain_randomisation", "no_warmup", "batch_32", "batch_128"):
+        assert technique in built, technique
+    assert built["dual_gate"].model.vision.fusion == "gate" and built["curriculum"].curriculum.until > 0
+    assert cfg.variants["domain_randomisation"]["train_bags"] and all(b.steps == cfg.steps for b in built.values())
