@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from vla_align_ros.data.bag_dataset import (composition_key, episodes_to_samples, matches_hold_out, motion_key,
                                            split_episodes)
@@ -92,7 +93,12 @@ def test_simulator_bag_becomes_synchronised_episodes(tmp_path):
         kind = "cube" if noun in ("cube", "block") else "plate"
         assert text.startswith("the ") and noun in ("cube", "block", "plate", "dish")
         np.testing.assert_array_equal(samples.phrase_masks[i].numpy(), labels[i] == names.index(f"{color}_{kind}") + 1)
+        # the object's index, the same whichever synonym names it (object-level alignment's ids)
+        assert int(samples.phrase_objects[i]) == names.index(f"{color}_{kind}")
         named.add(f"{color}_{kind}")
+    unnamed = [i for i, t in enumerate(samples.phrase_texts) if not t]
+    assert all(int(samples.phrase_objects[i]) == -1 for i in unnamed)
+    assert torch.equal(samples.subset(torch.arange(3, 9)).phrase_objects, samples.phrase_objects[3:9])
     assert any(n.endswith("plate") for n in named) and any(n.endswith("cube") for n in named)
 
 

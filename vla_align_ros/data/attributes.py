@@ -86,26 +86,19 @@ def sample_attribute_negatives(text: str, k: int, rng: np.random.Generator) -> l
 def names_held_out(text: str, hold_out: Sequence[str]) -> bool:
     """Whether an instruction text falls under a hold-out pattern (``target=yellow_plate``,
     ``object=red_cube``, ``family=...``, ``instruction~REGEX``), read from the text itself: a
-    mined negative must never show the trainer a held-out composition. ``family`` patterns are
-    matched by the parsed action kind (pick, place, push); unparseable text matches only
-    ``instruction~`` patterns."""
+    mined negative must never show the trainer a held-out composition. The parsed subgoals stand
+    for the task, and their action kind (pick, place, push) for its family; unparseable text
+    matches only ``instruction~`` patterns."""
     from ..control.grounded import InstructionParseError, parse_instruction
+    from .bag_dataset import task_matches_hold_out
 
     try:
         goals = parse_instruction(text)
     except InstructionParseError:
         goals = []
-    for pattern in hold_out:
-        key, _, value = pattern.partition("~" if pattern.startswith("instruction~") else "=")
-        if key == "instruction" and re.search(value, text, flags=re.IGNORECASE):
-            return True
-        if key == "object" and any(g.obj == value for g in goals):
-            return True
-        if key == "target" and any(g.target == value for g in goals):
-            return True
-        if key == "family" and any(g.kind == value for g in goals):
-            return True
-    return False
+    # parse_instruction gives one kind for all its subgoals (a push, a pick, or places)
+    task = {"family": goals[0].kind if goals else None, "subgoals": [vars(g) for g in goals]}
+    return any(task_matches_hold_out(task, text, pattern) for pattern in hold_out)
 
 
 class AttributeNegatives:

@@ -38,6 +38,7 @@ class BagSamples:
     # policy asks for the object to move and the place to put it). "" when the bag has no masks.
     phrase_texts: list[str] = field(default_factory=list)
     phrase_masks: Tensor | None = None  # (N, H, W) bool
+    phrase_objects: Tensor | None = None  # (N,) long: the named object's index in the label order, -1 none
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -63,7 +64,8 @@ class BagSamples:
                           self.state[idx], self.masks[idx], self.has_mask[idx], self.step_index[idx],
                           [self.step_texts[i] for i in sel], self.progress[idx], self.episode[idx],
                           self.time_in_episode[idx], [self.phrase_texts[i] for i in sel] if self.phrase_texts else [],
-                          None if self.phrase_masks is None else self.phrase_masks[idx])
+                          None if self.phrase_masks is None else self.phrase_masks[idx],
+                          None if self.phrase_objects is None else self.phrase_objects[idx])
 
 
 def composition_key(ep: Episode) -> str:
@@ -114,11 +116,13 @@ def object_name_phrase(name: str, rng: np.random.Generator | None = None) -> str
 MIN_PHRASE_PIXELS = 4  # an object this small in the frame is not named on its own
 
 
-def _phrase_targets(ep: Episode, object_names: Sequence[str], seed: int) -> tuple[list[str], np.ndarray]:
-    """One visible object per frame (drawn with a per-episode seed), its phrase and its mask."""
+def _phrase_targets(ep: Episode, object_names: Sequence[str], seed: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """One visible object per frame (drawn with a per-episode seed): its phrase, its mask and its
+    index in ``object_names`` (-1 where no object is in view)."""
     rng = np.random.default_rng(seed)
     t = len(ep)
     texts, masks = [""] * t, np.zeros(ep.labels.shape, dtype=bool)
+    objects = np.full(t, -1, dtype=np.int64)
     for i in range(t):
         counts = np.bincount(ep.labels[i].ravel(), minlength=len(object_names) + 1)[1: len(object_names) + 1]
         seen = np.flatnonzero(counts >= MIN_PHRASE_PIXELS)
@@ -126,7 +130,8 @@ def _phrase_targets(ep: Episode, object_names: Sequence[str], seed: int) -> tupl
             j = int(seen[rng.integers(seen.size)])
             texts[i] = object_name_phrase(object_names[j], rng)
             masks[i] = ep.labels[i] == j + 1
-    return texts, masks
+            objects[i] = j
+    return texts, masks, objects
 
 
 def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names: Sequence[str] | None = None,
@@ -136,7 +141,7 @@ def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names:
     motions: dict[str, int] = {}
     parts: dict[str, list] = {k: [] for k in ("images", "texts", "ids", "motion_ids", "actions", "state", "masks", "has_mask",
                                               "step_index", "step_texts", "progress", "episode", "time",
-                                              "phrase_texts", "phrase_masks")}
+                                              "phrase_texts", "phrase_masks", "phrase_objects")}
     for e_idx, ep in enumerate(episodes):
         t = len(ep)
         cid = keys.setdefault(composition_key(ep), len(keys))
@@ -168,11 +173,12 @@ def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names:
         parts["episode"] += [e_idx] * t
         parts["time"].append(torch.from_numpy((ep.stamps - ep.stamps[0]).astype(np.float64) * 1e-9))
         if ep.labels is not None and object_names is not None:
-            p_texts, p_masks = _phrase_targets(ep, object_names, seed=e_idx)
+            p_texts, p_masks, p_objects = _phrase_targets(ep, object_names, seed=e_idx)
         else:
-            p_texts, p_masks = [""] * t, np.zeros((t, h, w), dtype=bool)
+            p_texts, p_masks, p_objects = [""] * t, np.zeros((t, h, w), dtype=bool), np.full(t, -1, dtype=np.int64)
         parts["phrase_texts"] += p_texts
         parts["phrase_masks"].append(torch.from_numpy(p_masks))
+        parts["phrase_objects"].append(torch.from_numpy(p_objects))
     return BagSamples(
         images=torch.cat(parts["images"]), texts=parts["texts"], ids=torch.tensor(parts["ids"]),
         motion_ids=torch.tensor(parts["motion_ids"]), actions=torch.cat(parts["actions"]),
@@ -180,25 +186,31 @@ def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names:
         has_mask=torch.cat(parts["has_mask"]), step_index=torch.cat(parts["step_index"]),
         step_texts=parts["step_texts"], progress=torch.cat(parts["progress"]), episode=torch.tensor(parts["episode"]),
         time_in_episode=torch.cat(parts["time"]).float(), phrase_texts=parts["phrase_texts"],
-        phrase_masks=torch.cat(parts["phrase_masks"]))
+        phrase_masks=torch.cat(parts["phrase_masks"]), phrase_objects=torch.cat(parts["phrase_objects"]))
 
 
 def matches_hold_out(ep: Episode, pattern: str) -> bool:
     """``key=value`` on the task (family=stack, object=red_cube, target=yellow_plate) or
     ``instruction~REGEX`` on the instruction text."""
+    return task_matches_hold_out(ep.task, ep.instruction, pattern)
+
+
+def task_matches_hold_out(task: dict | None, instruction: str, pattern: str) -> bool:
+    """:func:`matches_hold_out` on a task dict (``TaskSpec.as_dict()``: family, subgoals with
+    obj/target) and its instruction, for callers that have no episode."""
     if "~" in pattern and pattern.split("~", 1)[0] == "instruction":
-        return re.search(pattern.split("~", 1)[1], ep.instruction, flags=re.IGNORECASE) is not None
+        return re.search(pattern.split("~", 1)[1], instruction, flags=re.IGNORECASE) is not None
     if "=" not in pattern:
         raise ValueError(f"hold-out pattern {pattern!r}: use key=value (family, object, target) or instruction~REGEX")
     key, value = pattern.split("=", 1)
     if key not in ("family", "object", "target"):
         raise ValueError(f"hold-out pattern {pattern!r}: key must be family, object, target or instruction")
-    if not ep.task:
+    if not task:
         return False
     if key == "family":
-        return ep.task.get("family") == value
+        return task.get("family") == value
     field_name = "obj" if key == "object" else "target"
-    return any(g.get(field_name) == value for g in ep.task.get("subgoals", []))
+    return any(g.get(field_name) == value for g in task.get("subgoals", []))
 
 
 def split_episodes(episodes: Sequence[Episode], hold_out: Sequence[str] = (), val_fraction: float = 0.1,

@@ -103,6 +103,11 @@ def pairwise_retrieval(emb: dict[str, Tensor], ids: Tensor, correction: str = "n
     return out
 
 
+def mean_r1(r1_by_direction: dict[str, float]) -> float:
+    """The mean of R@1 over the directions of :func:`pairwise_retrieval` ({'vision->text': r1, ...})."""
+    return sum(r1_by_direction.values()) / len(r1_by_direction)
+
+
 def chance_recall_at_1(query_ids: Tensor, gallery_ids: Tensor) -> float:
     """Expected R@1 of a random ranking: mean over queries of (#correct items / M)."""
     correct = (query_ids[:, None] == gallery_ids[None, :]).float()

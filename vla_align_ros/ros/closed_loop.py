@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..data.bag_dataset import matches_hold_out
+from ..data.bag_dataset import task_matches_hold_out
 from ..paths import dds_env
 
 
@@ -167,13 +167,6 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
     return {**summary, "episodes": [asdict(o) for o in outcomes]}
 
 
-class _Ep:
-    """The task dict seen as an episode for the hold-out patterns."""
-
-    def __init__(self, task: dict) -> None:
-        self.task, self.instruction = task, task.get("instruction", "")
-
-
 def _nodes_ready(node: Any) -> bool:
     names = {n for n, _ in node.get_node_names_and_namespaces()}
     return {"sim_node", "perception_node", "policy_node"} <= names and \
@@ -196,7 +189,7 @@ SPLITS = ("any", "seen", "held_out", "multi_step", "mixed")
 
 def classify_task(task: dict, hold_out: Sequence[str]) -> tuple[bool, bool]:
     """A task dict (as sim_node publishes it) -> (matches a hold-out pattern, has several steps)."""
-    return any(matches_hold_out(_Ep(task), p) for p in hold_out), len(task["steps"]) > 1
+    return any(task_matches_hold_out(task, task.get("instruction", ""), p) for p in hold_out), len(task["steps"]) > 1
 
 
 def select_seeds(first: int, count: int, split: str = "any",

@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from ..config import from_dict, merge_overrides
+from ..metrics.retrieval import mean_r1
 from .trainer import TrainConfig
 
 # (column, key of the row, better when higher)
@@ -73,21 +74,15 @@ def variant_config(base: TrainConfig, overrides: dict[str, Any], steps: int | No
 def row_of(metrics: dict[str, Any]) -> dict[str, Any]:
     """The table's figures from an evaluation's metrics (held-out split, seen when none)."""
     split = metrics.get("held_out") or metrics["seen"]
-    r1 = [v["r1"] for v in split["retrieval"].values()]
-    mean = sum(r1) / len(r1)
+    r1 = {k: v["r1"] for k, v in split["retrieval"].items()}
+    mean = mean_r1(r1)
     corrected = split.get("retrieval_corrected", {})
-
-    def mean_r1(correction: str) -> float | None:
-        r = corrected.get(correction)
-        return sum(r.values()) / len(r) if r else None
-
     return {"r1_mean": mean, "r1_over_chance": mean / max(split["chance_r1"], 1e-9),
-            "r1_csls": mean_r1("csls"), "r1_centred": mean_r1("centred"),
+            **{f"r1_{c}": mean_r1(corrected[c]) if c in corrected else None for c in ("csls", "centred")},
             "mask_iou": split.get("mask_iou"), "pointing": split.get("pointing_accuracy"),
             "temporal_iou": split.get("temporal_iou"),
             "action_error_ratio": split["action_error_ratio"], "modality_gap_vt": split["modality_gap"]["vision-text"],
-            "hubness": split["hubness_text_to_vision"]["skewness"],
-            "r1": {k: v["r1"] for k, v in split["retrieval"].items()}}
+            "hubness": split["hubness_text_to_vision"]["skewness"], "r1": r1}
 
 
 def run_ablation(cfg: AblationConfig, out: Path, train_bags: Sequence[str] | None = None,

@@ -57,7 +57,7 @@ class Batch:
     phrase_attn: Tensor | None = None  # (B, Tp)
     phrase_masks: Tensor | None = None  # (B, h, w) bool
     has_phrase: Tensor | None = None  # (B,) bool
-    phrase_obj: Tensor | None = None  # (B,) long, the phrase's object (-1: none)
+    phrase_obj: Tensor | None = None  # (B,) long, the phrase's object in the label order (-1: none)
     neg_ids: Tensor | None = None  # (B*R, Tn) one-attribute variants of each instruction
     neg_attn: Tensor | None = None  # (B*R, Tn)
 
@@ -140,8 +140,7 @@ def technique_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights, robust
                      vis, txt: TextOutput, emb, zero: Tensor) -> dict[str, Tensor]:
     """The optional alignment terms (``zero`` where off or without the data they need)."""
     out = {name: zero for name in TECHNIQUE_TERMS}
-    vl_ids = model.loss.pair_ids("vl", b.ids, b.motion_ids)
-    vl_ids = vl_ids if vl_ids is not None else torch.arange(len(b.ids), device=b.ids.device)
+    vl_ids = model.loss.pair_ids("vl", b.ids, b.motion_ids)  # None: instance positives (pair_loss's own)
     log_scale = model.loss.temps["vl"].scale()
     if w.object_level > 0 and b.phrase_obj is not None and bool((b.phrase_obj >= 0).sum() > 1):
         if model.vision.patch_dim != model.vision.pooled_dim:
@@ -154,8 +153,9 @@ def technique_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights, robust
         out["object_level"] = 0.5 * (info_nce_directional(obj, phr, log_scale, ids, ids)
                                      + info_nce_directional(phr, obj, log_scale, ids, ids))
     if w.patch_word > 0:
+        ids = vl_ids if vl_ids is not None else torch.arange(len(b.ids), device=b.ids.device)
         out["patch_word"] = patch_word_loss(model.patch_proj(vis.patches), model.word_proj(txt.tokens), txt.mask,
-                                            vl_ids, log_scale)
+                                            ids, log_scale)
     if w.consistency > 0:
         view = model.proj_vision(model.encode_image(augment_images(b.images, robust)).pooled)
         out["consistency"] = consistency_loss(emb.vision, view)

@@ -16,7 +16,7 @@ from ..config import from_dict
 from ..data.bag_dataset import BagSamples, episodes_to_samples, split_episodes
 from ..data.bags import BagTopics, read_episodes
 from ..metrics import alignment, hubness, mask_iou, modality_gap, pointing_accuracy, temporal_iou, uniformity
-from ..metrics.retrieval import CORRECTIONS, chance_recall_at_1, first_correct_rank, pairwise_retrieval
+from ..metrics.retrieval import CORRECTIONS, chance_recall_at_1, first_correct_rank, mean_r1, pairwise_retrieval
 from ..model.checkpoint import load_checkpoint
 from ..model.heads import decode_monotonic_steps, decode_segment
 from ..model.trimodal import TrimodalModel
@@ -283,7 +283,7 @@ def _markdown(m: dict[str, Any], pngs: list[str]) -> str:
              ("hubness skew T->V", lambda s: s["hubness_text_to_vision"]["skewness"])]
     for c in m[splits[0]].get("retrieval_corrected", {}):
         rows.append((f"R@1 mean of 6 directions, {c.replace('_', ' ')} at retrieval time",
-                     lambda s, c=c: sum(s["retrieval_corrected"][c].values()) / len(s["retrieval_corrected"][c])))
+                     lambda s, c=c: mean_r1(s["retrieval_corrected"][c])))
     for label, fn in rows:
         lines.append(f"| {label} | " + " | ".join(_fmt(fn(m[s])) for s in splits) + " |")
     lang = m["language"]

@@ -19,11 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..losses.contrastive import multi_positive_ce, positive_mask
-from ..sim.scene import OBJECTS
-from ..sim.tasks import NOUN_KIND, OBJECT_MENTION
-
-OBJECT_INDEX = {o.name: i for i, o in enumerate(OBJECTS)}
-
+from ..sim.tasks import OBJECT_MENTION
 
 @dataclass
 class RobustnessConfig:
@@ -61,13 +57,6 @@ class CurriculumConfig:
 
 
 # ---- object and patch-word levels ---------------------------------------------------------
-def phrase_object_index(text: str) -> int:
-    """"the red block" -> the index of red_cube in the simulator's objects; -1 when the phrase
-    names no known object."""
-    m = OBJECT_MENTION.search(text.lower())
-    return OBJECT_INDEX.get(f"{m.group(1)}_{NOUN_KIND[m.group(2)]}", -1) if m else -1
-
-
 def mask_pool(patches: Tensor, masks: Tensor, grid: tuple[int, int]) -> Tensor:
     """Mean of the patch features inside each mask, weighted by the patch's covered fraction.
     patches: (B, Np, C), masks: (B, H, W) bool -> (B, C)."""

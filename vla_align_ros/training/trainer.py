@@ -35,8 +35,7 @@ from ..losses.schedules import warmup_cosine_lr
 from ..model.checkpoint import _atomic_write_bytes, save_checkpoint, verify_checkpoint
 from ..model.trimodal import TrimodalModel
 from .objective import Batch, ObjectiveWeights, SequenceBatch, compute_losses
-from .techniques import (CurriculumConfig, RobustnessConfig, curriculum_indices, instruction_difficulty,
-                         phrase_object_index)
+from .techniques import CurriculumConfig, RobustnessConfig, curriculum_indices, instruction_difficulty
 
 
 @dataclass
@@ -127,7 +126,7 @@ def make_batch(samples: BagSamples, idx: Tensor, tokens: TokenTable, max_steps: 
         p_ids, p_attn = tokens([samples.phrase_texts[i] for i in idx.tolist()])
         phrase = {"phrase_ids": to(p_ids), "phrase_attn": to(p_attn), "phrase_masks": to(samples.phrase_masks[idx]),
                   "has_phrase": to(samples.has_phrase[idx]),
-                  "phrase_obj": to(torch.tensor([phrase_object_index(samples.phrase_texts[i]) for i in idx.tolist()]))}
+                  "phrase_obj": to(samples.phrase_objects[idx])}
     if negatives:
         n_ids, n_attn = tokens(negatives)
         phrase.update(neg_ids=to(n_ids), neg_attn=to(n_attn))
