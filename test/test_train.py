@@ -127,7 +127,11 @@ def test_torchrun_two_cpu_ranks_train_like_one_process(bags, tmp_path):
     """2 gloo processes, each with half of every batch and negatives gathered from both, end
     with the weights of one process trained on the whole batches."""
     cfg = tmp_path / "ddp.yaml"
-    cfg.write_text(TINY.replace("STEPS", "3").replace('hold_out: ["family=stack"]', "hold_out: []"))
+    # With the instruction's roles and the keypoint policy (teacher frames, geometry frames and
+    # the phrase's alternating roles are drawn per global batch and sliced per rank).
+    cfg.write_text(TINY.replace("STEPS", "3").replace('hold_out: ["family=stack"]', "hold_out: []")
+                   .replace("max_steps: 3}", "max_steps: 3, fine_channels: 4, role_pool: true, policy_keypoints: true}")
+                   .replace("policy: 1.0}", "policy: 1.0, target: 1.0, geometry: 1.0, geometry_batch: 32}"))
     env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
     single = subprocess.run([str(VENV_BIN / "vla-align"), "train", "--bags", str(bags / "train"), "--config", str(cfg),
                              "--out", str(tmp_path / "one"), "--quiet"], env=env, capture_output=True, text=True,

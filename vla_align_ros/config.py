@@ -178,6 +178,14 @@ class HeadsConfig:
     fine_channels: int = 0
     # The policy sees the spatial head's per-patch match with the instruction (where the object is).
     policy_relevance: bool = False
+    # Phrase vectors pooled by learned attention over the words, one query per role: role 0 the
+    # object the instruction acts on (its masks, and a phrase alone), role 1 the place it goes
+    # (objective.target). Off: the mean of the words, one role.
+    role_pool: bool = False
+    # The policy reads where things are: the centroids of the role masks (keypoints, in image
+    # coordinates) as memory tokens, and each patch token tagged with its image position.
+    # Needs role_pool and fine_channels.
+    policy_keypoints: bool = False
 
     def __post_init__(self) -> None:
         _positive("heads.num_heads", self.num_heads)
@@ -185,6 +193,8 @@ class HeadsConfig:
         _positive("heads.policy_layers", self.policy_layers)
         _positive("heads.max_steps", self.max_steps)
         _check(self.fine_channels >= 0, "heads.fine_channels", self.fine_channels, "must be >= 0")
+        _check(not self.policy_keypoints or (self.role_pool and self.fine_channels > 0), "heads.policy_keypoints",
+               self.policy_keypoints, "needs heads.role_pool: true and heads.fine_channels > 0")
 
 
 PairLoss = Literal["infonce", "siglip", "siglip_chunked"]

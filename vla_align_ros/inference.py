@@ -120,7 +120,7 @@ class InferenceSession:
         steps = split_steps(text)[: m.cfg.heads.max_steps]
         tok = m.tokenize([text] + steps, self.device)
         out = m.encode_text(tok["input_ids"], tok["attention_mask"])
-        whole = TextOutput(out.tokens[:1], out.mask[:1], out.pooled[:1])
+        whole = out.select(slice(0, 1))
         step_emb = m.proj_text(out.pooled[1:])[None]  # (1, K, D)
         enc = EncodedInstruction(text=text, steps=steps, tokens=whole, step_emb=step_emb)
         self._cache[text] = enc

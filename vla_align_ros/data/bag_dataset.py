@@ -39,6 +39,10 @@ class BagSamples:
     phrase_texts: list[str] = field(default_factory=list)
     phrase_masks: Tensor | None = None  # (N, H, W) bool
     phrase_objects: Tensor | None = None  # (N,) long: the named object's index in the label order, -1 none
+    # Where the active step puts its object (the plate or cube under "on the ..."), for the
+    # spatial head's second role; all False for a pick, a push, or a bag without the task.
+    target_masks: Tensor | None = None  # (N, H, W) bool
+    has_target: Tensor | None = None  # (N,) bool
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -65,7 +69,9 @@ class BagSamples:
                           [self.step_texts[i] for i in sel], self.progress[idx], self.episode[idx],
                           self.time_in_episode[idx], [self.phrase_texts[i] for i in sel] if self.phrase_texts else [],
                           None if self.phrase_masks is None else self.phrase_masks[idx],
-                          None if self.phrase_objects is None else self.phrase_objects[idx])
+                          None if self.phrase_objects is None else self.phrase_objects[idx],
+                          None if self.target_masks is None else self.target_masks[idx],
+                          None if self.has_target is None else self.has_target[idx])
 
 
 def composition_key(ep: Episode) -> str:
@@ -94,11 +100,13 @@ def motion_key(ep: Episode) -> str:
     return "|".join(parts)
 
 
-def _step_object(ep: Episode, step: int) -> str | None:
+def _step_object(ep: Episode, step: int, key: str = "obj") -> str | None:
+    """The active step's object (``key="obj"``) or the place it goes (``"target"``; None for a
+    pick or a push), from the task the bag carries."""
     if not ep.task or not ep.task.get("subgoals"):
         return None
     goals = ep.task["subgoals"]
-    return goals[min(step, len(goals) - 1)]["obj"]
+    return goals[min(step, len(goals) - 1)].get(key) or None
 
 
 def object_name_phrase(name: str, rng: np.random.Generator | None = None) -> str:
@@ -141,20 +149,22 @@ def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names:
     motions: dict[str, int] = {}
     parts: dict[str, list] = {k: [] for k in ("images", "texts", "ids", "motion_ids", "actions", "state", "masks", "has_mask",
                                               "step_index", "step_texts", "progress", "episode", "time",
-                                              "phrase_texts", "phrase_masks", "phrase_objects")}
+                                              "phrase_texts", "phrase_masks", "phrase_objects", "target_masks",
+                                              "has_target")}
     for e_idx, ep in enumerate(episodes):
         t = len(ep)
         cid = keys.setdefault(composition_key(ep), len(keys))
         chunks = action_chunks(ep.actions, horizon)
         h, w = ep.images.shape[1:3]
-        masks = np.zeros((t, h, w), dtype=bool)
-        has = np.zeros(t, dtype=bool)
+        masks, targets = np.zeros((2, t, h, w), dtype=bool)
+        has, has_target = np.zeros((2, t), dtype=bool)
         if ep.labels is not None and object_names is not None:
             for i in range(t):
-                obj = _step_object(ep, int(ep.step_index[i]))
-                if obj in object_names:
-                    masks[i] = ep.labels[i] == object_names.index(obj) + 1
-                    has[i] = masks[i].any()
+                for key, m, flag in (("obj", masks, has), ("target", targets, has_target)):
+                    obj = _step_object(ep, int(ep.step_index[i]), key)
+                    if obj in object_names:
+                        m[i] = ep.labels[i] == object_names.index(obj) + 1
+                        flag[i] = m[i].any()
         progress = np.zeros(t, dtype=np.float32)
         for s in np.unique(ep.step_index):
             where = np.flatnonzero(ep.step_index == s)
@@ -167,6 +177,8 @@ def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names:
         parts["state"].append(torch.from_numpy(ep.joints))
         parts["masks"].append(torch.from_numpy(masks))
         parts["has_mask"].append(torch.from_numpy(has))
+        parts["target_masks"].append(torch.from_numpy(targets))
+        parts["has_target"].append(torch.from_numpy(has_target))
         parts["step_index"].append(torch.from_numpy(ep.step_index))
         parts["step_texts"] += [list(ep.steps)] * t
         parts["progress"].append(torch.from_numpy(progress))
@@ -186,7 +198,8 @@ def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names:
         has_mask=torch.cat(parts["has_mask"]), step_index=torch.cat(parts["step_index"]),
         step_texts=parts["step_texts"], progress=torch.cat(parts["progress"]), episode=torch.tensor(parts["episode"]),
         time_in_episode=torch.cat(parts["time"]).float(), phrase_texts=parts["phrase_texts"],
-        phrase_masks=torch.cat(parts["phrase_masks"]), phrase_objects=torch.cat(parts["phrase_objects"]))
+        phrase_masks=torch.cat(parts["phrase_masks"]), phrase_objects=torch.cat(parts["phrase_objects"]),
+        target_masks=torch.cat(parts["target_masks"]), has_target=torch.cat(parts["has_target"]))
 
 
 def matches_hold_out(ep: Episode, pattern: str) -> bool:

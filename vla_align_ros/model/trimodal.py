@@ -12,7 +12,8 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from ..losses.trimodal import TrimodalLoss
 from .action import ActionEncoder
-from .heads import FineFeatures, PolicyHead, SpatialGroundingHead, SpatialOutput, TemporalGroundingHead
+from .heads import (FineFeatures, PolicyHead, SpatialGroundingHead, SpatialOutput, TemporalGroundingHead,
+                    mask_keypoints)
 from .projection import Projection
 from .text import TextEncoder, TextOutput
 from .vision import VisionEncoder, VisionOutput
@@ -46,7 +47,8 @@ class TrimodalModel(nn.Module):
         # Token-level projections to the shared width, used by the heads.
         self.patch_proj = nn.Linear(self.vision.patch_dim, d)
         self.word_proj = nn.Linear(self.text.out_dim, d)
-        self.spatial = SpatialGroundingHead(d, cfg.heads.num_heads, cfg.heads.fine_channels)
+        self.spatial = SpatialGroundingHead(d, cfg.heads.num_heads, cfg.heads.fine_channels,
+                                            roles=2 if cfg.heads.role_pool else 0)
         self.fine = FineFeatures(cfg.heads.fine_channels) if cfg.heads.fine_channels > 0 else None
         self.temporal = TemporalGroundingHead(d, cfg.heads.temporal_layers, cfg.heads.num_heads,
                                               cfg.heads.max_steps, dropout=cfg.heads.dropout)
@@ -54,7 +56,8 @@ class TrimodalModel(nn.Module):
         # open/close and height mark where steps change).
         self.frame_state = nn.Sequential(nn.Linear(max(cfg.action.state_dim, 1), d), nn.GELU(), nn.Linear(d, d))
         self.policy = PolicyHead(d, cfg.action.horizon, cfg.action.action_dim, cfg.action.state_dim,
-                                 cfg.heads.policy_layers, cfg.heads.num_heads, dropout=cfg.heads.dropout)
+                                 cfg.heads.policy_layers, cfg.heads.num_heads, dropout=cfg.heads.dropout,
+                                 keypoints=2 if cfg.heads.policy_keypoints else 0)
         self.loss = TrimodalLoss(cfg.loss, d)
         # Normalisation of actions and robot state, fitted on the training data and saved with
         # the weights so a deployed model sees exactly what it was trained on.
@@ -100,9 +103,12 @@ class TrimodalModel(nn.Module):
         return self.proj_text(self.encode_text(**tok).pooled)
 
     # ---- heads ----------------------------------------------------------------------------
-    def ground(self, vis: VisionOutput, txt: TextOutput, image_hw: tuple[int, int]) -> SpatialOutput:
+    def ground(self, vis: VisionOutput, txt: TextOutput, image_hw: tuple[int, int],
+               role: int | Tensor = 0) -> SpatialOutput:
+        """The phrase's mask. ``role`` (with ``heads.role_pool``; an int or (B,) long): 0 the
+        object the text acts on, 1 the place it goes."""
         return self.spatial(self.patch_proj(vis.patches), vis.grid, self.word_proj(txt.tokens), txt.mask, image_hw,
-                            fine=vis.fine)
+                            fine=vis.fine, role=role)
 
     def frame_features(self, vision_emb: Tensor, state: Tensor | None) -> Tensor:
         """Per-frame features of a motion for ``temporal.localize``: (..., D) vision embedding +
@@ -111,15 +117,28 @@ class TrimodalModel(nn.Module):
             return vision_emb
         return vision_emb + self.frame_state(state)
 
-    def act(self, vis: VisionOutput, txt: TextOutput, state: Tensor | None) -> Tensor:
+    @torch.no_grad()
+    def role_keypoints(self, vis: VisionOutput, txt: TextOutput) -> Tensor:
+        """Where the instruction's object (role 0) and the place it goes (role 1) are: the
+        centroids of their masks (``mask_keypoints``) -> (B, 2, 3). Not trained by the policy's
+        loss: the masks learn from masks, the policy learns to read them."""
+        hw = vis.fine.shape[-2:]
+        logits = torch.stack([self.ground(vis, txt, hw, role=r).mask_logits for r in (0, 1)], dim=1)  # (B, 2, h, w)
+        return mask_keypoints(logits)
+
+    def act(self, vis: VisionOutput, txt: TextOutput, state: Tensor | None, keypoints: Tensor | None = None) -> Tensor:
         """-> (B, H, A) action chunk. The policy sees which patches show the instruction's object
-        (the spatial head on the patch grid) beside the patches themselves."""
+        (the spatial head on the patch grid) beside the patches themselves; with
+        ``heads.policy_keypoints`` also where the object and the place are (``keypoints``
+        (B, 2, 3), by default ``role_keypoints``)."""
         patches, words = self.patch_proj(vis.patches), self.word_proj(txt.tokens)
         relevance = None
         if self.cfg.heads.policy_relevance:
             g = self.spatial(patches, vis.grid, words, txt.mask, vis.grid)  # patch level only
             relevance = torch.sigmoid(g.patch_logits.flatten(1))  # (B, Np)
-        return self.policy(patches, words, txt.mask, state, relevance)
+        if self.cfg.heads.policy_keypoints and keypoints is None:
+            keypoints = self.role_keypoints(vis, txt)
+        return self.policy(patches, words, txt.mask, state, relevance, keypoints, vis.grid)
 
     def forward(self, images: Tensor, input_ids: Tensor, attention_mask: Tensor, actions: Tensor,
                 state: Tensor | None = None) -> Embeddings:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..losses.contrastive import info_nce_directional
+from ..model.heads import true_keypoints
 from ..model.text import TextOutput
 from ..model.trimodal import TrimodalModel
 from .techniques import (RobustnessConfig, adversarial_images, augment_images, consistency_loss, mask_pool,
@@ -24,6 +25,16 @@ class ObjectiveWeights:
     segments: float = 0.5
     policy: float = 1.0
     phrase: float = 0.0  # spatial grounding of one object named on its own ("the red block")
+    target: float = 0.0  # the instruction's second role (heads.role_pool): where the object goes
+    # heads.policy_keypoints: the fraction of frames whose policy keypoints come from the true
+    # masks (where the bag has them) rather than the model's own; the policy learns the geometry
+    # from clean positions and how to act on its own noisy ones.
+    keypoint_teacher: float = 0.5
+    # heads.policy_keypoints: the policy's state + keypoints path also regresses the chunks of
+    # ``geometry_batch`` more frames per step from their true keypoints (no images needed, so
+    # almost free): the geometry of reaching is learnt from many more examples.
+    geometry: float = 0.0
+    geometry_batch: int = 256
     # Alignment techniques (training/techniques.py), 0 = off:
     object_level: float = 0.0  # features pooled in an object's mask <-> its phrase (InfoNCE)
     patch_word: float = 0.0  # fine-grained patch-word score (InfoNCE over tasks)
@@ -34,6 +45,8 @@ class ObjectiveWeights:
         for k, v in vars(self).items():
             if v < 0:
                 raise ValueError(f"objective.{k}={v}: must be >= 0")
+        if self.keypoint_teacher > 1:
+            raise ValueError(f"objective.keypoint_teacher={self.keypoint_teacher}: a fraction, must be <= 1")
 
 
 @dataclass
@@ -58,6 +71,13 @@ class Batch:
     phrase_masks: Tensor | None = None  # (B, h, w) bool
     has_phrase: Tensor | None = None  # (B,) bool
     phrase_obj: Tensor | None = None  # (B,) long, the phrase's object in the label order (-1: none)
+    target_masks: Tensor | None = None  # (B, h, w) bool, where the active step puts its object
+    has_target: Tensor | None = None  # (B,) bool
+    offset: int = 0  # the first sample's position in the global batch (this rank's share starts there)
+    teacher: Tensor | None = None  # (B,) bool: the policy trains on this frame's true keypoints
+    geo_state: Tensor | None = None  # (G, S) raw, frames for objective.geometry
+    geo_keypoints: Tensor | None = None  # (G, 2, 3) their true keypoints
+    geo_actions: Tensor | None = None  # (G, H, A) raw
     neg_ids: Tensor | None = None  # (B*R, Tn) one-attribute variants of each instruction
     neg_attn: Tensor | None = None  # (B*R, Tn)
 
@@ -102,9 +122,19 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
         if w.spatial > 0 and bool(b.has_mask.any()) else zero
     if w.phrase > 0 and b.has_phrase is not None and bool(b.has_phrase.any()):
         phr = model.encode_text(b.phrase_ids, b.phrase_attn)
-        out["phrase"] = grounding_loss(model, vis, phr, b.phrase_masks, b.has_phrase)
+        # A phrase alone names one thing in either role: every other frame grounds it as the
+        # place, so the place role knows every object's name, including places never trained on.
+        roles = (b.offset + torch.arange(len(b.has_phrase), device=b.has_phrase.device)) % 2 \
+            if model.cfg.heads.role_pool else 0
+        out["phrase"] = grounding_loss(model, vis, phr, b.phrase_masks, b.has_phrase, roles)
     else:
         out["phrase"] = zero
+    if w.target > 0 and not model.cfg.heads.role_pool:
+        raise ValueError("objective.target grounds the instruction's second role: set heads.role_pool: true")
+    if w.target > 0 and b.has_target is not None and bool(b.has_target.any()):
+        out["target"] = grounding_loss(model, vis, txt, b.target_masks, b.has_target, role=1)
+    else:
+        out["target"] = zero
     if w.temporal > 0:
         bsz, k, ts = b.step_ids.shape
         st = model.encode_text(b.step_ids.view(bsz * k, ts), b.step_attn.view(bsz * k, ts))
@@ -120,17 +150,41 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
     else:
         out["segments"] = zero
     if w.policy > 0:
-        pred = model.act(vis, txt, state)  # (B, H, A) normalised
+        pred = model.act(vis, txt, state, policy_keypoints(model, b, vis, txt))  # (B, H, A) normalised
         out["policy"] = F.smooth_l1_loss(pred, actions)
     else:
         out["policy"] = zero
+    if w.geometry > 0 and b.geo_state is not None:
+        geo = model.policy.direct_path(model.normalize_state(b.geo_state), b.geo_keypoints)
+        out["geometry"] = F.smooth_l1_loss(geo, model.normalize_actions(b.geo_actions))
+    else:
+        out["geometry"] = zero
     out.update(technique_losses(model, b, w, robust, vis, txt, emb, zero))
     out["total"] = (w.contrastive * out["contrastive"] + w.spatial * out["spatial"] + w.temporal * out["temporal"]
-                    + w.segments * out["segments"] + w.policy * out["policy"] + w.phrase * out["phrase"])
+                    + w.segments * out["segments"] + w.policy * out["policy"] + w.phrase * out["phrase"]
+                    + w.target * out["target"] + w.geometry * out["geometry"])
     for name in TECHNIQUE_TERMS:
         if getattr(w, name) > 0:
             out["total"] = out["total"] + getattr(w, name) * out[name]
     return out
+
+
+def policy_keypoints(model: TrimodalModel, b: Batch, vis, txt: TextOutput) -> Tensor | None:
+    """The keypoints the policy trains on (``heads.policy_keypoints``): the model's own, and on
+    the frames ``b.teacher`` marks those of the true masks, each role where the frame has its
+    mask. -> (B, 2, 3), or None without keypoints."""
+    if not model.cfg.heads.policy_keypoints:
+        return None
+    own = model.role_keypoints(vis, txt)  # (B, 2, 3)
+    if b.teacher is None or b.target_masks is None:
+        return own
+    true = true_keypoints(torch.stack([b.masks, b.target_masks], dim=1))  # (B, 2, 3)
+    has = torch.stack([b.has_mask, b.has_target], dim=1)  # (B, 2)
+    # A pick or a push has no place: where the object is in view, its true place keypoint is
+    # "nothing there".
+    has[:, 1] |= b.has_mask
+    pick = b.teacher[:, None] & has  # (B, 2)
+    return torch.where(pick[..., None], true.to(own.dtype), own)
 
 
 TECHNIQUE_TERMS = ("object_level", "patch_word", "consistency", "adversarial")
@@ -171,12 +225,15 @@ def technique_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights, robust
     return out
 
 
-def grounding_loss(model: TrimodalModel, vis, txt: TextOutput, masks: Tensor, sel: Tensor) -> Tensor:
-    """BCE + Dice of the text's mask against ``masks`` (B, h, w) on the samples ``sel`` (B,) bool.
+def grounding_loss(model: TrimodalModel, vis, txt: TextOutput, masks: Tensor, sel: Tensor,
+                   role: int | Tensor = 0) -> Tensor:
+    """BCE + Dice of the text's mask (of ``role``) against ``masks`` (B, h, w) on the samples ``sel`` (B,) bool.
     Per-sample loss, zero where there is no mask, averaged over the whole batch: the same
     normalisation on one process and on N ranks with a shard each."""
     h, wd = masks.shape[-2:]
-    g = model.ground(vis.select(sel), TextOutput(txt.tokens[sel], txt.mask[sel], txt.pooled[sel]), (h, wd))
+    if isinstance(role, Tensor):
+        role = role[sel]
+    g = model.ground(vis.select(sel), txt.select(sel), (h, wd), role)
     target = masks[sel].float()
     per = F.binary_cross_entropy_with_logits(g.mask_logits, target, reduction="none").flatten(1).mean(1) \
         + dice_loss(g.mask_logits, target)  # (B_masked,)

@@ -31,7 +31,7 @@ def write_plots(out: Path, log: list[dict], samples: dict[str, BagSamples], fwd:
     if log:
         fig, ax = plt.subplots(figsize=(7, 4))
         steps = [r["step"] for r in log]
-        for k in ("total", "contrastive", "spatial", "phrase", "temporal", "segments", "policy"):
+        for k in ("total", "contrastive", "spatial", "phrase", "target", "temporal", "segments", "policy", "geometry"):
             if k in log[0]:
                 ax.plot(steps, [r[k] for r in log], label=k, lw=1.2)
         ax.set_yscale("log")

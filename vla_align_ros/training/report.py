@@ -20,6 +20,7 @@ from ..metrics.retrieval import CORRECTIONS, chance_recall_at_1, first_correct_r
 from ..model.checkpoint import load_checkpoint
 from ..model.heads import decode_monotonic_steps, decode_segment
 from ..model.trimodal import TrimodalModel
+from .objective import policy_keypoints
 from .trainer import DataConfig, TokenTable, TrainConfig, make_batch
 
 OPPOSITES = (("pick up the red cube", "put down the red cube"), ("push the blue cube left", "push the blue cube right"),
@@ -36,7 +37,7 @@ def _subsample(s: BagSamples, n: int) -> BagSamples:
 def _forward_all(model: TrimodalModel, s: BagSamples, tokens: TokenTable, max_steps: int, bs: int = 64) -> dict[str, Any]:
     model.eval()
     out: dict[str, list] = {k: [] for k in ("vision", "text", "action", "mask_logits", "step_logits", "pred",
-                                            "phrase_logits")}
+                                            "phrase_logits", "target_logits", "pred_true_keypoints")}
     for i in range(0, len(s), bs):
         idx = torch.arange(i, min(i + bs, len(s)))
         b = make_batch(s, idx, tokens, max_steps, torch.device("cpu"))
@@ -48,6 +49,8 @@ def _forward_all(model: TrimodalModel, s: BagSamples, tokens: TokenTable, max_st
             out[k].append(getattr(emb, k))
         h, w = b.masks.shape[-2:]
         out["mask_logits"].append(model.ground(vis, txt, (h, w)).mask_logits)
+        if model.cfg.heads.role_pool:  # the instruction's place ("... on the yellow dish")
+            out["target_logits"].append(model.ground(vis, txt, (h, w), role=1).mask_logits)
         if b.phrase_ids is not None:  # each frame's object named on its own (what the grounded policy asks)
             phr = model.encode_text(b.phrase_ids, b.phrase_attn)
             out["phrase_logits"].append(model.ground(vis, phr, (h, w)).mask_logits)
@@ -57,6 +60,12 @@ def _forward_all(model: TrimodalModel, s: BagSamples, tokens: TokenTable, max_st
         logits = model.temporal.step_state(emb.vision, steps, b.step_valid).step_logits
         out["step_logits"].append(F.pad(logits, (0, max_steps - k), value=float("-inf")))
         out["pred"].append(model.denormalize_actions(model.act(vis, txt, state)))
+        if model.cfg.heads.policy_keypoints and b.target_masks is not None:
+            # The same policy told where the object and the place truly are: what is left of its
+            # error is the policy's, the rest is the grounding's.
+            b.teacher = torch.ones(len(idx), dtype=torch.bool)
+            kp = policy_keypoints(model, b, vis, txt)
+            out["pred_true_keypoints"].append(model.denormalize_actions(model.act(vis, txt, state, kp)))
     return {k: torch.cat(v) for k, v in out.items() if v}
 
 
@@ -153,6 +162,11 @@ def _split_metrics(model: TrimodalModel, untrained: TrimodalModel, s: BagSamples
             logits = f["phrase_logits"][sel]
             m["phrase_mask_iou"] = float(mask_iou(logits > 0, s.phrase_masks[sel]).mean())
             m["phrase_pointing_accuracy"] = float(pointing_accuracy(logits, s.phrase_masks[sel]).mean())
+    if "target_logits" in f and s.has_target is not None and bool(s.has_target.any()):
+        sel = s.has_target
+        logits = f["target_logits"][sel]
+        m["target_mask_iou"] = float(mask_iou(logits > 0, s.target_masks[sel]).mean())
+        m["target_pointing_accuracy"] = float(pointing_accuracy(logits, s.target_masks[sel]).mean())
     # Temporal grounding: each step phrase localised over the whole recorded motion (offline) ...
     seg_ious, f["segments"] = _segment_ious(model, s, f, tokens, max_steps)
     m["temporal_iou"] = float(np.mean(seg_ious)) if seg_ious else None
@@ -167,6 +181,9 @@ def _split_metrics(model: TrimodalModel, untrained: TrimodalModel, s: BagSamples
     m["action_l1"] = float(err)
     m["action_l1_mean_baseline"] = float(base)
     m["action_error_ratio"] = float(err / base.clamp(min=1e-9))
+    if "pred_true_keypoints" in f:
+        m["action_error_ratio_true_keypoints"] = float((f["pred_true_keypoints"] - s.actions).abs().mean()
+                                                       / base.clamp(min=1e-9))
     return m, f
 
 
@@ -251,7 +268,10 @@ def _summary(m: dict[str, Any]) -> dict[str, Any]:
                      "mask_iou": s.get("mask_iou"), "pointing_accuracy": s.get("pointing_accuracy"),
                      "phrase_mask_iou": s.get("phrase_mask_iou"),
                      "phrase_pointing_accuracy": s.get("phrase_pointing_accuracy"),
-                     "temporal_iou": s.get("temporal_iou"), "action_error_ratio": round(s["action_error_ratio"], 3)}
+                     "target_mask_iou": s.get("target_mask_iou"),
+                     "target_pointing_accuracy": s.get("target_pointing_accuracy"),
+                     "temporal_iou": s.get("temporal_iou"), "action_error_ratio": round(s["action_error_ratio"], 3),
+                     "action_error_ratio_true_keypoints": s.get("action_error_ratio_true_keypoints")}
     return out
 
 
@@ -275,10 +295,13 @@ def _markdown(m: dict[str, Any], pngs: list[str]) -> str:
              ("pointing accuracy", lambda s: s.get("pointing_accuracy")),
              ("object phrase alone: mask IoU", lambda s: s.get("phrase_mask_iou")),
              ("object phrase alone: pointing accuracy", lambda s: s.get("phrase_pointing_accuracy")),
+             ("the instruction's place: mask IoU", lambda s: s.get("target_mask_iou")),
+             ("the instruction's place: pointing accuracy", lambda s: s.get("target_pointing_accuracy")),
              ("temporal IoU: step phrases localised in the motion", lambda s: s.get("temporal_iou")),
              ("temporal IoU: online active step", lambda s: s.get("temporal_iou_online")),
              ("online step accuracy", lambda s: s["step_accuracy"]),
              ("action L1 / predict-the-mean", lambda s: f"{s['action_l1']:.4f} / {s['action_l1_mean_baseline']:.4f}"),
+             ("action error / predict-the-mean, told the true keypoints", lambda s: s.get("action_error_ratio_true_keypoints")),
              ("modality gap V-T", lambda s: s["modality_gap"]["vision-text"]),
              ("hubness skew T->V", lambda s: s["hubness_text_to_vision"]["skewness"])]
     for c in m[splits[0]].get("retrieval_corrected", {}):

@@ -33,6 +33,7 @@ from ..data.bag_dataset import BagSamples, episodes_to_samples, split_episodes
 from ..data.bags import BagTopics, read_episodes
 from ..losses.schedules import warmup_cosine_lr
 from ..model.checkpoint import _atomic_write_bytes, save_checkpoint, verify_checkpoint
+from ..model.heads import true_keypoints
 from ..model.trimodal import TrimodalModel
 from .objective import Batch, ObjectiveWeights, SequenceBatch, compute_losses
 from .techniques import CurriculumConfig, RobustnessConfig, curriculum_indices, instruction_difficulty
@@ -127,6 +128,8 @@ def make_batch(samples: BagSamples, idx: Tensor, tokens: TokenTable, max_steps: 
         phrase = {"phrase_ids": to(p_ids), "phrase_attn": to(p_attn), "phrase_masks": to(samples.phrase_masks[idx]),
                   "has_phrase": to(samples.has_phrase[idx]),
                   "phrase_obj": to(samples.phrase_objects[idx])}
+    if samples.target_masks is not None:
+        phrase.update(target_masks=to(samples.target_masks[idx]), has_target=to(samples.has_target[idx]))
     if negatives:
         n_ids, n_attn = tokens(negatives)
         phrase.update(neg_ids=to(n_ids), neg_attn=to(n_attn))
@@ -178,6 +181,37 @@ def make_sequence_batch(samples: BagSamples, motions: list[Tensor], tokens: Toke
     return SequenceBatch(images=to(samples.images[idx.flatten()]), state=to(samples.state[idx].float()), mask=to(mask),
                          step_ids=to(s_ids.view(count, k, -1)), step_attn=to(s_attn.view(count, k, -1)),
                          step_valid=to(valid), start=to(start), end=to(end))
+
+
+class GeometryFrames:
+    """Frames for ``objective.geometry``: robot state, true keypoints of the object and the
+    place (``true_keypoints`` of their masks) and action chunks, for every training frame whose
+    object is in view. Keypoints are computed once here."""
+
+    def __init__(self, samples: BagSamples, chunk: int = 1024) -> None:
+        if samples.target_masks is None:
+            raise ValueError("objective.geometry needs masks (a segmentation topic in the bags)")
+        self.frames = samples.has_mask.nonzero().flatten()  # (G,)
+        if len(self.frames) == 0:
+            raise ValueError("objective.geometry: no training frame has a mask of its object")
+        kps = []
+        for i in range(0, len(self.frames), chunk):
+            sel = self.frames[i: i + chunk]
+            kps.append(true_keypoints(torch.stack([samples.masks[sel], samples.target_masks[sel]], dim=1)))
+        self.keypoints = torch.cat(kps)  # (G, 2, 3)
+        self.state = samples.state[self.frames].float()
+        self.actions = samples.actions[self.frames].float()
+
+    def fill(self, batch: Batch, size: int, seed: int, step: int, rank: int, world: int, device: torch.device) -> None:
+        """Put this step's ``size`` frames (this rank's share) into ``batch``: a pure function of
+        (seed, step), like the frame batches."""
+        g = torch.Generator().manual_seed(seed * 15_485_863 + step)
+        pick = torch.randint(len(self.frames), (size,), generator=g)
+        local = size // world
+        pick = pick[rank * local: (rank + 1) * local]
+        batch.geo_state = self.state[pick].to(device)
+        batch.geo_keypoints = self.keypoints[pick].to(device)
+        batch.geo_actions = self.actions[pick].to(device)
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> Tensor:
@@ -299,6 +333,9 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
                         + list(train_s.phrase_texts) + (negatives.all_texts() if negatives else []))
     difficulty = torch.tensor([instruction_difficulty(t, len(st)) for t, st in zip(train_s.texts, train_s.step_texts)]) \
         if cfg.curriculum.until > 0 else None
+    geometry = GeometryFrames(train_s) if cfg.objective.geometry > 0 else None
+    if geometry is not None and not cfg.model.heads.policy_keypoints:
+        raise ValueError("objective.geometry trains the policy's keypoint path: set model.heads.policy_keypoints: true")
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
                              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr)
@@ -329,6 +366,13 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
         negs = negatives.sample([train_s.texts[i] for i in idx.tolist()], k_neg,
                                 np.random.default_rng([cfg.seed, step, rank])) if negatives else None
         batch = make_batch(train_s, idx, tokens, max_steps, device, negs)
+        batch.offset = rank * local
+        if cfg.model.heads.policy_keypoints and cfg.objective.keypoint_teacher > 0:
+            g = torch.Generator().manual_seed(cfg.seed * 104_729 + step)
+            batch.teacher = (torch.rand(cfg.batch_size, generator=g) < cfg.objective.keypoint_teacher)[
+                rank * local: (rank + 1) * local].to(device)
+        if geometry is not None:
+            geometry.fill(batch, cfg.objective.geometry_batch, cfg.seed, step, rank, world, device)
         model.loss.set_progress(step, cfg.steps)
         # Every rank draws the same motions: their loss (and gradient) is the same on each, so
         # the all-reduced mean equals the one-process value.
