@@ -93,6 +93,33 @@ def test_role_pooling_starts_as_the_mean_and_takes_a_role_per_sample():
         head.pool(q, mask, 2)
 
 
+def test_a_role_means_what_its_words_mean_alone():
+    """With the words' own embeddings, context only chooses which words name the role: the
+    pooled phrase is a weighted sum of context-free vectors, so "yellow dish" in a command
+    contributes exactly what it contributes said alone."""
+    model = keypoint_model()
+    tok = model.tokenize(["put the red cube on the yellow dish", "the yellow dish"])
+    with torch.no_grad():
+        txt = model.encode_text(**tok)
+    assert txt.words is not None
+    # "yellow" is token 7 of the command and token 2 of the phrase: the same own embedding,
+    # different contextual features
+    torch.testing.assert_close(txt.words[0, 7], txt.words[1, 2])
+    assert not torch.allclose(txt.tokens[0, 7], txt.tokens[1, 2])
+    head = model.spatial
+    lexical = model.lexical_proj(txt.words)
+    g = torch.Generator().manual_seed(3)
+    q1 = torch.randn(2, txt.mask.shape[1], lexical.shape[-1], generator=g)
+    q2 = torch.randn(2, txt.mask.shape[1], lexical.shape[-1], generator=g)
+    # zero role queries: uniform weights whatever the context, so the phrase depends on the words alone
+    torch.testing.assert_close(head.pool(q1, txt.mask, 1, lexical), head.pool(q2, txt.mask, 1, lexical))
+    with torch.no_grad():
+        head.role_query.copy_(torch.randn(2, lexical.shape[-1], generator=g) * 3)
+    w = (head.role_key(q1) @ head.role_query[1] / lexical.shape[-1] ** 0.5).masked_fill(~txt.mask, float("-inf"))
+    expected = torch.einsum("bt,btd->bd", w.softmax(1), head.norm_w(lexical))
+    torch.testing.assert_close(head.pool(q1, txt.mask, 1, lexical), expected)
+
+
 def test_the_policy_reads_the_keypoints_and_needs_them():
     model = keypoint_model()
     g = torch.Generator().manual_seed(1)

@@ -71,6 +71,7 @@ class SpatialGroundingHead(nn.Module):
         if roles > 0:  # attention pooling of the words, one learned query per role; zero = the mean at the start
             self.role_query = nn.Parameter(torch.zeros(roles, dim))
             self.role_key = nn.Linear(dim, dim)
+            self.norm_w = nn.LayerNorm(dim)
         self.cross = nn.MultiheadAttention(dim, num_heads, batch_first=True)
         self.norm_q = nn.LayerNorm(dim)
         self.norm_p = nn.LayerNorm(dim)
@@ -84,10 +85,13 @@ class SpatialGroundingHead(nn.Module):
             self.fine_query = nn.Linear(dim, fine_channels)
             self.fine_key = nn.Sequential(nn.GELU(), nn.Conv2d(fine_channels, fine_channels, 1))
 
-    def pool(self, q: Tensor, word_mask: Tensor, role: int | Tensor) -> Tensor:
+    def pool(self, q: Tensor, word_mask: Tensor, role: int | Tensor, lexical: Tensor | None = None) -> Tensor:
         """Word vectors (B, T, D) -> the phrase (B, D): the mean of the real tokens, or with roles
-        their softmax-weighted sum under the query of ``role`` (an int, or (B,) long per sample):
-        which words name that role."""
+        a softmax-weighted sum under the query of ``role`` (an int, or (B,) long per sample). The
+        words in context say which words name the role; the sum is over ``lexical`` (B, T, D),
+        each word's own embedding, when given. The mask logits are linear in the phrase, so a
+        role's mask is then the attention-weighted sum of its words' own maps ("yellow" + "dish"),
+        the same in a command never heard before as in the phrase said alone."""
         w = word_mask.unsqueeze(-1).to(q.dtype)  # (B, T, 1)
         if self.roles == 0:
             return (q * w).sum(1) / w.sum(1).clamp(min=1.0)
@@ -97,13 +101,15 @@ class SpatialGroundingHead(nn.Module):
         query = self.role_query[roles]  # (B, D)
         scores = torch.einsum("btd,bd->bt", self.role_key(q), query) / q.shape[-1] ** 0.5  # (B, T)
         attn = scores.masked_fill(~word_mask, float("-inf")).softmax(dim=1)  # (B, T)
-        return torch.einsum("bt,btd->bd", attn, q)
+        return torch.einsum("bt,btd->bd", attn, q if lexical is None else self.norm_w(lexical))
 
     def forward(self, patches: Tensor, grid: tuple[int, int], words: Tensor, word_mask: Tensor,
-                image_hw: tuple[int, int], fine: Tensor | None = None, role: int | Tensor = 0) -> SpatialOutput:
+                image_hw: tuple[int, int], fine: Tensor | None = None, role: int | Tensor = 0,
+                lexical: Tensor | None = None) -> SpatialOutput:
         """patches: (B, Np, D), words: (B, T, D), word_mask: (B, T) bool (True = real token),
         fine: (B, C, h, w) full-resolution features or None; role: which role's phrase to ground
-        (0: the object acted on; 1: where it goes), with ``roles``."""
+        (0: the object acted on; 1: where it goes), with ``roles``; lexical: (B, T, D) the
+        words' own embeddings (see ``pool``)."""
         b, n_p, d = patches.shape
         gh, gw = grid
         assert gh * gw == n_p, f"grid {grid} does not match {n_p} patches"
@@ -111,7 +117,7 @@ class SpatialGroundingHead(nn.Module):
         q = self.norm_q(words)
         attended, _ = self.cross(q, p, p, need_weights=False)  # (B, T, D)
         q = q + attended
-        phrase = self.pool(q, word_mask, role)  # (B, D)
+        phrase = self.pool(q, word_mask, role, lexical)  # (B, D)
         key = F.normalize(self.patch_mlp(p), dim=-1)  # (B, Np, D)
         qry = F.normalize(self.query_mlp(phrase), dim=-1)  # (B, D)
         logits = self.logit_scale.exp() * torch.einsum("bnd,bd->bn", key, qry) + self.logit_bias  # (B, Np)

@@ -18,10 +18,12 @@ class TextOutput:
     tokens: Tensor  # (B, T, C) token features
     mask: Tensor  # (B, T) bool, True for real tokens
     pooled: Tensor  # (B, C)
+    words: Tensor | None = None  # (B, T, C) each token's own input embedding, before any context
 
     def select(self, idx: Tensor | slice) -> "TextOutput":
         """The texts ``idx`` (a bool mask, indices or a slice) of the batch."""
-        return TextOutput(self.tokens[idx], self.mask[idx], self.pooled[idx])
+        return TextOutput(self.tokens[idx], self.mask[idx], self.pooled[idx],
+                          None if self.words is None else self.words[idx])
 
 
 def minilm_path() -> Path:
@@ -96,4 +98,5 @@ class TextEncoder(nn.Module):
         else:
             w = mask.unsqueeze(-1).to(tokens.dtype)  # (B, T, 1)
             pooled = (tokens * w).sum(1) / w.sum(1).clamp(min=1.0)
-        return TextOutput(tokens=tokens, mask=mask, pooled=pooled)
+        words = self.model.get_input_embeddings()(input_ids)  # (B, T, C), a table look-up
+        return TextOutput(tokens=tokens, mask=mask, pooled=pooled, words=words)

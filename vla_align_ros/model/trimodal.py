@@ -47,6 +47,8 @@ class TrimodalModel(nn.Module):
         # Token-level projections to the shared width, used by the heads.
         self.patch_proj = nn.Linear(self.vision.patch_dim, d)
         self.word_proj = nn.Linear(self.text.out_dim, d)
+        # The words' own embeddings, for what a role names (heads.role_pool).
+        self.lexical_proj = nn.Linear(self.text.out_dim, d) if cfg.heads.role_pool else None
         self.spatial = SpatialGroundingHead(d, cfg.heads.num_heads, cfg.heads.fine_channels,
                                             roles=2 if cfg.heads.role_pool else 0)
         self.fine = FineFeatures(cfg.heads.fine_channels) if cfg.heads.fine_channels > 0 else None
@@ -107,8 +109,9 @@ class TrimodalModel(nn.Module):
                role: int | Tensor = 0) -> SpatialOutput:
         """The phrase's mask. ``role`` (with ``heads.role_pool``; an int or (B,) long): 0 the
         object the text acts on, 1 the place it goes."""
+        lexical = self.lexical_proj(txt.words) if self.lexical_proj is not None and txt.words is not None else None
         return self.spatial(self.patch_proj(vis.patches), vis.grid, self.word_proj(txt.tokens), txt.mask, image_hw,
-                            fine=vis.fine, role=role)
+                            fine=vis.fine, role=role, lexical=lexical)
 
     def frame_features(self, vision_emb: Tensor, state: Tensor | None) -> Tensor:
         """Per-frame features of a motion for ``temporal.localize``: (..., D) vision embedding +
