@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,11 @@ def write_plots(out: Path, log: list[dict], samples: dict[str, BagSamples], fwd:
         plt.close(fig)
         written.append("mask_overlays.png")
 
+    role_split = next((n for n in (main, "seen") if n in samples and "target_logits" in fwd[n]
+                       and samples[n].has_target is not None and bool(samples[n].has_target.any())), None)
+    if role_split is not None:
+        written.append(_role_plot(out, samples[role_split], fwd[role_split], role_split))
+
     def multi_step(sm: BagSamples) -> list[int]:
         return [e for e in sm.episode.unique().tolist() if len(sm.step_texts[int((sm.episode == e).nonzero()[0])]) > 1]
 
@@ -145,3 +151,37 @@ def write_plots(out: Path, log: list[dict], samples: dict[str, BagSamples], fwd:
         plt.close(fig)
         written.append("temporal_timeline.png")
     return written
+
+
+def _role_plot(out: Path, s: BagSamples, f: dict, split: str) -> str:
+    """The instruction's two roles on frames that have a place: the object's mask (red) and the
+    place's (cyan), their centres as the policy reads them (x) and the true ones (o)."""
+    from ..model.heads import mask_keypoints, true_keypoints
+
+    plt = _plt()
+    with_target = s.has_target.nonzero().flatten()
+    chosen = with_target[torch.linspace(0, len(with_target) - 1, min(8, len(with_target))).long()]
+    pred = mask_keypoints(torch.stack([f["mask_logits"][chosen], f["target_logits"][chosen]], dim=1))  # (n, 2, 3)
+    true = true_keypoints(torch.stack([s.masks[chosen], s.target_masks[chosen]], dim=1))
+    h, w = s.masks.shape[-2:]
+
+    def px(xy: torch.Tensor) -> tuple[float, float]:
+        return float((xy[0] + 1) / 2 * w - 0.5), float((xy[1] + 1) / 2 * h - 0.5)
+
+    fig, axes = plt.subplots(2, (len(chosen) + 1) // 2, figsize=(2.4 * ((len(chosen) + 1) // 2), 5.6), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, j, i in zip(axes.flat, range(len(chosen)), chosen.tolist()):
+        ax.imshow(s.images[i].numpy())
+        for role, (logits, colour) in enumerate(((f["mask_logits"][i], "red"), (f["target_logits"][i], "cyan"))):
+            ax.contour(logits.numpy(), levels=[0.0], colors=colour, linewidths=1)
+            if (s.masks if role == 0 else s.target_masks)[i].any():
+                ax.plot(*px(true[j, role]), "o", mfc="none", mec=colour, ms=7, mew=1.5)
+            ax.plot(*px(pred[j, role]), "x", color=colour, ms=7, mew=1.5)
+        ax.set_title("\n".join(textwrap.wrap(s.texts[i], 36)[:3]), fontsize=6)
+    fig.suptitle(f"{split}: the object (red) and the place (cyan); x = the policy's keypoint, o = the truth",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "role_keypoints.png", dpi=100)
+    plt.close(fig)
+    return "role_keypoints.png"
