@@ -146,6 +146,15 @@ def test_keypoint_switches_refuse_what_they_cannot_do():
         type(cfg.heads)(fine_channels=8, policy_keypoints=True)
     with pytest.raises(ValueError, match="keypoint_teacher"):
         ObjectiveWeights(keypoint_teacher=1.5)
+    from vla_align_ros.training.trainer import TrainConfig
+
+    with pytest.raises(ValueError, match="role_pool"):
+        TrainConfig(objective=ObjectiveWeights(target=1.0)).check_heads()
+    with pytest.raises(ValueError, match="policy_keypoints"):
+        TrainConfig(objective=ObjectiveWeights(geometry=1.0)).check_heads()
+    plain = TrimodalModel(cfg)  # one role: asking for the place is an error, not a silent mean
+    with pytest.raises(ValueError, match="role_pool"):
+        plain.spatial.pool(torch.zeros(1, 2, plain.embed_dim), torch.ones(1, 2, dtype=torch.bool), 1)
 
 
 @pytest.fixture(scope="module")

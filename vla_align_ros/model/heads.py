@@ -93,11 +93,11 @@ class SpatialGroundingHead(nn.Module):
         role's mask is then the attention-weighted sum of its words' own maps ("yellow" + "dish"),
         the same in a command never heard before as in the phrase said alone."""
         w = word_mask.unsqueeze(-1).to(q.dtype)  # (B, T, 1)
+        roles = torch.as_tensor(role, device=q.device).expand(len(q))  # (B,)
+        if bool(((roles < 0) | (roles >= max(self.roles, 1))).any()):
+            raise ValueError(f"role {role}: the head has {self.roles} roles (heads.role_pool gives two)")
         if self.roles == 0:
             return (q * w).sum(1) / w.sum(1).clamp(min=1.0)
-        roles = torch.as_tensor(role, device=q.device).expand(len(q))  # (B,)
-        if bool(((roles < 0) | (roles >= self.roles)).any()):
-            raise ValueError(f"role {role}: the head has {self.roles} roles")
         query = self.role_query[roles]  # (B, D)
         scores = torch.einsum("btd,bd->bt", self.role_key(q), query) / q.shape[-1] ** 0.5  # (B, T)
         attn = scores.masked_fill(~word_mask, float("-inf")).softmax(dim=1)  # (B, T)

@@ -129,8 +129,6 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
         out["phrase"] = grounding_loss(model, vis, phr, b.phrase_masks, b.has_phrase, roles)
     else:
         out["phrase"] = zero
-    if w.target > 0 and not model.cfg.heads.role_pool:
-        raise ValueError("objective.target grounds the instruction's second role: set heads.role_pool: true")
     if w.target > 0 and b.has_target is not None and bool(b.has_target.any()):
         out["target"] = grounding_loss(model, vis, txt, b.target_masks, b.has_target, role=1)
     else:

@@ -84,6 +84,14 @@ class TrainConfig:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"train.device={self.device!r}: must be auto, cpu or cuda")
 
+    def check_heads(self) -> None:
+        """The objective's terms that need a head the model does not have (checked before a
+        run starts; a config read back for evaluation may carry the objective alone)."""
+        if self.objective.target > 0 and not self.model.heads.role_pool:
+            raise ValueError("objective.target grounds the instruction's place role: set model.heads.role_pool: true")
+        if self.objective.geometry > 0 and not self.model.heads.policy_keypoints:
+            raise ValueError("objective.geometry trains the policy's keypoint path: set model.heads.policy_keypoints: true")
+
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
@@ -302,6 +310,7 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
           stop_after: int | None = None) -> dict[str, Any]:
     """Train and write RUN_DIR/{checkpoint, resume, train_log.jsonl, split.json, train_config.json}.
     ``stop_after``: stop (as if interrupted) after that many steps, leaving only the resume state."""
+    cfg.check_heads()
     run_dir = Path(run_dir)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         # Started by torchrun: one process per GPU (NCCL) or per CPU worker (gloo).
@@ -334,8 +343,6 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
     difficulty = torch.tensor([instruction_difficulty(t, len(st)) for t, st in zip(train_s.texts, train_s.step_texts)]) \
         if cfg.curriculum.until > 0 else None
     geometry = GeometryFrames(train_s) if cfg.objective.geometry > 0 else None
-    if geometry is not None and not cfg.model.heads.policy_keypoints:
-        raise ValueError("objective.geometry trains the policy's keypoint path: set model.heads.policy_keypoints: true")
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
                              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr)
