@@ -237,8 +237,7 @@ def test_a_keypoint_run_trains_and_its_report_separates_policy_and_grounding(bag
                      "projection": {"kind": "mlp", "embed_dim": 32, "hidden_size": 64},
                      "heads": {"num_heads": 2, "policy_layers": 1, "max_steps": 3, "fine_channels": 4,
                                "role_pool": True, "policy_keypoints": True}},
-           "objective": {"phrase": 1.0, "target": 1.0, "geometry": 1.0, "geometry_batch": 32,
-                         "target_background_only": True},
+           "objective": {"phrase": 1.0, "target": 1.0, "geometry": 1.0, "geometry_batch": 32},
            "data": {"hold_out": ["family=pick"], "val_fraction": 0.0},
            "steps": 4, "batch_size": 16, "lr": 0.002, "warmup": 1, "checkpoint_every": 10}
     res = train([bag], from_dict(TrainConfig, raw), tmp_path / "run", progress=False)
@@ -252,19 +251,3 @@ def test_a_keypoint_run_trains_and_its_report_separates_policy_and_grounding(bag
     assert "action_error_ratio_true_keypoints" in m["summary"]["seen"]
     assert (tmp_path / "report" / "role_keypoints.png").stat().st_size > 10_000
     assert "told the true keypoints" in (tmp_path / "report" / "report.md").read_text()
-
-
-def test_the_place_loss_can_leave_the_other_objects_out():
-    """With ``ignore``, a mask that also lights up another object costs what it costs without
-    that object; without, it costs more."""
-    from vla_align_ros.training.objective import dice_loss
-
-    target = torch.zeros(1, 8, 8, dtype=torch.bool)
-    target[0, 1:3, 1:3] = True
-    other = torch.zeros_like(target)
-    other[0, 5:7, 5:7] = True
-    logits = torch.where(target, 4.0, -4.0)
-    both = torch.where(target | other, 4.0, -4.0)
-    keep = ~other
-    assert float(dice_loss(both, target, keep)) == pytest.approx(float(dice_loss(logits, target, keep)))
-    assert float(dice_loss(both, target)) > float(dice_loss(logits, target)) + 0.2

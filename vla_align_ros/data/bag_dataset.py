@@ -43,8 +43,6 @@ class BagSamples:
     # spatial head's second role; all False for a pick, a push, or a bag without the task.
     target_masks: Tensor | None = None  # (N, H, W) bool
     has_target: Tensor | None = None  # (N,) bool
-    # Every labelled object's pixels (episodes_to_samples(object_pixels=True)), or None.
-    object_pixels: Tensor | None = None  # (N, H, W) bool
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -73,8 +71,7 @@ class BagSamples:
                           None if self.phrase_masks is None else self.phrase_masks[idx],
                           None if self.phrase_objects is None else self.phrase_objects[idx],
                           None if self.target_masks is None else self.target_masks[idx],
-                          None if self.has_target is None else self.has_target[idx],
-                          None if self.object_pixels is None else self.object_pixels[idx])
+                          None if self.has_target is None else self.has_target[idx])
 
 
 def composition_key(ep: Episode) -> str:
@@ -146,15 +143,14 @@ def _phrase_targets(ep: Episode, object_names: Sequence[str], seed: int) -> tupl
 
 
 def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names: Sequence[str] | None = None,
-                        object_pixels: bool = False) -> BagSamples:
-    """``object_names``: the label order of the segmentation images (label i+1 = object i);
-    ``object_pixels``: also keep where any labelled object is (``BagSamples.object_pixels``)."""
+                        ) -> BagSamples:
+    """``object_names``: the label order of the segmentation images (label i+1 = object i)."""
     keys: dict[str, int] = {}
     motions: dict[str, int] = {}
     parts: dict[str, list] = {k: [] for k in ("images", "texts", "ids", "motion_ids", "actions", "state", "masks", "has_mask",
                                               "step_index", "step_texts", "progress", "episode", "time",
                                               "phrase_texts", "phrase_masks", "phrase_objects", "target_masks",
-                                              "has_target", "object_pixels")}
+                                              "has_target")}
     for e_idx, ep in enumerate(episodes):
         t = len(ep)
         cid = keys.setdefault(composition_key(ep), len(keys))
@@ -182,9 +178,6 @@ def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names:
         parts["masks"].append(torch.from_numpy(masks))
         parts["has_mask"].append(torch.from_numpy(has))
         parts["target_masks"].append(torch.from_numpy(targets))
-        if object_pixels:
-            parts["object_pixels"].append(torch.from_numpy(ep.labels > 0) if ep.labels is not None
-                                          else torch.zeros(t, h, w, dtype=torch.bool))
         parts["has_target"].append(torch.from_numpy(has_target))
         parts["step_index"].append(torch.from_numpy(ep.step_index))
         parts["step_texts"] += [list(ep.steps)] * t
@@ -206,8 +199,7 @@ def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names:
         step_texts=parts["step_texts"], progress=torch.cat(parts["progress"]), episode=torch.tensor(parts["episode"]),
         time_in_episode=torch.cat(parts["time"]).float(), phrase_texts=parts["phrase_texts"],
         phrase_masks=torch.cat(parts["phrase_masks"]), phrase_objects=torch.cat(parts["phrase_objects"]),
-        target_masks=torch.cat(parts["target_masks"]), has_target=torch.cat(parts["has_target"]),
-        object_pixels=torch.cat(parts["object_pixels"]) if object_pixels else None)
+        target_masks=torch.cat(parts["target_masks"]), has_target=torch.cat(parts["has_target"]))
 
 
 def matches_hold_out(ep: Episode, pattern: str) -> bool:

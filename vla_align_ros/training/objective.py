@@ -26,10 +26,6 @@ class ObjectiveWeights:
     policy: float = 1.0
     phrase: float = 0.0  # spatial grounding of one object named on its own ("the red block")
     target: float = 0.0  # the instruction's second role (heads.role_pool): where the object goes
-    # The place's mask against the background only: other objects' pixels are left out of its
-    # loss. Which plate is meant is then the words' job (learnt from phrases alone), and the place
-    # role cannot learn "never the plate no training command names" from the commands.
-    target_background_only: bool = False
     # heads.policy_keypoints: the fraction of frames whose policy keypoints come from the true
     # masks (where the bag has them) rather than the model's own; the policy learns the geometry
     # from clean positions and how to act on its own noisy ones.
@@ -77,7 +73,6 @@ class Batch:
     phrase_obj: Tensor | None = None  # (B,) long, the phrase's object in the label order (-1: none)
     target_masks: Tensor | None = None  # (B, h, w) bool, where the active step puts its object
     has_target: Tensor | None = None  # (B,) bool
-    object_pixels: Tensor | None = None  # (B, h, w) bool, any labelled object (target_background_only)
     offset: int = 0  # the first sample's position in the global batch (this rank's share starts there)
     teacher: Tensor | None = None  # (B,) bool: the policy trains on this frame's true keypoints
     geo_state: Tensor | None = None  # (G, S) raw, frames for objective.geometry
@@ -101,13 +96,10 @@ class SequenceBatch:
     end: Tensor  # (E, K) long
 
 
-def dice_loss(logits: Tensor, target: Tensor, keep: Tensor | None = None) -> Tensor:
-    """Per-sample soft Dice loss. logits, target: (B, H, W) -> (B,); ``keep`` (B, H, W) bool:
-    only those pixels count."""
+def dice_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """Per-sample soft Dice loss. logits, target: (B, H, W) -> (B,)."""
     p = torch.sigmoid(logits).flatten(1)
     t = target.float().flatten(1)
-    if keep is not None:
-        p = p * keep.flatten(1)
     return 1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)
 
 
@@ -138,8 +130,7 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
     else:
         out["phrase"] = zero
     if w.target > 0 and b.has_target is not None and bool(b.has_target.any()):
-        ignore = b.object_pixels & ~b.target_masks if w.target_background_only and b.object_pixels is not None else None
-        out["target"] = grounding_loss(model, vis, txt, b.target_masks, b.has_target, role=1, ignore=ignore)
+        out["target"] = grounding_loss(model, vis, txt, b.target_masks, b.has_target, role=1)
     else:
         out["target"] = zero
     if w.temporal > 0:
@@ -233,9 +224,8 @@ def technique_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights, robust
 
 
 def grounding_loss(model: TrimodalModel, vis, txt: TextOutput, masks: Tensor, sel: Tensor,
-                   role: int | Tensor = 0, ignore: Tensor | None = None) -> Tensor:
-    """BCE + Dice of the text's mask (of ``role``) against ``masks`` (B, h, w) on the samples ``sel`` (B,) bool,
-    leaving out the pixels ``ignore`` (B, h, w) bool marks.
+                   role: int | Tensor = 0) -> Tensor:
+    """BCE + Dice of the text's mask (of ``role``) against ``masks`` (B, h, w) on the samples ``sel`` (B,) bool.
     Per-sample loss, zero where there is no mask, averaged over the whole batch: the same
     normalisation on one process and on N ranks with a shard each."""
     h, wd = masks.shape[-2:]
@@ -243,10 +233,8 @@ def grounding_loss(model: TrimodalModel, vis, txt: TextOutput, masks: Tensor, se
         role = role[sel]
     g = model.ground(vis.select(sel), txt.select(sel), (h, wd), role)
     target = masks[sel].float()
-    keep = None if ignore is None else ~ignore[sel]  # (B_masked, h, w)
-    bce = F.binary_cross_entropy_with_logits(g.mask_logits, target, reduction="none").flatten(1)  # (B_masked, h*w)
-    bce = bce.mean(1) if keep is None else (bce * keep.flatten(1)).sum(1) / keep.flatten(1).sum(1).clamp(min=1)
-    per = bce + dice_loss(g.mask_logits, target, keep)  # (B_masked,)
+    per = F.binary_cross_entropy_with_logits(g.mask_logits, target, reduction="none").flatten(1).mean(1) \
+        + dice_loss(g.mask_logits, target)  # (B_masked,)
     return torch.zeros(len(sel), device=per.device, dtype=per.dtype).masked_scatter(sel, per).mean()
 
 

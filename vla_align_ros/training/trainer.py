@@ -138,8 +138,6 @@ def make_batch(samples: BagSamples, idx: Tensor, tokens: TokenTable, max_steps: 
                   "phrase_obj": to(samples.phrase_objects[idx])}
     if samples.target_masks is not None:
         phrase.update(target_masks=to(samples.target_masks[idx]), has_target=to(samples.has_target[idx]))
-    if samples.object_pixels is not None:
-        phrase.update(object_pixels=to(samples.object_pixels[idx]))
     if negatives:
         n_ids, n_attn = tokens(negatives)
         phrase.update(neg_ids=to(n_ids), neg_attn=to(n_attn))
@@ -303,9 +301,7 @@ def prepare_data(bags: Sequence[str | Path], cfg: TrainConfig) -> dict[str, Any]
 
         names = [o.name for o in OBJECTS]
     h = cfg.model.action.horizon
-    objects = cfg.objective.target > 0 and cfg.objective.target_background_only
-    parts = {k: episodes_to_samples([episodes[i] for i in v], h, names, object_pixels=objects) if v else None
-             for k, v in split.items()}
+    parts = {k: episodes_to_samples([episodes[i] for i in v], h, names) if v else None for k, v in split.items()}
     return {"episodes": episodes, "stats": stats, "split": split, "samples": parts}
 
 
