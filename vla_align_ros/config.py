@@ -180,11 +180,12 @@ class HeadsConfig:
     policy_relevance: bool = False
     # Phrase vectors pooled by learned attention over the words, one query per role: role 0 the
     # object the instruction acts on (its masks, and a phrase alone), role 1 the place it goes
-    # (objective.target). Off: the mean of the words, one role.
+    # (objective.target). The words in context choose; each word's own embedding is summed. Off:
+    # the mean of the contextual words, one role.
     role_pool: bool = False
-    # The policy reads where things are: the centroids of the role masks (keypoints, in image
-    # coordinates) as memory tokens, and each patch token tagged with its image position.
-    # Needs role_pool and fine_channels.
+    # The policy reads where things are: the centres of the two role masks (keypoints, in image
+    # coordinates) as memory tokens and through a state + keypoints MLP, and each patch token
+    # tagged with its image position. Needs role_pool and fine_channels.
     policy_keypoints: bool = False
 
     def __post_init__(self) -> None:
