@@ -56,6 +56,7 @@ def test_keypoints_of_a_mask_are_its_centre_and_an_empty_mask_is_nothing():
     assert float(kp[0, 0, 2]) == pytest.approx(np.log(8 * 16 / 1600), abs=1e-3)
     torch.testing.assert_close(kp[1, 0, :2], torch.zeros(2), atol=1e-5, rtol=0)
     assert float(kp[1, 0, 2]) == MIN_LOG_MASS
+    assert mask_keypoints(m.to(torch.bfloat16) * 20 - 10).dtype == torch.float32  # precise under bf16 autocast
 
 
 def test_a_faint_second_blob_barely_moves_the_keypoint():
@@ -155,6 +156,8 @@ def test_keypoint_switches_refuse_what_they_cannot_do():
     plain = TrimodalModel(cfg)  # one role: asking for the place is an error, not a silent mean
     with pytest.raises(ValueError, match="role_pool"):
         plain.spatial.pool(torch.zeros(1, 2, plain.embed_dim), torch.ones(1, 2, dtype=torch.bool), 1)
+    with pytest.raises(ValueError, match="role_pool"):
+        plain.spatial.pool(torch.zeros(1, 2, plain.embed_dim), torch.ones(1, 2, dtype=torch.bool), torch.tensor([0]))
 
 
 @pytest.fixture(scope="module")

@@ -179,8 +179,8 @@ class HeadsConfig:
     # The policy sees the spatial head's per-patch match with the instruction (where the object is).
     policy_relevance: bool = False
     # Phrase vectors pooled by learned attention over the words, one query per role: role 0 the
-    # object the instruction acts on (its masks, and a phrase alone), role 1 the place it goes
-    # (objective.target). The words in context choose; each word's own embedding is summed. Off:
+    # object the instruction acts on (its masks), role 1 the place it goes (objective.target); a
+    # phrase alone trains both. The words in context choose; each word's own embedding is summed. Off:
     # the mean of the contextual words, one role.
     role_pool: bool = False
     # The policy reads where things are: the centres of the two role masks (keypoints, in image

@@ -89,16 +89,17 @@ class SpatialGroundingHead(nn.Module):
         """Word vectors (B, T, D) -> the phrase (B, D): the mean of the real tokens, or with roles
         a softmax-weighted sum under the query of ``role`` (an int, or (B,) long per sample). The
         words in context say which words name the role; the sum is over ``lexical`` (B, T, D),
-        each word's own embedding, when given. The mask logits are linear in the phrase, so a
-        role's mask is then the attention-weighted sum of its words' own maps ("yellow" + "dish"),
-        the same in a command never heard before as in the phrase said alone."""
+        each word's own embedding, when given. The per-pixel mask logits of the fine path are linear
+        in the phrase (up to one scale), so a role's mask is then the attention-weighted sum of its
+        words' own maps ("yellow" + "dish"), the same in a command never heard before as in the
+        phrase said alone."""
         w = word_mask.unsqueeze(-1).to(q.dtype)  # (B, T, 1)
-        roles = torch.as_tensor(role, device=q.device).expand(len(q))  # (B,)
-        if bool(((roles < 0) | (roles >= max(self.roles, 1))).any()):
+        # Checked on the host: no device round trip on the default path.
+        if isinstance(role, int) and not 0 <= role < max(self.roles, 1) or isinstance(role, Tensor) and self.roles == 0:
             raise ValueError(f"role {role}: the head has {self.roles} roles (heads.role_pool gives two)")
         if self.roles == 0:
             return (q * w).sum(1) / w.sum(1).clamp(min=1.0)
-        query = self.role_query[roles]  # (B, D)
+        query = self.role_query[role].expand(len(q), -1) if isinstance(role, int) else self.role_query[role]  # (B, D)
         scores = torch.einsum("btd,bd->bt", self.role_key(q), query) / q.shape[-1] ** 0.5  # (B, T)
         attn = scores.masked_fill(~word_mask, float("-inf")).softmax(dim=1)  # (B, T)
         return torch.einsum("bt,btd->bd", attn, q if lexical is None else self.norm_w(lexical))
@@ -277,7 +278,8 @@ def mask_keypoints(mask_logits: Tensor) -> Tensor:
     flat = mask_logits.float().flatten(2)  # (B, K, h*w)
     xy = flat.softmax(dim=-1) @ grid_centres(h, w, mask_logits.device)  # (B, K, 2)
     mass = torch.sigmoid(flat).mean(-1, keepdim=True).clamp(min=1e-12)  # (B, K, 1)
-    return torch.cat([xy, mass.log().clamp(min=MIN_LOG_MASS)], dim=-1).to(mask_logits.dtype)
+    # float32 whatever the logits' dtype: bf16 would blur the highest Fourier band (8 pi).
+    return torch.cat([xy, mass.log().clamp(min=MIN_LOG_MASS)], dim=-1)
 
 
 MIN_LOG_MASS = -8.0  # log of a mask's mean probability: below this, an object is not in view
@@ -320,8 +322,11 @@ class PolicyHead(nn.Module):
         self.decoder = nn.TransformerDecoder(layer, num_layers)
         self.out = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, action_dim))
 
-    def direct_path(self, state: Tensor, keypoints: Tensor) -> Tensor:
+    def direct_path(self, state: Tensor | None, keypoints: Tensor) -> Tensor:
         """The state + keypoints path alone: (B, S) normalised state, (B, K, 3) -> (B, H, A)."""
+        keypoints = keypoints.float()
+        if state is None or self.state_dim == 0:
+            state = keypoints.new_zeros(len(keypoints), max(self.state_dim, 1))
         kp = torch.cat([fourier_xy(keypoints[..., :2]), keypoints[..., 2:]], dim=-1)  # (B, K, 4F + 1)
         out = self.direct(torch.cat([state, kp.flatten(1), keypoints[..., :2].flatten(1)], dim=1))
         return out.view(len(state), self.horizon, self.action_dim)
@@ -344,7 +349,8 @@ class PolicyHead(nn.Module):
         if self.keypoints > 0:
             if keypoints is None or grid is None or keypoints.shape[1] != self.keypoints:
                 raise ValueError(f"the policy head reads {self.keypoints} keypoints and the patch grid")
-            parts[2] = img + self.patch_pos(fourier_xy(grid_centres(*grid, patches.device).to(img.dtype)))
+            parts[2] = img + self.patch_pos(fourier_xy(grid_centres(*grid, patches.device)))
+            keypoints = keypoints.float()
             kp = torch.cat([fourier_xy(keypoints[..., :2]), keypoints[..., 2:]], dim=-1)  # (B, K, 4F + 1)
             parts.append(self.kp_in(kp) + self.kp_type)  # (B, K, D)
             direct = self.direct_path(state, keypoints)

@@ -109,9 +109,12 @@ class TrimodalModel(nn.Module):
                role: int | Tensor = 0) -> SpatialOutput:
         """The phrase's mask. ``role`` (with ``heads.role_pool``; an int or (B,) long): 0 the
         object the text acts on, 1 the place it goes."""
-        lexical = self.lexical_proj(txt.words) if self.lexical_proj is not None and txt.words is not None else None
         return self.spatial(self.patch_proj(vis.patches), vis.grid, self.word_proj(txt.tokens), txt.mask, image_hw,
-                            fine=vis.fine, role=role, lexical=lexical)
+                            fine=vis.fine, role=role, lexical=self._lexical(txt))
+
+    def _lexical(self, txt: TextOutput) -> Tensor | None:
+        """The words' own embeddings in the shared width, for role pooling (None without it)."""
+        return self.lexical_proj(txt.words) if self.lexical_proj is not None and txt.words is not None else None
 
     def frame_features(self, vision_emb: Tensor, state: Tensor | None) -> Tensor:
         """Per-frame features of a motion for ``temporal.localize``: (..., D) vision embedding +
@@ -136,8 +139,8 @@ class TrimodalModel(nn.Module):
         (B, 2, 3), by default ``role_keypoints``)."""
         patches, words = self.patch_proj(vis.patches), self.word_proj(txt.tokens)
         relevance = None
-        if self.cfg.heads.policy_relevance:
-            g = self.spatial(patches, vis.grid, words, txt.mask, vis.grid)  # patch level only
+        if self.cfg.heads.policy_relevance:  # role 0 at the patch level, pooled as ground() pools it
+            g = self.spatial(patches, vis.grid, words, txt.mask, vis.grid, lexical=self._lexical(txt))
             relevance = torch.sigmoid(g.patch_logits.flatten(1))  # (B, Np)
         if self.cfg.heads.policy_keypoints and keypoints is None:
             keypoints = self.role_keypoints(vis, txt)

@@ -191,6 +191,12 @@ def make_sequence_batch(samples: BagSamples, motions: list[Tensor], tokens: Toke
                          step_valid=to(valid), start=to(start), end=to(end))
 
 
+def stream_seed(seed: int, step: int, stream: str) -> int:
+    """A seed for one named random stream at one step: independent of the other streams at any
+    run seed (seed * K + step would make every stream the same at seed 0)."""
+    return int(np.random.SeedSequence([seed, step, int.from_bytes(stream.encode(), "little")]).generate_state(1)[0])
+
+
 class GeometryFrames:
     """Frames for ``objective.geometry``: robot state, true keypoints of the object and the
     place (``true_keypoints`` of their masks) and action chunks, for every training frame whose
@@ -213,7 +219,7 @@ class GeometryFrames:
     def fill(self, batch: Batch, size: int, seed: int, step: int, rank: int, world: int, device: torch.device) -> None:
         """Put this step's ``size`` frames (this rank's share) into ``batch``: a pure function of
         (seed, step), like the frame batches."""
-        g = torch.Generator().manual_seed(seed * 15_485_863 + step)
+        g = torch.Generator().manual_seed(stream_seed(seed, step, "geometry"))
         pick = torch.randint(len(self.frames), (size,), generator=g)
         local = size // world
         pick = pick[rank * local: (rank + 1) * local]
@@ -320,6 +326,9 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
     rank, world = _dist_info()
     if cfg.batch_size % world:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the {world} ranks")
+    if cfg.objective.geometry > 0 and (cfg.objective.geometry_batch < 1 or cfg.objective.geometry_batch % world):
+        raise ValueError(f"objective.geometry_batch={cfg.objective.geometry_batch} must be >= 1 and divisible by "
+                         f"the {world} ranks")
     if (run_dir / "checkpoint").exists() and not resume:
         raise FileExistsError(f"{run_dir} already holds a finished run; choose another --out or --resume")
     device = torch.device("cuda" if (cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()))
@@ -375,7 +384,7 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
         batch = make_batch(train_s, idx, tokens, max_steps, device, negs)
         batch.offset = rank * local
         if cfg.model.heads.policy_keypoints and cfg.objective.keypoint_teacher > 0:
-            g = torch.Generator().manual_seed(cfg.seed * 104_729 + step)
+            g = torch.Generator().manual_seed(stream_seed(cfg.seed, step, "teacher"))
             batch.teacher = (torch.rand(cfg.batch_size, generator=g) < cfg.objective.keypoint_teacher)[
                 rank * local: (rank + 1) * local].to(device)
         if geometry is not None:
