@@ -95,7 +95,8 @@ class SpatialGroundingHead(nn.Module):
         phrase said alone."""
         w = word_mask.unsqueeze(-1).to(q.dtype)  # (B, T, 1)
         # Checked on the host: no device round trip on the default path.
-        if isinstance(role, int) and not 0 <= role < max(self.roles, 1) or isinstance(role, Tensor) and self.roles == 0:
+        bad_int = isinstance(role, int) and not 0 <= role < max(self.roles, 1)
+        if bad_int or (isinstance(role, Tensor) and self.roles == 0):
             raise ValueError(f"role {role}: the head has {self.roles} roles (heads.role_pool gives two)")
         if self.roles == 0:
             return (q * w).sum(1) / w.sum(1).clamp(min=1.0)
@@ -285,6 +286,13 @@ def mask_keypoints(mask_logits: Tensor) -> Tensor:
 MIN_LOG_MASS = -8.0  # log of a mask's mean probability: below this, an object is not in view
 
 
+def keypoint_features(keypoints: Tensor) -> Tensor:
+    """(B, K, 3) keypoints -> (B, K, 4F + 1) float32: the position's Fourier features and the log
+    mass, what the policy reads of each keypoint."""
+    keypoints = keypoints.float()
+    return torch.cat([fourier_xy(keypoints[..., :2]), keypoints[..., 2:]], dim=-1)
+
+
 def true_keypoints(masks: Tensor) -> Tensor:
     """``mask_keypoints`` of true masks: (B, K, h, w) bool -> (B, K, 3)."""
     return mask_keypoints(masks.float() * 20.0 - 10.0)
@@ -322,12 +330,18 @@ class PolicyHead(nn.Module):
         self.decoder = nn.TransformerDecoder(layer, num_layers)
         self.out = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, action_dim))
 
-    def direct_path(self, state: Tensor | None, keypoints: Tensor) -> Tensor:
-        """The state + keypoints path alone: (B, S) normalised state, (B, K, 3) -> (B, H, A)."""
-        keypoints = keypoints.float()
+    def _state(self, state: Tensor | None, like: Tensor) -> Tensor:
+        """The robot state, or zeros (B, 1) for a head without one (``like``: (B, ...))."""
         if state is None or self.state_dim == 0:
-            state = keypoints.new_zeros(len(keypoints), max(self.state_dim, 1))
-        kp = torch.cat([fourier_xy(keypoints[..., :2]), keypoints[..., 2:]], dim=-1)  # (B, K, 4F + 1)
+            return like.new_zeros(len(like), max(self.state_dim, 1))
+        return state
+
+    def direct_path(self, state: Tensor | None, keypoints: Tensor, features: Tensor | None = None) -> Tensor:
+        """The state + keypoints path alone: (B, S) normalised state, (B, K, 3) -> (B, H, A).
+        ``features``: ``keypoint_features(keypoints)`` when the caller has them already."""
+        keypoints = keypoints.float()
+        kp = keypoint_features(keypoints) if features is None else features  # (B, K, 4F + 1)
+        state = self._state(state, keypoints)
         out = self.direct(torch.cat([state, kp.flatten(1), keypoints[..., :2].flatten(1)], dim=1))
         return out.view(len(state), self.horizon, self.action_dim)
 
@@ -339,8 +353,7 @@ class PolicyHead(nn.Module):
         patch probabilities), or None; keypoints: (B, K, 3) from ``mask_keypoints`` and grid the
         patch grid, when the head has keypoints."""
         b = patches.shape[0]
-        if state is None or self.state_dim == 0:
-            state = patches.new_zeros(b, max(self.state_dim, 1))
+        state = self._state(state, patches)
         st = self.state_in(state)[:, None] + self.type_emb[0]  # (B, 1, D)
         img = patches + self.type_emb[2]
         if relevance is not None:
@@ -350,10 +363,9 @@ class PolicyHead(nn.Module):
             if keypoints is None or grid is None or keypoints.shape[1] != self.keypoints:
                 raise ValueError(f"the policy head reads {self.keypoints} keypoints and the patch grid")
             parts[2] = img + self.patch_pos(fourier_xy(grid_centres(*grid, patches.device)))
-            keypoints = keypoints.float()
-            kp = torch.cat([fourier_xy(keypoints[..., :2]), keypoints[..., 2:]], dim=-1)  # (B, K, 4F + 1)
+            kp = keypoint_features(keypoints)  # (B, K, 4F + 1)
             parts.append(self.kp_in(kp) + self.kp_type)  # (B, K, D)
-            direct = self.direct_path(state, keypoints)
+            direct = self.direct_path(state, keypoints, kp)
         memory = torch.cat(parts, dim=1)
         pad = torch.zeros(b, memory.shape[1], dtype=torch.bool, device=patches.device)
         pad[:, 1: 1 + words.shape[1]] = ~word_mask
