@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vla_align_ros.text_input import MAX_INSTRUCTION_CHARS, InstructionError, split_steps, validate_instruction
+from vla_align_ros.text_input import (MAX_INSTRUCTION_CHARS, InstructionError, resolve_references, split_steps,
+                                      validate_instruction)
 
 
 def test_instructions_are_cleaned_and_bounded():
@@ -22,11 +23,20 @@ def test_instructions_are_cleaned_and_bounded():
 
 @pytest.mark.parametrize("text, steps", [
     ("push the red cube left", ["push the red cube left"]),
-    ("pick up the red cube, then put it on the blue plate", ["pick up the red cube", "put it on the blue plate"]),
-    ("grab the red block and then set it on the blue dish", ["grab the red block", "set it on the blue dish"]),
+    ("pick up the red cube, then put it on the blue plate", ["pick up the red cube", "put the red cube on the blue plate"]),
+    ("grab the red block and then set it on the blue dish", ["grab the red block", "set the red block on the blue dish"]),
     ("put the red block on the yellow plate and then the blue cube on the green dish",
      ["put the red block on the yellow plate", "put the blue cube on the green dish"]),
-    ("after picking up the green cube, place it on the red plate", ["pick up the green cube", "place it on the red plate"]),
+    ("after picking up the green cube, place it on the red plate", ["pick up the green cube", "place the green cube on the red plate"]),
 ])
 def test_multi_step_instructions_split_in_order(text, steps):
     assert split_steps(text) == steps
+
+
+def test_it_in_a_later_step_names_the_thing_the_step_before_acts_on():
+    assert resolve_references(["pick up the cube", "put it down"]) == ["pick up the cube", "put the cube down"]
+    assert resolve_references(["push it left"]) == ["push it left"]  # nothing before it to name
+    assert resolve_references(["wave", "lift it"]) == ["wave", "lift it"]  # the step before names nothing
+    # "it" as a whole word only
+    assert resolve_references(["grab the red block", "lift it onto the kit"]) == \
+        ["grab the red block", "lift the red block onto the kit"]

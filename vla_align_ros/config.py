@@ -187,6 +187,11 @@ class HeadsConfig:
     # coordinates) as memory tokens and through a state + keypoints MLP, and each patch token
     # tagged with its image position. Needs role_pool and fine_channels.
     policy_keypoints: bool = False
+    # Multi-step instructions are grounded and acted on one step at a time: the spatial and policy
+    # heads read the active step's phrase ("put the green cube on the red plate" of "put the blue
+    # cube on the yellow plate and then the green cube on the red plate"), the step the temporal
+    # head says is active (in training, the true one). Off: they read the whole instruction.
+    ground_steps: bool = False
 
     def __post_init__(self) -> None:
         _positive("heads.num_heads", self.num_heads)

@@ -31,6 +31,7 @@ class EncodedInstruction:
     steps: list[str]
     tokens: TextOutput  # (1, T, C) word features of the whole instruction
     step_emb: torch.Tensor  # (1, K, D) projected step phrases
+    step_tokens: TextOutput  # (K, Ts, C) word features of each step phrase (heads.ground_steps)
 
 
 @dataclass
@@ -122,7 +123,8 @@ class InferenceSession:
         out = m.encode_text(tok["input_ids"], tok["attention_mask"])
         whole = out.select(slice(0, 1))
         step_emb = m.proj_text(out.pooled[1:])[None]  # (1, K, D)
-        enc = EncodedInstruction(text=text, steps=steps, tokens=whole, step_emb=step_emb)
+        enc = EncodedInstruction(text=text, steps=steps, tokens=whole, step_emb=step_emb,
+                                 step_tokens=out.select(slice(1, None)))
         self._cache[text] = enc
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
@@ -210,14 +212,19 @@ class InferenceSession:
         with amp:
             vis = m.encode_image(self._upload(image))
             t1 = self._mark()
-            g = m.ground(vis, enc.tokens, (h, w))
-            emb_v = m.proj_vision(vis.pooled)  # (1, D)
-            k = enc.step_emb.shape[1]
-            st = m.temporal.step_state(emb_v, enc.step_emb, torch.ones(1, k, dtype=torch.bool, device=self.device))
             s = None
             if state is not None and m.cfg.action.state_dim > 0:
                 s = m.normalize_state(torch.as_tensor(np.asarray(state, dtype=np.float32), device=self.device)[None])
-            chunk = m.denormalize_actions(m.act(vis, enc.tokens, s).float())[0]  # (H, A)
+            emb_v = m.proj_vision(vis.pooled)  # (1, D)
+            k = enc.step_emb.shape[1]
+            st = m.active_step(emb_v, s, enc.step_emb, torch.ones(1, k, dtype=torch.bool, device=self.device))
+            # The heads read the active step's phrase (heads.ground_steps), chosen on the device:
+            # this frame's best step, never going back (as below, on the host).
+            head = enc.tokens
+            if m.cfg.heads.ground_steps:
+                head = m.step_text(enc.step_tokens, st.step_logits.argmax(-1).clamp(min=self._last_step))
+            g = m.ground(vis, head, (h, w))
+            chunk = m.denormalize_actions(m.act(vis, head, s).float())[0]  # (H, A)
         probs = st.step_logits.float().softmax(-1)[0]
         logits = g.mask_logits[0].float()
         peak = int(logits.flatten().argmax())

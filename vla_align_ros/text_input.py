@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 MAX_INSTRUCTION_CHARS = 512
 _RAW_FACTOR = 16  # raw characters allowed per kept character (whitespace and control runs collapse)
@@ -114,4 +115,22 @@ def split_steps(instruction: str) -> list[str]:
     if not parts:
         return [text]
     verb = parts[0].split(" the ", 1)[0] if " the " in parts[0] else ""
-    return [f"{verb} {p}" if verb and p.startswith("the ") else p for p in parts]
+    return resolve_references([f"{verb} {p}" if verb and p.startswith("the ") else p for p in parts])
+
+
+# The thing a step acts on: "the" and the words after it, up to a preposition, a comma or the end.
+_OBJECT = re.compile(r"\bthe (?:\w+ )*?\w+(?= (?:on|onto|to|into|in|from|at|and|then)\b|,|$)")
+_IT = re.compile(r"\bit\b")
+
+
+def resolve_references(steps: list[str]) -> list[str]:
+    """Each step phrase standing on its own: "it" in a later step becomes the thing the step
+    before acts on (["pick up the red cube", "put it on the blue plate"] -> [..., "put the red
+    cube on the blue plate"]), so the heads that read one step (``heads.ground_steps``) know which
+    object it moves. Steps without "it", or after a step that names nothing, are left as they are."""
+    out = list(steps)
+    for i in range(1, len(out)):
+        thing = _OBJECT.search(out[i - 1])
+        if thing is not None:
+            out[i] = _IT.sub(thing.group(0), out[i], count=1)
+    return out

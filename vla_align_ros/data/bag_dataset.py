@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..text_input import resolve_references
 from .bags import Episode, action_chunks
 
 
@@ -180,7 +181,7 @@ def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names:
         parts["target_masks"].append(torch.from_numpy(targets))
         parts["has_target"].append(torch.from_numpy(has_target))
         parts["step_index"].append(torch.from_numpy(ep.step_index))
-        parts["step_texts"] += [list(ep.steps)] * t
+        parts["step_texts"] += [resolve_references(list(ep.steps))] * t  # as split_steps gives them online
         parts["progress"].append(torch.from_numpy(progress))
         parts["episode"] += [e_idx] * t
         parts["time"].append(torch.from_numpy((ep.stamps - ep.stamps[0]).astype(np.float64) * 1e-9))

@@ -12,8 +12,8 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from ..losses.trimodal import TrimodalLoss
 from .action import ActionEncoder
-from .heads import (FineFeatures, PolicyHead, SpatialGroundingHead, SpatialOutput, TemporalGroundingHead,
-                    mask_keypoints)
+from .heads import (FineFeatures, PolicyHead, SpatialGroundingHead, SpatialOutput, StepState,
+                    TemporalGroundingHead, mask_keypoints)
 from .projection import Projection
 from .text import TextEncoder, TextOutput
 from .vision import VisionEncoder, VisionOutput
@@ -92,6 +92,13 @@ class TrimodalModel(nn.Module):
     def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> TextOutput:
         return self.text(input_ids, attention_mask)
 
+    @staticmethod
+    def step_text(steps: TextOutput, step: Tensor) -> TextOutput:
+        """Each sample's active step phrase: ``steps`` holds K phrases per sample (B*K texts, in
+        sample order), ``step`` (B,) long which one is active -> B texts (heads.ground_steps)."""
+        k = len(steps.mask) // len(step)
+        return steps.select(torch.arange(len(step), device=step.device) * k + step)
+
     def tokenize(self, texts: list[str], device: torch.device | str | None = None) -> dict[str, Tensor]:
         return self.text.tokenize(texts, device)
 
@@ -122,6 +129,14 @@ class TrimodalModel(nn.Module):
         if state is None or self.cfg.action.state_dim == 0:
             return vision_emb
         return vision_emb + self.frame_state(state)
+
+    def active_step(self, vision_emb: Tensor, state: Tensor | None, step_emb: Tensor, step_valid: Tensor) -> StepState:
+        """Which of a multi-step instruction's steps a frame shows: (B, D) vision embedding, (B, S)
+        normalised state, (B, K, D) step phrases, (B, K) bool. With ``heads.ground_steps`` the
+        answer says what the other heads read, so the frame's robot state joins its image (the
+        gripper closed on the object is step two of "pick it up, then put it down")."""
+        obs = self.frame_features(vision_emb, state) if self.cfg.heads.ground_steps else vision_emb
+        return self.temporal.step_state(obs, step_emb, step_valid)
 
     @torch.no_grad()
     def role_keypoints(self, vis: VisionOutput, txt: TextOutput) -> Tensor:

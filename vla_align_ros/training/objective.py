@@ -118,7 +118,13 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
         bsz = b.input_ids.shape[0]
         text_negs = model.proj_text(model.encode_text(b.neg_ids, b.neg_attn).pooled).view(bsz, -1, model.embed_dim)
     out["contrastive"] = model.loss(emb.as_dict(), b.ids, b.motion_ids, text_negs).total if w.contrastive > 0 else zero
-    out["spatial"] = grounding_loss(model, vis, txt, b.masks, b.has_mask) \
+    bsz, k, ts = b.step_ids.shape
+    steps = None  # every sample's K step phrases (B*K texts), for the step heads and the temporal loss
+    head_txt = txt  # what the spatial and policy heads read: the whole instruction ...
+    if model.cfg.heads.ground_steps:  # ... or the active step's phrase (the true step here)
+        steps = model.encode_text(b.step_ids.view(bsz * k, ts), b.step_attn.view(bsz * k, ts))
+        head_txt = model.step_text(steps, b.step_index)
+    out["spatial"] = grounding_loss(model, vis, head_txt, b.masks, b.has_mask) \
         if w.spatial > 0 and bool(b.has_mask.any()) else zero
     if w.phrase > 0 and b.has_phrase is not None and bool(b.has_phrase.any()):
         phr = model.encode_text(b.phrase_ids, b.phrase_attn)
@@ -130,15 +136,14 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
     else:
         out["phrase"] = zero
     if w.target > 0 and b.has_target is not None and bool(b.has_target.any()):
-        out["target"] = grounding_loss(model, vis, txt, b.target_masks, b.has_target, role=1)
+        out["target"] = grounding_loss(model, vis, head_txt, b.target_masks, b.has_target, role=1)
     else:
         out["target"] = zero
     if w.temporal > 0:
-        bsz, k, ts = b.step_ids.shape
-        st = model.encode_text(b.step_ids.view(bsz * k, ts), b.step_attn.view(bsz * k, ts))
-        step_emb = model.proj_text(st.pooled).view(bsz, k, -1)  # (B, K, D)
-        obs = emb.vision  # (B, D)
-        state_out = model.temporal.step_state(obs, step_emb, b.step_valid)
+        if steps is None:
+            steps = model.encode_text(b.step_ids.view(bsz * k, ts), b.step_attn.view(bsz * k, ts))
+        step_emb = model.proj_text(steps.pooled).view(bsz, k, -1)  # (B, K, D)
+        state_out = model.active_step(emb.vision, state, step_emb, b.step_valid)
         out["temporal"] = F.cross_entropy(state_out.step_logits, b.step_index) + \
             F.mse_loss(state_out.progress, b.progress)
     else:
@@ -148,7 +153,7 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
     else:
         out["segments"] = zero
     if w.policy > 0:
-        pred = model.act(vis, txt, state, policy_keypoints(model, b, vis, txt))  # (B, H, A) normalised
+        pred = model.act(vis, head_txt, state, policy_keypoints(model, b, vis, head_txt))  # (B, H, A) normalised
         out["policy"] = F.smooth_l1_loss(pred, actions)
     else:
         out["policy"] = zero
