@@ -143,9 +143,14 @@ class ActionConfig:
     hidden_size: int = 128
     num_layers: int = 2
     kind: Literal["mlp", "transformer"] = "mlp"
+    # The last gripper_dims entries of the robot state are the gripper's fingers (their sum is its
+    # opening): heads.ground_steps counts grasps and releases from them. 0: no gripper in the state.
+    gripper_dims: int = 0
 
     def __post_init__(self) -> None:
         _choice("action.kind", self.kind, ("mlp", "transformer"))
+        _check(0 <= self.gripper_dims <= self.state_dim, "action.gripper_dims", self.gripper_dims,
+               "must be in [0, state_dim]")
         for name in ("horizon", "action_dim", "hidden_size", "num_layers"):
             _positive(f"action.{name}", getattr(self, name))
         _check(self.state_dim >= 0, "action.state_dim", self.state_dim, "must be >= 0")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .data.gripper_events import GripperEvents, gripper_opening
 from .model.checkpoint import load_checkpoint
 from .model.text import TextOutput
 from .model.trimodal import TrimodalModel
@@ -69,6 +70,7 @@ class InferenceSession:
         self._cache: OrderedDict[str, EncodedInstruction] = OrderedDict()
         self._phrases: dict[tuple[str, ...], TextOutput] = {}  # object phrases of locate(), encoded once
         self._last_step = 0  # the active step never goes back within one instruction
+        self._gripper = GripperEvents()  # grasps and releases since the instruction (heads.ground_steps)
         self._instruction: EncodedInstruction | None = None
         self._last: tuple[object, FrameResult] | None = None  # (frame key, result) shared by the nodes
         self.latest_state: np.ndarray | None = None  # robot state used when a caller passes none
@@ -134,6 +136,7 @@ class InferenceSession:
         enc = self.encode_instruction(text)
         if self._instruction is None or enc.text != self._instruction.text:
             self._last_step = 0
+            self._gripper.reset()
         self._instruction = enc
         return enc
 
@@ -215,9 +218,14 @@ class InferenceSession:
             s = None
             if state is not None and m.cfg.action.state_dim > 0:
                 s = m.normalize_state(torch.as_tensor(np.asarray(state, dtype=np.float32), device=self.device)[None])
+            events = None
+            if m.cfg.heads.ground_steps and state is not None and m.cfg.action.gripper_dims > 0:
+                counts = self._gripper.update(float(gripper_opening(np.asarray(state, dtype=np.float32),
+                                                                    m.cfg.action.gripper_dims)))
+                events = torch.tensor([counts], dtype=torch.float32, device=self.device)  # (1, 2)
             emb_v = m.proj_vision(vis.pooled)  # (1, D)
             k = enc.step_emb.shape[1]
-            st = m.active_step(emb_v, s, enc.step_emb, torch.ones(1, k, dtype=torch.bool, device=self.device))
+            st = m.active_step(emb_v, s, enc.step_emb, torch.ones(1, k, dtype=torch.bool, device=self.device), events)
             # The heads read the active step's phrase (heads.ground_steps), chosen on the device:
             # this frame's best step, never going back (as below, on the host).
             head = enc.tokens

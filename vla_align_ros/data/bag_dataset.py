@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ..text_input import resolve_references
+from .gripper_events import gripper_events, gripper_opening
 from .bags import Episode, action_chunks
 
 
@@ -44,6 +45,8 @@ class BagSamples:
     # spatial head's second role; all False for a pick, a push, or a bag without the task.
     target_masks: Tensor | None = None  # (N, H, W) bool
     has_target: Tensor | None = None  # (N,) bool
+    # Grasps and releases of the gripper since the instruction, up to this frame (gripper_events).
+    events: Tensor | None = None  # (N, 2) float
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -72,7 +75,8 @@ class BagSamples:
                           None if self.phrase_masks is None else self.phrase_masks[idx],
                           None if self.phrase_objects is None else self.phrase_objects[idx],
                           None if self.target_masks is None else self.target_masks[idx],
-                          None if self.has_target is None else self.has_target[idx])
+                          None if self.has_target is None else self.has_target[idx],
+                          None if self.events is None else self.events[idx])
 
 
 def composition_key(ep: Episode) -> str:
@@ -144,14 +148,15 @@ def _phrase_targets(ep: Episode, object_names: Sequence[str], seed: int) -> tupl
 
 
 def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names: Sequence[str] | None = None,
-                        ) -> BagSamples:
-    """``object_names``: the label order of the segmentation images (label i+1 = object i)."""
+                        gripper_dims: int = 0) -> BagSamples:
+    """``object_names``: the label order of the segmentation images (label i+1 = object i);
+    ``gripper_dims``: the last state entries that are the gripper's fingers (events need them)."""
     keys: dict[str, int] = {}
     motions: dict[str, int] = {}
     parts: dict[str, list] = {k: [] for k in ("images", "texts", "ids", "motion_ids", "actions", "state", "masks", "has_mask",
                                               "step_index", "step_texts", "progress", "episode", "time",
                                               "phrase_texts", "phrase_masks", "phrase_objects", "target_masks",
-                                              "has_target")}
+                                              "has_target", "events")}
     for e_idx, ep in enumerate(episodes):
         t = len(ep)
         cid = keys.setdefault(composition_key(ep), len(keys))
@@ -192,6 +197,7 @@ def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names:
         parts["phrase_texts"] += p_texts
         parts["phrase_masks"].append(torch.from_numpy(p_masks))
         parts["phrase_objects"].append(torch.from_numpy(p_objects))
+        parts["events"].append(torch.from_numpy(gripper_events(gripper_opening(ep.joints, gripper_dims))))
     return BagSamples(
         images=torch.cat(parts["images"]), texts=parts["texts"], ids=torch.tensor(parts["ids"]),
         motion_ids=torch.tensor(parts["motion_ids"]), actions=torch.cat(parts["actions"]),
@@ -200,7 +206,8 @@ def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names:
         step_texts=parts["step_texts"], progress=torch.cat(parts["progress"]), episode=torch.tensor(parts["episode"]),
         time_in_episode=torch.cat(parts["time"]).float(), phrase_texts=parts["phrase_texts"],
         phrase_masks=torch.cat(parts["phrase_masks"]), phrase_objects=torch.cat(parts["phrase_objects"]),
-        target_masks=torch.cat(parts["target_masks"]), has_target=torch.cat(parts["has_target"]))
+        target_masks=torch.cat(parts["target_masks"]), has_target=torch.cat(parts["has_target"]),
+        events=torch.cat(parts["events"]) if gripper_dims > 0 else None)
 
 
 def matches_hold_out(ep: Episode, pattern: str) -> bool:

@@ -57,6 +57,8 @@ class TrimodalModel(nn.Module):
         # Robot state beside each frame of a motion, for temporal localisation (gripper
         # open/close and height mark where steps change).
         self.frame_state = nn.Sequential(nn.Linear(max(cfg.action.state_dim, 1), d), nn.GELU(), nn.Linear(d, d))
+        # Grasps and releases so far, for the active step (heads.ground_steps).
+        self.step_events = nn.Linear(2, d) if cfg.heads.ground_steps else None
         self.policy = PolicyHead(d, cfg.action.horizon, cfg.action.action_dim, cfg.action.state_dim,
                                  cfg.heads.policy_layers, cfg.heads.num_heads, dropout=cfg.heads.dropout,
                                  keypoints=2 if cfg.heads.policy_keypoints else 0)
@@ -130,13 +132,21 @@ class TrimodalModel(nn.Module):
             return vision_emb
         return vision_emb + self.frame_state(state)
 
-    def active_step(self, vision_emb: Tensor, state: Tensor | None, step_emb: Tensor, step_valid: Tensor) -> StepState:
+    def active_step(self, vision_emb: Tensor, state: Tensor | None, step_emb: Tensor, step_valid: Tensor,
+                    events: Tensor | None = None) -> StepState:
         """Which of a multi-step instruction's steps a frame shows: (B, D) vision embedding, (B, S)
-        normalised state, (B, K, D) step phrases, (B, K) bool. With ``heads.ground_steps`` the
-        answer says what the other heads read, so the frame's robot state joins its image (the
-        gripper closed on the object is step two of "pick it up, then put it down")."""
-        obs = self.frame_features(vision_emb, state) if self.cfg.heads.ground_steps else vision_emb
-        return self.temporal.step_state(obs, step_emb, step_valid)
+        normalised state, (B, K, D) step phrases, (B, K) bool, (B, 2) grasps and releases so far
+        (``gripper_events``) or None. With ``heads.ground_steps`` the answer says what the other
+        heads read, so it also reads the robot state, the gripper's history and each step's place
+        in the instruction: two steps "put the X on the Y" differ only in colours, and a frame
+        mid-way shows the second as much as the first; the first release tells them apart."""
+        if not self.cfg.heads.ground_steps:
+            return self.temporal.step_state(vision_emb, step_emb, step_valid)
+        obs = self.frame_features(vision_emb, state)  # (B, D)
+        if events is not None and self.step_events is not None:
+            obs = obs + self.step_events(events.to(obs.dtype).clamp(max=self.cfg.heads.max_steps))
+        order = self.temporal.step_order.weight[: step_emb.shape[1]]  # (K, D)
+        return self.temporal.step_state(obs, step_emb + order, step_valid)
 
     @torch.no_grad()
     def role_keypoints(self, vis: VisionOutput, txt: TextOutput) -> Tensor:

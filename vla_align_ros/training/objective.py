@@ -78,6 +78,7 @@ class Batch:
     geo_state: Tensor | None = None  # (G, S) raw, frames for objective.geometry
     geo_keypoints: Tensor | None = None  # (G, 2, 3) their true keypoints
     geo_actions: Tensor | None = None  # (G, H, A) raw
+    events: Tensor | None = None  # (B, 2) grasps and releases since the instruction (heads.ground_steps)
     neg_ids: Tensor | None = None  # (B*R, Tn) one-attribute variants of each instruction
     neg_attn: Tensor | None = None  # (B*R, Tn)
 
@@ -143,7 +144,7 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
         if steps is None:
             steps = model.encode_text(b.step_ids.view(bsz * k, ts), b.step_attn.view(bsz * k, ts))
         step_emb = model.proj_text(steps.pooled).view(bsz, k, -1)  # (B, K, D)
-        state_out = model.active_step(emb.vision, state, step_emb, b.step_valid)
+        state_out = model.active_step(emb.vision, state, step_emb, b.step_valid, b.events)
         out["temporal"] = F.cross_entropy(state_out.step_logits, b.step_index) + \
             F.mse_loss(state_out.progress, b.progress)
     else:

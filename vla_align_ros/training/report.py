@@ -51,7 +51,7 @@ def _forward_all(model: TrimodalModel, s: BagSamples, tokens: TokenTable, max_st
         bsz, k, ts = b.step_ids.shape
         st = model.encode_text(b.step_ids.view(bsz * k, ts), b.step_attn.view(bsz * k, ts))
         steps = model.proj_text(st.pooled).view(bsz, k, -1)
-        logits = model.active_step(emb.vision, state, steps, b.step_valid).step_logits
+        logits = model.active_step(emb.vision, state, steps, b.step_valid, b.events).step_logits
         out["step_logits"].append(F.pad(logits, (0, max_steps - k), value=float("-inf")))
         # The step as the running node takes it: this frame's best, never going back.
         online = logits.argmax(1)  # (b,)
@@ -247,7 +247,8 @@ def evaluate_run(run: Path, bags: Sequence[str | Path], out: Path, max_frames: i
     for name, idx in groups.items():
         if not idx:
             continue
-        s = _subsample(episodes_to_samples([episodes[i] for i in idx], h, names), max_frames)
+        s = _subsample(episodes_to_samples([episodes[i] for i in idx], h, names, model.cfg.action.gripper_dims),
+                       max_frames)
         tokens = TokenTable(model, list(s.texts) + [t for st in s.step_texts for t in st] + list(s.phrase_texts))
         metrics[name], forwards[name] = _split_metrics(model, untrained, s, tokens, model.cfg.heads.max_steps,
                                                        model.action_mean)

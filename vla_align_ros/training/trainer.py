@@ -138,6 +138,8 @@ def make_batch(samples: BagSamples, idx: Tensor, tokens: TokenTable, max_steps: 
                   "phrase_obj": to(samples.phrase_objects[idx])}
     if samples.target_masks is not None:
         phrase.update(target_masks=to(samples.target_masks[idx]), has_target=to(samples.has_target[idx]))
+    if samples.events is not None:
+        phrase.update(events=to(samples.events[idx]))
     if negatives:
         n_ids, n_attn = tokens(negatives)
         phrase.update(neg_ids=to(n_ids), neg_attn=to(n_attn))
@@ -307,7 +309,8 @@ def prepare_data(bags: Sequence[str | Path], cfg: TrainConfig) -> dict[str, Any]
 
         names = [o.name for o in OBJECTS]
     h = cfg.model.action.horizon
-    parts = {k: episodes_to_samples([episodes[i] for i in v], h, names) if v else None for k, v in split.items()}
+    grip = cfg.model.action.gripper_dims
+    parts = {k: episodes_to_samples([episodes[i] for i in v], h, names, grip) if v else None for k, v in split.items()}
     return {"episodes": episodes, "stats": stats, "split": split, "samples": parts}
 
 
