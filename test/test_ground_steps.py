@@ -13,6 +13,7 @@ import torch
 from vla_align_ros.config import ModelConfig
 from vla_align_ros.data.bag_dataset import episodes_to_samples
 from vla_align_ros.data.bags import read_episodes
+from vla_align_ros.data.gripper_events import GripperEvents, gripper_events, gripper_opening
 from vla_align_ros.inference import InferenceSession
 from vla_align_ros.model import TrimodalModel
 from vla_align_ros.sim.record import record_episodes
@@ -31,8 +32,26 @@ def step_model(ground_steps: bool = True, seed: int = 0) -> TrimodalModel:
     cfg.action.action_dim, cfg.action.state_dim, cfg.action.horizon = 7, 9, 4
     cfg.heads.ground_steps = ground_steps
     cfg.heads.max_steps = 3
+    cfg.action.gripper_dims = 2
     torch.manual_seed(seed)
     return TrimodalModel(cfg).eval()
+
+
+def test_gripper_events_count_grasps_and_releases_with_hysteresis():
+    opening = np.array([0.08, 0.08, 0.07, 0.05, 0.042, 0.0595, 0.061, 0.058, 0.042, 0.07, 0.075, 0.08,
+                        np.nan, 0.08, 0.04, 0.08])
+    ev = gripper_events(opening)
+    assert ev.shape == (16, 2) and ev.dtype == np.float32
+    # closes at 0.05 (< 0.75 * 0.08); the wobble around 0.06 is not a release (needs > 0.072);
+    # reopens at 0.075; the NaN changes nothing; then one more grasp and release
+    assert ev[:, 0].tolist() == [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2]
+    assert ev[:, 1].tolist() == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2]
+    counter = GripperEvents()
+    assert [counter.update(o) for o in opening][-1] == (2, 2)
+    counter.reset()
+    assert counter.update(0.08) == (0, 0)
+    assert gripper_opening(np.array([[1.0, 2.0, 0.03, 0.04]]), 2).tolist() == pytest.approx([0.07])
+    assert gripper_opening(np.ones((3, 4)), 0).tolist() == [0.0, 0.0, 0.0]
 
 
 def test_step_text_takes_each_samples_active_phrase():
@@ -55,8 +74,21 @@ def batch_parts(tmp_path_factory):
     record_episodes(d, episodes=2, seed=5, families=["place_two", "pick_then_place"], image_size=(48, 48),
                     progress=False)
     episodes, _ = read_episodes([d])
-    s = episodes_to_samples(episodes, 4, NAMES)
+    s = episodes_to_samples(episodes, 4, NAMES, gripper_dims=2)
     return d, s
+
+
+def test_the_first_release_marks_the_second_step_of_two_places(batch_parts):
+    """On the simulator's recordings the expert's own step markers and the gripper's releases
+    agree: in "put A on B and then C on D" the second step starts once A is let go."""
+    _, s = batch_parts
+    assert s.events is not None and s.events.shape == (len(s), 2)
+    two = torch.tensor(["and then" in t or ", then the" in t for t in s.texts])
+    assert bool(two.any())
+    releases, step = s.events[two, 1], s.step_index[two]
+    agree = ((releases >= 1) == (step == 1)).float().mean()
+    assert float(agree) > 0.95, float(agree)
+    assert float(s.events[:, 1].max()) == 2.0  # both places released by the end
 
 
 def _losses(model: TrimodalModel, s, instruction: str | None) -> dict[str, float]:
