@@ -191,7 +191,7 @@ def test_nodes_lifecycle_masks_commands_watchdog_and_estop(tiny_checkpoint):
     # perception: a mono8 mask with the camera's header, a grounded step phrase, the two steps
     assert r["masks"] >= 10 and r["mask"] == [48, 40, "mono8", "cam"]
     assert r["grounding"][0] in ("pick up the red cube", "put the red cube on the blue plate") and 0 <= r["grounding"][1] <= 1
-    assert r["progress"][0] == ["pick up the red cube", "put it on the blue plate"] and r["progress"][1] in (0, 1)
+    assert r["progress"][0] == ["pick up the red cube", "put the red cube on the blue plate"] and r["progress"][1] in (0, 1)
     # policy: chunks (horizon 4 x 7 dims) and commands within the speed limit
     assert r["chunks"] >= 10 and r["chunk"][:2] == [4, 28] and r["chunk"][2][-1] == "gripper"
     assert r["twists_active"] >= 20 and r["max_speed"] <= 0.25 + 1e-6 and r["gripper"] >= 20
