@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from ..text_input import resolve_references
-from .gripper_events import gripper_events, gripper_opening
 from .bags import Episode, action_chunks
+from .gripper_events import gripper_events, gripper_opening
 
 
 @dataclass
