@@ -136,6 +136,15 @@ def test_the_session_grounds_the_step_the_temporal_head_chose():
                 head = model.encode_text(**model.tokenize([enc.steps[k]]))
                 per_step.append((model.ground(vis, head, (48, 48)).mask_logits[0].numpy(),
                                  model.denormalize_actions(model.act(vis, head, s))[0].numpy()))
+            # the step head read this frame's gripper count, as training does
+            counts = GripperEvents().update(float(gripper_opening(state, 2)))
+            steps = model.proj_text(model.encode_text(**model.tokenize(enc.steps)).pooled)[None]  # (1, 2, D)
+            valid = torch.ones(1, 2, dtype=torch.bool)
+            emb_v = model.proj_vision(vis.pooled)
+            with_events = model.active_step(emb_v, s, steps, valid, torch.tensor([counts], dtype=torch.float32))
+            without = model.active_step(emb_v, s, steps, valid)
+        np.testing.assert_allclose(res.step_probs, with_events.step_logits.softmax(-1)[0].numpy(), atol=1e-4)
+        assert not np.allclose(res.step_probs, without.step_logits.softmax(-1)[0].numpy(), atol=1e-4)
         k = res.step_index
         np.testing.assert_allclose(res.mask_logits, per_step[k][0], atol=1e-4)
         np.testing.assert_allclose(res.actions, per_step[k][1], atol=1e-4)
@@ -159,7 +168,7 @@ def test_a_step_run_trains_and_its_report_grounds_the_step_it_decoded(batch_part
     raw = {"model": {"vision": {"kind": "hf", "hf_model_type": "siglip", "image_size": 32, "patch_size": 8,
                                 "hidden_size": 32, "num_layers": 1, "num_heads": 2},
                      "text": {"kind": "hf", "max_length": 24, "hidden_size": 32, "num_layers": 1, "num_heads": 2},
-                     "action": {"horizon": 4, "action_dim": 7, "state_dim": 9, "hidden_size": 32},
+                     "action": {"horizon": 4, "action_dim": 7, "state_dim": 9, "hidden_size": 32, "gripper_dims": 2},
                      "projection": {"kind": "mlp", "embed_dim": 32, "hidden_size": 64},
                      "heads": {"num_heads": 2, "policy_layers": 1, "max_steps": 3, "ground_steps": True}},
            "data": {"hold_out": ["family=pick_then_place"], "val_fraction": 0.0},

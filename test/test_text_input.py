@@ -40,3 +40,7 @@ def test_it_in_a_later_step_names_the_thing_the_step_before_acts_on():
     # "it" as a whole word only
     assert resolve_references(["grab the red block", "lift it onto the kit"]) == \
         ["grab the red block", "lift the red block onto the kit"]
+    # a particle or a direction after the object is not part of it; any case
+    assert resolve_references(["pick the red cube up", "put it on the plate"])[1] == "put the red cube on the plate"
+    assert resolve_references(["push the red cube left", "push it back"])[1] == "push the red cube back"
+    assert resolve_references(["Pick up The red cube", "Put It down"])[1] == "Put The red cube down"

@@ -230,7 +230,9 @@ class InferenceSession:
             # this frame's best step, never going back (as below, on the host).
             head = enc.tokens
             if m.cfg.heads.ground_steps:
-                head = m.step_text(enc.step_tokens, st.step_logits.argmax(-1).clamp(min=self._last_step))
+                # (bounded by this instruction's steps: a frame of the previous one may have moved it)
+                last = min(self._last_step, k - 1)
+                head = m.step_text(enc.step_tokens, st.step_logits.argmax(-1).clamp(min=last))
             g = m.ground(vis, head, (h, w))
             chunk = m.denormalize_actions(m.act(vis, head, s).float())[0]  # (H, A)
         probs = st.step_logits.float().softmax(-1)[0]
@@ -240,7 +242,7 @@ class InferenceSession:
         res_probs, res_logits, res_chunk = probs.cpu().numpy(), logits.cpu().numpy(), chunk.cpu().numpy()
         self.last_timing = {"encode_ms": (t1 - t0) * 1e3, "heads_ms": (time.perf_counter() - t1) * 1e3}
         # Online form of the monotonic decoding used offline: the step only moves forward.
-        step = max(int(res_probs.argmax()), self._last_step)
+        step = max(int(res_probs.argmax()), min(self._last_step, len(res_probs) - 1))
         self._last_step = step
         return FrameResult(mask=res_logits > 0, mask_logits=res_logits, score=float(g.score[0]),
                            peak=(peak // w, peak % w), step_index=step, step_probs=res_probs,

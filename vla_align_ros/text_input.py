@@ -118,9 +118,11 @@ def split_steps(instruction: str) -> list[str]:
     return resolve_references([f"{verb} {p}" if verb and p.startswith("the ") else p for p in parts])
 
 
-# The thing a step acts on: "the" and the words after it, up to a preposition, a comma or the end.
-_OBJECT = re.compile(r"\bthe (?:\w+ )*?\w+(?= (?:on|onto|to|into|in|from|at|and|then)\b|,|$)")
-_IT = re.compile(r"\bit\b")
+# The thing a step acts on: "the" and the words after it, up to a preposition, a particle or
+# direction ("pick the cube up", "push the cube left"), a comma or the end.
+_OBJECT = re.compile(r"\bthe (?:\w+ )*?\w+(?= (?:on|onto|to|into|in|from|at|and|then|next|near|up|down|left|right"
+                     r"|back|away|off|over)\b|,|$)", re.IGNORECASE)
+_IT = re.compile(r"\bit\b", re.IGNORECASE)
 
 
 def resolve_references(steps: list[str]) -> list[str]:

@@ -147,7 +147,8 @@ def make_batch(samples: BagSamples, idx: Tensor, tokens: TokenTable, max_steps: 
                  motion_ids=to(samples.motion_ids[idx]), actions=to(samples.actions[idx].float()), state=to(samples.state[idx].float()),
                  masks=to(samples.masks[idx]), has_mask=to(samples.has_mask[idx]),
                  step_ids=to(s_ids.view(b, k, -1)), step_attn=to(s_attn.view(b, k, -1)), step_valid=to(valid),
-                 step_index=to(samples.step_index[idx].clamp(max=max_steps - 1)), progress=to(samples.progress[idx]))
+                 step_index=to(torch.minimum(samples.step_index[idx], valid.sum(1) - 1)),  # within the sample's steps
+                 progress=to(samples.progress[idx]))
 
 
 def multi_step_episodes(samples: BagSamples) -> list[Tensor]:
