@@ -94,6 +94,12 @@ class TrimodalModel(nn.Module):
     def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> TextOutput:
         return self.text(input_ids, attention_mask)
 
+    def encode_steps(self, step_ids: Tensor, step_attn: Tensor) -> TextOutput:
+        """(B, K, Ts) token ids and mask of each sample's K step phrases -> their B*K encodings,
+        in sample order (``step_text`` picks one per sample)."""
+        b, k, ts = step_ids.shape
+        return self.encode_text(step_ids.view(b * k, ts), step_attn.view(b * k, ts))
+
     @staticmethod
     def step_text(steps: TextOutput, step: Tensor) -> TextOutput:
         """Each sample's active step phrase: ``steps`` holds K phrases per sample (B*K texts, in

@@ -119,11 +119,11 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
         bsz = b.input_ids.shape[0]
         text_negs = model.proj_text(model.encode_text(b.neg_ids, b.neg_attn).pooled).view(bsz, -1, model.embed_dim)
     out["contrastive"] = model.loss(emb.as_dict(), b.ids, b.motion_ids, text_negs).total if w.contrastive > 0 else zero
-    bsz, k, ts = b.step_ids.shape
+    bsz, k = b.step_ids.shape[:2]
     steps = None  # every sample's K step phrases (B*K texts), for the step heads and the temporal loss
     head_txt = txt  # what the spatial and policy heads read: the whole instruction ...
     if model.cfg.heads.ground_steps:  # ... or the active step's phrase (the true step here)
-        steps = model.encode_text(b.step_ids.view(bsz * k, ts), b.step_attn.view(bsz * k, ts))
+        steps = model.encode_steps(b.step_ids, b.step_attn)
         head_txt = model.step_text(steps, b.step_index)
     out["spatial"] = grounding_loss(model, vis, head_txt, b.masks, b.has_mask) \
         if w.spatial > 0 and bool(b.has_mask.any()) else zero
@@ -142,7 +142,7 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
         out["target"] = zero
     if w.temporal > 0:
         if steps is None:
-            steps = model.encode_text(b.step_ids.view(bsz * k, ts), b.step_attn.view(bsz * k, ts))
+            steps = model.encode_steps(b.step_ids, b.step_attn)
         step_emb = model.proj_text(steps.pooled).view(bsz, k, -1)  # (B, K, D)
         state_out = model.active_step(emb.vision, state, step_emb, b.step_valid, b.events)
         out["temporal"] = F.cross_entropy(state_out.step_logits, b.step_index) + \
@@ -253,8 +253,8 @@ def segment_loss(model: TrimodalModel, sq: SequenceBatch) -> Tensor:
         vis = model.encode_image(sq.images)
         frames = model.proj_vision(vis.pooled).view(e, t, -1)  # (E, T, D)
     seq = model.frame_features(frames, model.normalize_state(sq.state))  # (E, T, D)
-    k, ts = sq.step_ids.shape[1:]
-    st = model.encode_text(sq.step_ids.view(e * k, ts), sq.step_attn.view(e * k, ts))
+    k = sq.step_ids.shape[1]
+    st = model.encode_steps(sq.step_ids, sq.step_attn)
     steps = model.proj_text(st.pooled).view(e, k, -1)  # (E, K, D)
     start, end = model.temporal.localize_steps(seq, sq.mask, steps)  # (E, K, T)
     v = sq.step_valid

@@ -48,8 +48,8 @@ def _forward_all(model: TrimodalModel, s: BagSamples, tokens: TokenTable, max_st
         emb = model.embed(vis, txt, model.normalize_actions(b.actions), state)
         for k in ("vision", "text", "action"):
             out[k].append(getattr(emb, k))
-        bsz, k, ts = b.step_ids.shape
-        st = model.encode_text(b.step_ids.view(bsz * k, ts), b.step_attn.view(bsz * k, ts))
+        bsz, k = b.step_ids.shape[:2]
+        st = model.encode_steps(b.step_ids, b.step_attn)
         steps = model.proj_text(st.pooled).view(bsz, k, -1)
         logits = model.active_step(emb.vision, state, steps, b.step_valid, b.events).step_logits
         out["step_logits"].append(F.pad(logits, (0, max_steps - k), value=float("-inf")))
