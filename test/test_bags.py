@@ -307,12 +307,14 @@ def test_joint_state_and_twist_cdr_fast_paths_match_rosbags(frame_id, names):
     T = ts.types
     header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=7, nanosec=9), frame_id=frame_id)
     pos = np.linspace(-1.5, 2.5, len(names))
-    js = T["sensor_msgs/msg/JointState"](header=header, name=names, position=pos, velocity=np.zeros(len(names)),
-                                         effort=np.array([], dtype=np.float64))
-    raw = ts.serialize_cdr(js, "sensor_msgs/msg/JointState")
-    stamp, got = parse_joint_state_cdr(raw)
-    assert stamp == 7 * 10**9 + 9 and np.array_equal(got, pos.astype(np.float32))
-    assert parse_joint_state_cdr(b"\x00\x00\x00\x00" + bytes(raw[4:])) is None
+    for vel in (np.linspace(0.5, -0.25, len(names)), np.array([], dtype=np.float64)):  # recorded, or left out
+        js = T["sensor_msgs/msg/JointState"](header=header, name=names, position=pos, velocity=vel,
+                                             effort=np.array([1.0], dtype=np.float64))
+        raw = ts.serialize_cdr(js, "sensor_msgs/msg/JointState")
+        stamp, (got, got_vel) = parse_joint_state_cdr(raw)
+        assert stamp == 7 * 10**9 + 9 and np.array_equal(got, pos.astype(np.float32))
+        assert np.array_equal(got_vel, vel.astype(np.float32))
+        assert parse_joint_state_cdr(b"\x00\x00\x00\x00" + bytes(raw[4:])) is None
     v3 = T["geometry_msgs/msg/Vector3"]
     tw = T["geometry_msgs/msg/TwistStamped"](header=header, twist=T["geometry_msgs/msg/Twist"](
         linear=v3(x=0.1, y=-0.2, z=0.3), angular=v3(x=-0.4, y=0.5, z=-0.6)))

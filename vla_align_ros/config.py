@@ -146,6 +146,14 @@ class ActionConfig:
     # The last gripper_dims entries of the robot state are the gripper's fingers (their sum is its
     # opening): heads.ground_steps counts grasps and releases from them. 0: no gripper in the state.
     gripper_dims: int = 0
+    # The state also carries the joints' velocities (joint_states.velocity, or position differences
+    # where a recorder left it empty), after the state_dim positions: where the arm is going now.
+    velocity: bool = False
+
+    @property
+    def state_width(self) -> int:
+        """Entries of the state vector the model reads: the positions, then their velocities."""
+        return self.state_dim * (2 if self.velocity else 1)
 
     def __post_init__(self) -> None:
         _choice("action.kind", self.kind, ("mlp", "transformer"))

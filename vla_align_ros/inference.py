@@ -146,7 +146,8 @@ class InferenceSession:
 
     def step(self, image: np.ndarray, state: np.ndarray | None = None, key: object = None) -> FrameResult:
         """image: (H, W, 3) uint8 RGB (a view of the message buffer is fine: it is read once);
-        state: (S,) joint positions in the training order, or None; key: the frame's identity
+        state: (S,) joint positions in the training order (then their velocities, (2S,), for a
+        model with ``action.velocity``), or None; key: the frame's identity
         (its stamp): a second call with the same key and instruction returns the same result
         without running the model again (perception and policy in one process)."""
         with self.lock:
@@ -220,8 +221,8 @@ class InferenceSession:
                 s = m.normalize_state(torch.as_tensor(np.asarray(state, dtype=np.float32), device=self.device)[None])
             events = None
             if m.cfg.heads.ground_steps and state is not None and m.cfg.action.gripper_dims > 0:
-                counts = self._gripper.update(float(gripper_opening(np.asarray(state, dtype=np.float32),
-                                                                    m.cfg.action.gripper_dims)))
+                positions = np.asarray(state, dtype=np.float32)[: m.cfg.action.state_dim]
+                counts = self._gripper.update(float(gripper_opening(positions, m.cfg.action.gripper_dims)))
                 events = torch.tensor([counts], dtype=torch.float32, device=self.device)  # (1, 2)
             emb_v = m.proj_vision(vis.pooled)  # (1, D)
             k = enc.step_emb.shape[1]

@@ -33,7 +33,7 @@ def frame_latency(session: InferenceSession, image_hw: tuple[int, int] = (480, 6
     rclpy node to publish from (the publish stage is skipped without one)."""
     msg = _image_msg(*image_hw)
     session.set_instruction(INSTRUCTION)
-    state = np.zeros(session.model.cfg.action.state_dim, dtype=np.float32)
+    state = np.zeros(session.model.cfg.action.state_width, dtype=np.float32)
     limits = TwistLimits(0.25, 1.0, 0.08, 0.4, (0.25, -0.35, 0.045), (0.75, 0.35, 0.45))
     ee = np.array([0.5, 0.0, 0.3])
     pubs = None

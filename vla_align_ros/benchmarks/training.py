@@ -21,7 +21,7 @@ def _random_batch(model: TrimodalModel, batch: int, device: torch.device, seed: 
         "images": torch.randint(0, 256, (batch, s, s, 3), dtype=torch.uint8, generator=g).to(device),
         "input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"],
         "actions": torch.randn(batch, cfg.action.horizon, cfg.action.action_dim, generator=g).to(device),
-        "state": torch.randn(batch, max(cfg.action.state_dim, 1), generator=g)[:, : cfg.action.state_dim].to(device),
+        "state": torch.randn(batch, max(cfg.action.state_width, 1), generator=g)[:, : cfg.action.state_width].to(device),
         "ids": (torch.arange(batch) % max(batch // 4, 1)).to(device),
     }
 

@@ -27,7 +27,7 @@ class BagSamples:
     ids: Tensor  # (N,) composition id: the same task (whatever the phrasing) shares an id
     motion_ids: Tensor  # (N,) what the arm's motion alone tells apart (see ``motion_key``)
     actions: Tensor  # (N, H, A) action chunks
-    state: Tensor  # (N, S) joint positions
+    state: Tensor  # (N, S) joint positions (then their velocities: (N, 2S) with action.velocity)
     masks: Tensor  # (N, H, W) bool, the object of the active step (all False when unknown)
     has_mask: Tensor  # (N,) bool
     step_index: Tensor  # (N,) active step
@@ -148,9 +148,10 @@ def _phrase_targets(ep: Episode, object_names: Sequence[str], seed: int) -> tupl
 
 
 def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names: Sequence[str] | None = None,
-                        gripper_dims: int = 0) -> BagSamples:
+                        gripper_dims: int = 0, velocity: bool = False) -> BagSamples:
     """``object_names``: the label order of the segmentation images (label i+1 = object i);
-    ``gripper_dims``: the last state entries that are the gripper's fingers (events need them)."""
+    ``gripper_dims``: the last state entries that are the gripper's fingers (events need them);
+    ``velocity``: the state is the joint positions and then their velocities (``action.velocity``)."""
     keys: dict[str, int] = {}
     motions: dict[str, int] = {}
     parts: dict[str, list] = {k: [] for k in ("images", "texts", "ids", "motion_ids", "actions", "state", "masks", "has_mask",
@@ -180,7 +181,7 @@ def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names:
         parts["ids"] += [cid] * t
         parts["motion_ids"] += [motions.setdefault(motion_key(ep), len(motions))] * t
         parts["actions"].append(torch.from_numpy(chunks))
-        parts["state"].append(torch.from_numpy(ep.joints))
+        parts["state"].append(torch.from_numpy(np.concatenate([ep.joints, ep.velocities], 1) if velocity else ep.joints))
         parts["masks"].append(torch.from_numpy(masks))
         parts["has_mask"].append(torch.from_numpy(has))
         parts["target_masks"].append(torch.from_numpy(targets))

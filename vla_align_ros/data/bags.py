@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..image_conv import ImageError, image_to_array
+from .joint_state import joint_arrays
 
 
 class BagError(ValueError):
@@ -59,6 +60,7 @@ class Episode:
     stamps: np.ndarray  # (T,) int64 nanoseconds (header stamps)
     images: np.ndarray  # (T, H, W, 3) uint8
     joints: np.ndarray  # (T, J) positions
+    velocities: np.ndarray  # (T, J) as recorded, or position differences where none was (joint_arrays)
     actions: np.ndarray  # (T, A)
     action_space: str  # "ee_twist_gripper" | "joint_delta"
     labels: np.ndarray | None  # (T, H, W) uint8 segmentation labels
@@ -126,9 +128,23 @@ def _skip_string(mv: memoryview, pos: int) -> int:
     return pos + 4 + n
 
 
-def parse_joint_state_cdr(raw: bytes | memoryview) -> tuple[int, np.ndarray] | None:
-    """(stamp ns, positions float32) of a little-endian CDR ``sensor_msgs/msg/JointState``, or
-    None when the bytes are not laid out that way (the caller deserialises normally)."""
+def _read_f8_array(mv: memoryview, pos: int) -> tuple[np.ndarray, int] | None:
+    """A CDR float64 sequence at ``pos`` -> (float32 values, the position after it), or None
+    when it does not fit in the bytes."""
+    pos += -(pos - 4) % 4
+    (n,) = _U32.unpack_from(mv, pos)
+    pos += 4
+    if n:
+        pos += -(pos - 4) % 8
+    if pos + 8 * n > len(mv):
+        return None
+    return np.frombuffer(mv, dtype="<f8", count=n, offset=pos).astype(np.float32), pos + 8 * n
+
+
+def parse_joint_state_cdr(raw: bytes | memoryview) -> tuple[int, tuple[np.ndarray, np.ndarray]] | None:
+    """(stamp ns, (positions, velocities) float32) of a little-endian CDR
+    ``sensor_msgs/msg/JointState`` (velocities as recorded: possibly empty), or None when the bytes
+    are not laid out that way (the caller deserialises normally)."""
     mv = memoryview(raw)
     if len(mv) < 8 or mv[1] != 1:
         return None
@@ -140,13 +156,13 @@ def parse_joint_state_cdr(raw: bytes | memoryview) -> tuple[int, np.ndarray] | N
         pos += 4
         for _ in range(count):
             pos = _skip_string(mv, pos)
-        pos += -(pos - 4) % 4
-        (n,) = _U32.unpack_from(mv, pos)
-        pos += 4
-        pos += -(pos - 4) % 8
-        if pos + 8 * n > len(mv):
+        position = _read_f8_array(mv, pos)
+        if position is None:
             return None
-        return sec * 1_000_000_000 + nsec, np.frombuffer(mv, dtype="<f8", count=n, offset=pos).astype(np.float32)
+        velocity = _read_f8_array(mv, position[1])
+        if velocity is None:
+            return None
+        return sec * 1_000_000_000 + nsec, (position[0], velocity[0])
     except (struct.error, ValueError):
         return None
 
@@ -234,7 +250,7 @@ class FrameStore:
 # no read buffer it is a view of) outlives its turn in the read loop.
 _VALUE: dict[str, Any] = {
     "instruction": lambda m: str(m.data), "task": lambda m: str(m.data), "phase": lambda m: str(m.data),
-    "joint_states": lambda m: np.array(m.position, dtype=np.float32),
+    "joint_states": lambda m: (np.array(m.position, dtype=np.float32), np.array(m.velocity, dtype=np.float32)),
     "twist_cmd": lambda m: (m.twist.linear.x, m.twist.linear.y, m.twist.linear.z, m.twist.angular.x,
                             m.twist.angular.y, m.twist.angular.z),
     "gripper_cmd": lambda m: float(m.data),
@@ -363,8 +379,8 @@ def _episodes_from_streams(bag: str, s: dict[str, list[tuple[int, Any]]], slop: 
     instr = s.get("instruction", [])
     img_t = stamps("image")
     img_slot = np.fromiter((slot for _, slot in s["image"]), dtype=np.int64)
-    js = s.get("joint_states", [])
     js_t = stamps("joint_states")
+    js_q, js_dq = joint_arrays(js_t, [v for _, v in s.get("joint_states", [])])
     twists, tw_t = s.get("twist_cmd", []), stamps("twist_cmd")
     tw_v = np.array([v for _, v in twists], dtype=np.float64).reshape(-1, 6)
     grips, grip_t = s.get("gripper_cmd", []), stamps("gripper_cmd")
@@ -398,7 +414,7 @@ def _episodes_from_streams(bag: str, s: dict[str, list[tuple[int, Any]]], slop: 
             continue
         t, j, c = t[rows], j[rows], c[rows]
         images = stores["image"].take(img_slot[a + rows])
-        joints = np.stack([js[i][1] for i in j])
+        joints, velocities = js_q[j], js_dq[j]
         if twists:
             # The final frame after the last command has none: the arm is told to stand still.
             lin_ang = np.where((c >= 0)[:, None], tw_v[np.maximum(c, 0)], 0.0)  # (T, 6)
@@ -417,7 +433,7 @@ def _episodes_from_streams(bag: str, s: dict[str, list[tuple[int, Any]]], slop: 
         p0, p1 = np.searchsorted(ph_t, [t0, t1], side="left")
         step_index = _step_labels(t, ph_t[p0:p1], [m for _, m in phases[p0:p1]], actions, space, len(steps))
         out.append(Episode(bag=bag, instruction=imsg, task=task, stamps=t.astype(np.int64), images=images,
-                           joints=joints, actions=actions, action_space=space, labels=labels, step_index=step_index,
+                           joints=joints, velocities=velocities, actions=actions, action_space=space, labels=labels, step_index=step_index,
                            steps=steps))
     return out
 

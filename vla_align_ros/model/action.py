@@ -12,7 +12,7 @@ class ActionEncoder(nn.Module):
     def __init__(self, cfg: ActionConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        h, a, s, d = cfg.horizon, cfg.action_dim, cfg.state_dim, cfg.hidden_size
+        h, a, s, d = cfg.horizon, cfg.action_dim, cfg.state_width, cfg.hidden_size
         self.out_dim = d
         if cfg.kind == "mlp":
             layers: list[nn.Module] = [nn.Linear(h * a + s, d), nn.GELU()]
@@ -35,7 +35,7 @@ class ActionEncoder(nn.Module):
             raise ValueError(f"actions shape {tuple(actions.shape)} does not match horizon={self.cfg.horizon}, "
                              f"action_dim={self.cfg.action_dim}")
         if state is None:
-            state = actions.new_zeros(b, self.cfg.state_dim)
+            state = actions.new_zeros(b, self.cfg.state_width)
         if self.cfg.kind == "mlp":
             return self.mlp(torch.cat([actions.flatten(1), state], dim=1))
         st = state if self.cfg.state_dim > 0 else actions.new_zeros(b, 1)

@@ -56,10 +56,10 @@ class TrimodalModel(nn.Module):
                                               cfg.heads.max_steps, dropout=cfg.heads.dropout)
         # Robot state beside each frame of a motion, for temporal localisation (gripper
         # open/close and height mark where steps change).
-        self.frame_state = nn.Sequential(nn.Linear(max(cfg.action.state_dim, 1), d), nn.GELU(), nn.Linear(d, d))
+        self.frame_state = nn.Sequential(nn.Linear(max(cfg.action.state_width, 1), d), nn.GELU(), nn.Linear(d, d))
         # Grasps and releases so far, for the active step (heads.ground_steps).
         self.step_events = nn.Linear(2, d) if cfg.heads.ground_steps else None
-        self.policy = PolicyHead(d, cfg.action.horizon, cfg.action.action_dim, cfg.action.state_dim,
+        self.policy = PolicyHead(d, cfg.action.horizon, cfg.action.action_dim, cfg.action.state_width,
                                  cfg.heads.policy_layers, cfg.heads.num_heads, dropout=cfg.heads.dropout,
                                  keypoints=2 if cfg.heads.policy_keypoints else 0)
         self.loss = TrimodalLoss(cfg.loss, d)
@@ -67,8 +67,8 @@ class TrimodalModel(nn.Module):
         # the weights so a deployed model sees exactly what it was trained on.
         self.register_buffer("action_mean", torch.zeros(cfg.action.action_dim))
         self.register_buffer("action_std", torch.ones(cfg.action.action_dim))
-        self.register_buffer("state_mean", torch.zeros(cfg.action.state_dim))
-        self.register_buffer("state_std", torch.ones(cfg.action.state_dim))
+        self.register_buffer("state_mean", torch.zeros(cfg.action.state_width))
+        self.register_buffer("state_std", torch.ones(cfg.action.state_width))
 
     def normalize_actions(self, actions: Tensor) -> Tensor:
         return (actions - self.action_mean) / self.action_std

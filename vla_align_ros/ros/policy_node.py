@@ -36,6 +36,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from ..control import EStopLatch, SafetyCounters, TwistLimits, Watchdog, filter_gripper, filter_joint_target, filter_twist
 from ..control.freshness import StampFilter
 from ..control.safety import JointLimits, Outcome, joint_indices
+from ..data.joint_state import VelocityTracker
 from ..image_conv import ImageError, image_to_array
 from ..text_input import InstructionError, InstructionGate
 from .model_node import ModelLifecycleNode
@@ -104,12 +105,15 @@ class PolicyNode(ModelLifecycleNode):
             "estop_reset": "/estop_reset", "status": "~/status"}.items()}
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._lock = threading.Lock()
+        self._velocity: VelocityTracker | None = None  # set in configure for a model that reads velocities
         self._reset_state()
 
     # ---- state ----------------------------------------------------------------------------------
     def _reset_state(self) -> None:
         self._state: np.ndarray | None = None
         self._arm_q: np.ndarray | None = None
+        if self._velocity is not None:
+            self._velocity.reset()
         self._chunk: tuple[np.ndarray, float] | None = None  # ((H, A), monotonic of its image)
         self._prev_cmd: np.ndarray | None = None
         self._moving = False  # the last thing sent was a motion command (so a hold is owed on stale input)
@@ -180,6 +184,7 @@ class PolicyNode(ModelLifecycleNode):
         if model_state and model_state != len(self.p_state_names):
             raise ValueError(f"the model reads {model_state} state values; state_joint_names has "
                              f"{len(self.p_state_names)}: {self.p_state_names}")
+        self._velocity = VelocityTracker() if self.session.model.cfg.action.velocity else None
         self._reset_state()
         self.watchdog = Watchdog(["image", "model"], self.p_timeout)
         self.stamps = StampFilter(self.p_image_age, self.p_future)
@@ -318,7 +323,12 @@ class PolicyNode(ModelLifecycleNode):
         if not np.all(np.isfinite(pos[idx])):
             self._drop("joint_states", "non-finite joint positions")
             return
-        self._state, self._arm_q = pos[idx].astype(np.float32), pos[arm_idx]
+        state = pos[idx].astype(np.float32)
+        if self._velocity is not None:  # the model reads the joints' velocities too (action.velocity)
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            vel = np.asarray(msg.velocity, dtype=np.float32)
+            state = np.r_[state, self._velocity.update(stamp, state, vel[idx] if len(vel) == len(names) else vel[:0])]
+        self._state, self._arm_q = state, pos[arm_idx]
         if self.session is not None:
             self.session.latest_state = self._state
 

@@ -247,7 +247,8 @@ def evaluate_run(run: Path, bags: Sequence[str | Path], out: Path, max_frames: i
     for name, idx in groups.items():
         if not idx:
             continue
-        s = _subsample(episodes_to_samples([episodes[i] for i in idx], h, names, model.cfg.action.gripper_dims),
+        s = _subsample(episodes_to_samples([episodes[i] for i in idx], h, names, model.cfg.action.gripper_dims,
+                                           model.cfg.action.velocity),
                        max_frames)
         tokens = TokenTable(model, list(s.texts) + [t for st in s.step_texts for t in st] + list(s.phrase_texts))
         metrics[name], forwards[name] = _split_metrics(model, untrained, s, tokens, model.cfg.heads.max_steps,

@@ -310,8 +310,9 @@ def prepare_data(bags: Sequence[str | Path], cfg: TrainConfig) -> dict[str, Any]
 
         names = [o.name for o in OBJECTS]
     h = cfg.model.action.horizon
-    grip = cfg.model.action.gripper_dims
-    parts = {k: episodes_to_samples([episodes[i] for i in v], h, names, grip) if v else None for k, v in split.items()}
+    grip, vel = cfg.model.action.gripper_dims, cfg.model.action.velocity
+    parts = {k: episodes_to_samples([episodes[i] for i in v], h, names, grip, vel) if v else None
+             for k, v in split.items()}
     return {"episodes": episodes, "stats": stats, "split": split, "samples": parts}
 
 
