@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from vla_align_ros.metrics import (alignment, chance_recall_at_1, hubness, mask_iou, modality_gap,
                                    pointing_accuracy, retrieval_scores, temporal_iou, uniformity)
-from vla_align_ros.metrics.retrieval import first_correct_rank
+from vla_align_ros.metrics.retrieval import coarse_bound_r1, first_correct_rank
 
 
 def test_first_correct_rank_counts_any_duplicate_as_a_hit():
@@ -38,6 +38,25 @@ def test_chance_recall():
     ids = torch.tensor([0, 0, 1, 2])
     # two queries see 2/4 correct, two see 1/4 -> mean 0.375
     assert chance_recall_at_1(ids, ids) == pytest.approx(0.375)
+
+
+def test_the_best_task_level_recall_when_one_side_only_shows_the_motion():
+    # tasks 0, 1 share motion 0 (3 and 1 frames); task 2 is motion 1 alone (2 frames)
+    tasks = torch.tensor([0, 0, 0, 1, 2, 2])
+    motions = torch.tensor([0, 0, 0, 0, 1, 1])
+    b = coarse_bound_r1(tasks, motions)
+    assert b["fine_to_coarse"] == pytest.approx((3 * 3 / 4 + 1 / 4 + 2 * 1.0) / 6)
+    assert b["coarse_to_fine"] == pytest.approx((4 * 3 / 4 + 2 * 1.0) / 6)
+    # Random rankings within each motion reach the first bound on average.
+    g = torch.Generator().manual_seed(0)
+    hits = []
+    for _ in range(2000):
+        noise = torch.rand(6, 6, generator=g)
+        scores = (motions[:, None] == motions[None, :]).float() + 0.5 * noise  # same motion first, random order
+        hits.append(float((tasks[scores.argmax(1)] == tasks).float().mean()))
+    assert sum(hits) / len(hits) == pytest.approx(b["fine_to_coarse"], abs=0.01)
+    with pytest.raises(ValueError, match="spans several"):
+        coarse_bound_r1(torch.tensor([0, 0]), torch.tensor([0, 1]))
 
 
 def test_modality_gap_alignment_uniformity():

@@ -19,7 +19,7 @@ from vla_align_ros.model import TrimodalModel, save_checkpoint
 SIM_LIKE = """
 vision: {kind: hf, hf_model_type: siglip, image_size: 48, patch_size: 8, hidden_size: 32, num_layers: 1, num_heads: 2}
 text: {kind: hf, max_length: 24, hidden_size: 32, num_layers: 1, num_heads: 2}
-action: {horizon: 4, action_dim: 7, state_dim: 9, hidden_size: 32, kind: mlp}
+action: {horizon: 4, action_dim: 7, state_dim: 9, hidden_size: 32, kind: mlp, velocity: true}
 projection: {kind: linear, embed_dim: 32}
 heads: {num_heads: 2, policy_layers: 1, temporal_layers: 1, max_steps: 4, fine_channels: 4, policy_relevance: true}
 """

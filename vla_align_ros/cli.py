@@ -27,11 +27,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .ros.closed_loop import run_closed_loop
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else shipped_model("sim_tiny")
-    if not args.checkpoint:
-        print(f"[demo] closed loop with the shipped model {checkpoint} (the default recipe, 1500 steps on 240 "
-              f"recorded episodes; `make checkpoint` rebuilds it, `vla-align demo --train` records and trains one)")
     cfg_file = checkpoint / "train_config.json"  # the run's own hold-out patterns
-    hold_out = json.loads(cfg_file.read_text())["data"]["hold_out"] if cfg_file.is_file() else ["target=yellow_plate"]
+    run_cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+    hold_out = run_cfg.get("data", {}).get("hold_out", ["target=yellow_plate"])
+    if not args.checkpoint:
+        print(f"[demo] closed loop with the shipped model {checkpoint} (the default recipe, {run_cfg.get('steps', '?')} "
+              f"steps on 240 recorded episodes; `make checkpoint` rebuilds it, `vla-align demo --train` records and "
+              f"trains one)")
     summary = run_closed_loop(checkpoint, args.out, episodes=args.episodes, seed=seed, hold_out=hold_out,
                               timeout_s=args.timeout, progress=not args.quiet, policy_mode=args.policy_mode,
                               split=args.split)

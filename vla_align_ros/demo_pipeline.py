@@ -37,7 +37,7 @@ def run_pipeline_demo(out: Path, record_episodes_n: int = 60, train_steps: int =
 
     run = out / "run"
     cfg = TrainConfig.from_yaml(package_config("train/sim_tiny.yaml"))
-    cfg.steps = train_steps
+    full_steps, cfg.steps = cfg.steps, train_steps
     cfg.checkpoint_every = max(train_steps // 3, 1)
     t0 = time.perf_counter()
     cfg_file = run / "train_config.json"
@@ -48,7 +48,7 @@ def run_pipeline_demo(out: Path, record_episodes_n: int = 60, train_steps: int =
         if run.exists() and not same:
             shutil.rmtree(run)  # another demo length: start over
         log(f"[demo 2/3] training config/train/sim_tiny.yaml for {train_steps} steps (the full recipe: "
-            f"1500) into {run}")
+            f"{full_steps}) into {run}")
         train([bag], cfg, run, resume=resume_dir(run) is not None, progress=progress)
     timings["train_s"] = round(time.perf_counter() - t0, 1)
 

@@ -112,3 +112,25 @@ def chance_recall_at_1(query_ids: Tensor, gallery_ids: Tensor) -> float:
     """Expected R@1 of a random ranking: mean over queries of (#correct items / M)."""
     correct = (query_ids[:, None] == gallery_ids[None, :]).float()
     return float(correct.mean(dim=1).mean())
+
+
+def coarse_bound_r1(ids: Tensor, coarse_ids: Tensor) -> dict[str, float]:
+    """The best R@1 at the level of ``ids`` (tasks) that any retrieval can reach when one side
+    tells items apart only by ``coarse_ids`` (motions: an action chunk carries no colour), on a
+    set that is both queries and gallery. Each id must lie within one coarse id.
+
+    * ``fine_to_coarse`` (text->action): the query knows its task, the gallery only motions; at
+      best the query's motion comes first and ties break at random: #task / #motion.
+    * ``coarse_to_fine`` (action->text): the query knows only its motion; at best it names the
+      most frequent task of that motion: max_task #task / #motion.
+    """
+    fine, coarse = ids.long(), coarse_ids.long()
+    n_fine = (fine[:, None] == fine[None, :]).sum(1).float()  # (N,) items of the query's task
+    n_coarse = (coarse[:, None] == coarse[None, :]).sum(1).float()  # (N,) items of its motion
+    if bool((n_fine > n_coarse).any()):
+        raise ValueError("an id spans several coarse ids")
+    most = torch.zeros_like(n_fine)
+    for c in coarse.unique():
+        sel = coarse == c
+        most[sel] = n_fine[sel].max()
+    return {"fine_to_coarse": float((n_fine / n_coarse).mean()), "coarse_to_fine": float((most / n_coarse).mean())}

@@ -16,7 +16,8 @@ from ..config import from_dict
 from ..data.bag_dataset import BagSamples, episodes_to_samples, split_episodes
 from ..data.bags import BagTopics, read_episodes
 from ..metrics import alignment, hubness, mask_iou, modality_gap, pointing_accuracy, temporal_iou, uniformity
-from ..metrics.retrieval import CORRECTIONS, chance_recall_at_1, first_correct_rank, mean_r1, pairwise_retrieval
+from ..metrics.retrieval import (CORRECTIONS, chance_recall_at_1, coarse_bound_r1, first_correct_rank, mean_r1,
+                                 pairwise_retrieval)
 from ..model.checkpoint import load_checkpoint
 from ..model.heads import decode_monotonic_steps, decode_segment
 from ..model.trimodal import TrimodalModel
@@ -146,6 +147,10 @@ def _split_metrics(model: TrimodalModel, untrained: TrimodalModel, s: BagSamples
     m["distinct_motions"] = int(s.motion_ids.unique().numel())
     m["chance_r1_motion"] = chance_recall_at_1(s.motion_ids, s.motion_ids)
     m["retrieval_motion"] = {k: v["r1"] for k, v in pairwise_retrieval(emb, s.motion_ids).items()}
+    # The best task-level R@1 any model can reach between text and action on these frames, since
+    # an action tells tasks apart only as far as their motions differ.
+    bound = coarse_bound_r1(s.ids, s.motion_ids)
+    m["r1_bound_text_action"] = {"text->action": bound["fine_to_coarse"], "action->text": bound["coarse_to_fine"]}
     m["modality_gap"] = {"vision-text": modality_gap(emb["vision"], emb["text"]),
                          "vision-action": modality_gap(emb["vision"], emb["action"]),
                          "text-action": modality_gap(emb["text"], emb["action"])}
@@ -276,6 +281,7 @@ def _summary(m: dict[str, Any]) -> dict[str, Any]:
                      "r1": {k: round(v["r1"], 3) for k, v in s["retrieval"].items()},
                      "chance_r1_motion": round(s["chance_r1_motion"], 3),
                      "r1_motion": {k: round(v, 3) for k, v in s["retrieval_motion"].items()},
+                     "r1_bound_text_action": {k: round(v, 3) for k, v in s["r1_bound_text_action"].items()},
                      "mask_iou": s.get("mask_iou"), "pointing_accuracy": s.get("pointing_accuracy"),
                      "phrase_mask_iou": s.get("phrase_mask_iou"),
                      "phrase_pointing_accuracy": s.get("phrase_pointing_accuracy"),
@@ -299,6 +305,8 @@ def _markdown(m: dict[str, Any], pngs: list[str]) -> str:
     for d in m[splits[0]]["retrieval"]:
         rows.append((f"R@1 {d} (untrained)", lambda s, d=d: f"{s['retrieval'][d]['r1']:.3f} ({s['retrieval_untrained'][d]:.3f})"))
         rows.append((f"mean rank {d}", lambda s, d=d: s["retrieval"][d]["mean_rank"]))
+    rows.append(("best possible R@1 text->action / action->text (an action shows the motion, not the colours)",
+                 lambda s: " / ".join(f"{v:.3f}" for v in s["r1_bound_text_action"].values())))
     rows.append(("distinct motions / chance R@1", lambda s: f"{s['distinct_motions']} / {s['chance_r1_motion']:.3f}"))
     for d in m[splits[0]]["retrieval_motion"]:
         rows.append((f"motion-level R@1 {d}", lambda s, d=d: s["retrieval_motion"][d]))
