@@ -59,6 +59,16 @@ def test_the_best_task_level_recall_when_one_side_only_shows_the_motion():
         coarse_bound_r1(torch.tensor([0, 0]), torch.tensor([0, 1]))
 
 
+def test_episode_embeddings_average_each_episodes_frames():
+    from vla_align_ros.training.report import episode_embeddings
+
+    frames = {"vision": torch.tensor([[1.0, 0.0], [0.0, 1.0], [3.0, 4.0]])}
+    emb, ids = episode_embeddings(frames, torch.tensor([7, 7, 2]), torch.tensor([5, 5, 9]))
+    # episodes in sorted order: 2 (one frame), 7 (the mean of two, normalised)
+    torch.testing.assert_close(emb["vision"], torch.tensor([[0.6, 0.8], [0.5**0.5, 0.5**0.5]]))
+    assert ids.tolist() == [9, 5]
+
+
 def test_modality_gap_alignment_uniformity():
     a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     b = torch.tensor([[-1.0, 0.0], [0.0, -1.0]])

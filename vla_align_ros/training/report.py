@@ -133,6 +133,20 @@ def _segment_ious(model: TrimodalModel, s: BagSamples, f: dict[str, Any], tokens
     return ious, segments
 
 
+def episode_embeddings(emb: dict[str, torch.Tensor], episode: torch.Tensor, ids: torch.Tensor
+                       ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """{modality: (N, D)} frame embeddings, (N,) episode and task ids -> {modality: (E, D)} the
+    normalised mean over each episode's frames, and (E,) the episodes' task ids."""
+    eps, inverse = episode.unique(return_inverse=True)  # (E,), (N,)
+    counts = torch.zeros(len(eps)).index_add_(0, inverse, torch.ones(len(episode)))  # (E,)
+    out = {}
+    for k, v in emb.items():
+        total = torch.zeros(len(eps), v.shape[1]).index_add_(0, inverse, v.float())  # (E, D)
+        out[k] = F.normalize(total / counts[:, None], dim=-1)
+    # an episode is one task: any of its frames gives the id
+    return out, torch.zeros(len(eps), dtype=ids.dtype).scatter_(0, inverse, ids)
+
+
 def _split_metrics(model: TrimodalModel, untrained: TrimodalModel, s: BagSamples, tokens: TokenTable,
                    max_steps: int, action_mean: torch.Tensor) -> tuple[dict[str, Any], dict[str, Any]]:
     f = _forward_all(model, s, tokens, max_steps)
@@ -147,6 +161,12 @@ def _split_metrics(model: TrimodalModel, untrained: TrimodalModel, s: BagSamples
     m["distinct_motions"] = int(s.motion_ids.unique().numel())
     m["chance_r1_motion"] = chance_recall_at_1(s.motion_ids, s.motion_ids)
     m["retrieval_motion"] = {k: v["r1"] for k, v in pairwise_retrieval(emb, s.motion_ids).items()}
+    # The same at the level of episodes: each episode's frames (and chunks) averaged into one
+    # embedding, which sees the whole motion where one frame may show only the start of it.
+    ep_emb, ep_ids = episode_embeddings(emb, s.episode, s.ids)
+    m["episodes_retrieved"] = len(ep_ids)
+    m["chance_r1_episode"] = chance_recall_at_1(ep_ids, ep_ids)
+    m["retrieval_episode"] = {k: v["r1"] for k, v in pairwise_retrieval(ep_emb, ep_ids).items()}
     # The best task-level R@1 any model can reach between text and action on these frames, since
     # an action tells tasks apart only as far as their motions differ.
     bound = coarse_bound_r1(s.ids, s.motion_ids)
@@ -282,6 +302,8 @@ def _summary(m: dict[str, Any]) -> dict[str, Any]:
                      "chance_r1_motion": round(s["chance_r1_motion"], 3),
                      "r1_motion": {k: round(v, 3) for k, v in s["retrieval_motion"].items()},
                      "r1_bound_text_action": {k: round(v, 3) for k, v in s["r1_bound_text_action"].items()},
+                     "chance_r1_episode": round(s["chance_r1_episode"], 3),
+                     "r1_episode": {k: round(v, 3) for k, v in s["retrieval_episode"].items()},
                      "mask_iou": s.get("mask_iou"), "pointing_accuracy": s.get("pointing_accuracy"),
                      "phrase_mask_iou": s.get("phrase_mask_iou"),
                      "phrase_pointing_accuracy": s.get("phrase_pointing_accuracy"),
@@ -307,6 +329,10 @@ def _markdown(m: dict[str, Any], pngs: list[str]) -> str:
         rows.append((f"mean rank {d}", lambda s, d=d: s["retrieval"][d]["mean_rank"]))
     rows.append(("best possible R@1 text->action / action->text (an action shows the motion, not the colours)",
                  lambda s: " / ".join(f"{v:.3f}" for v in s["r1_bound_text_action"].values())))
+    rows.append(("episodes (each one embedding: the mean of its frames) / chance R@1",
+                 lambda s: f"{s['episodes_retrieved']} / {s['chance_r1_episode']:.3f}"))
+    for d in m[splits[0]]["retrieval_episode"]:
+        rows.append((f"episode-level R@1 {d}", lambda s, d=d: s["retrieval_episode"][d]))
     rows.append(("distinct motions / chance R@1", lambda s: f"{s['distinct_motions']} / {s['chance_r1_motion']:.3f}"))
     for d in m[splits[0]]["retrieval_motion"]:
         rows.append((f"motion-level R@1 {d}", lambda s, d=d: s["retrieval_motion"][d]))
