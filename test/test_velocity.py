@@ -42,6 +42,11 @@ def test_recorded_velocities_are_kept_and_missing_ones_are_position_differences(
     assert np.array_equal(tracker.update(0.3, q[0], EMPTY), np.zeros(2, np.float32))
 
 
+def test_joint_states_of_different_sizes_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"\[2, 7\] positions"):
+        joint_arrays(np.array([0, 1]), [(np.zeros(7, np.float32), EMPTY), (np.zeros(2, np.float32), EMPTY)])
+
+
 @pytest.fixture(scope="module")
 def episodes(tmp_path_factory):
     d = tmp_path_factory.mktemp("vel_bags") / "bag"
@@ -84,6 +89,8 @@ def test_a_velocity_model_reads_18_state_values_and_counts_events_from_the_posit
         moving = session.step(image, np.r_[positions, np.full(9, 0.3, np.float32)])
         still = session.step(image, np.r_[positions, np.zeros(9, np.float32)])
         assert not np.allclose(moving.actions, still.actions, atol=1e-5)  # the policy reads the velocities
+        with pytest.raises(ValueError, match="reads 18 values \\(9 positions, then their velocities\\)"):
+            session.step(image, positions)  # positions alone: a clear error, not a shape mismatch inside
         # the counter read the fingers' positions (0.04 + 0.04 open), not their velocities
         assert session._gripper.widest == pytest.approx(0.08) and session._gripper.grasps == 0
     finally:

@@ -218,6 +218,10 @@ class InferenceSession:
             t1 = self._mark()
             s = None
             if state is not None and m.cfg.action.state_dim > 0:
+                if np.shape(state) != (m.cfg.action.state_width,):
+                    raise ValueError(f"state has shape {np.shape(state)}; the model reads {m.cfg.action.state_width} "
+                                     f"values ({m.cfg.action.state_dim} positions"
+                                     f"{', then their velocities' if m.cfg.action.velocity else ''})")
                 s = m.normalize_state(torch.as_tensor(np.asarray(state, dtype=np.float32), device=self.device)[None])
             events = None
             if m.cfg.heads.ground_steps and state is not None and m.cfg.action.gripper_dims > 0:

@@ -153,6 +153,9 @@ def node_latency(checkpoint: str, frames: int, width: int = 640, height: int = 4
         ins_pub.publish(String(data=INSTRUCTION))
         arr = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
         msg = Image(**array_to_image_fields(arr, "rgb8"))
+        state = np.asarray(js.position, dtype=np.float32)  # the joints standing still, as published
+        if bare.model.cfg.action.velocity:
+            state = np.r_[state, np.zeros_like(state)]
         if not _wait(node, lambda: img_pub.get_subscription_count() > 0 and node.count_publishers(
                 "/policy_node/action_chunk") > 0, 120):
             procs.check()
@@ -175,7 +178,7 @@ def node_latency(checkpoint: str, frames: int, width: int = 640, height: int = 4
                 lat.pop()  # warm-up frames
             _wait(node, lambda: False, 0.02)  # the node idles between frames, as at camera rate
             t0 = time.perf_counter()
-            bare._step(arr, np.asarray(js.position, dtype=np.float32))  # noqa: SLF001 - the bare forward
+            bare._step(arr, state)  # noqa: SLF001 - the bare forward
             if i >= 5:
                 bare_ms.append((time.perf_counter() - t0) * 1e3)
             _wait(node, lambda: False, 0.02)

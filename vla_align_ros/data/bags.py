@@ -138,7 +138,8 @@ def _read_f8_array(mv: memoryview, pos: int) -> tuple[np.ndarray, int] | None:
         pos += -(pos - 4) % 8
     if pos + 8 * n > len(mv):
         return None
-    return np.frombuffer(mv, dtype="<f8", count=n, offset=pos).astype(np.float32), pos + 8 * n
+    with np.errstate(over="ignore"):  # a corrupt value past float32's range reads as inf
+        return np.frombuffer(mv, dtype="<f8", count=n, offset=pos).astype(np.float32), pos + 8 * n
 
 
 def parse_joint_state_cdr(raw: bytes | memoryview) -> tuple[int, tuple[np.ndarray, np.ndarray]] | None:
@@ -433,8 +434,8 @@ def _episodes_from_streams(bag: str, s: dict[str, list[tuple[int, Any]]], slop: 
         p0, p1 = np.searchsorted(ph_t, [t0, t1], side="left")
         step_index = _step_labels(t, ph_t[p0:p1], [m for _, m in phases[p0:p1]], actions, space, len(steps))
         out.append(Episode(bag=bag, instruction=imsg, task=task, stamps=t.astype(np.int64), images=images,
-                           joints=joints, velocities=velocities, actions=actions, action_space=space, labels=labels, step_index=step_index,
-                           steps=steps))
+                           joints=joints, velocities=velocities, actions=actions, action_space=space, labels=labels,
+                           step_index=step_index, steps=steps))
     return out
 
 

@@ -21,6 +21,9 @@ def joint_arrays(stamps: np.ndarray, values: Sequence[tuple[np.ndarray, np.ndarr
     positions to the message before it over their stamps (zero for the first message)."""
     if not values:
         return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
+    sizes = sorted({len(p) for p, _ in values})
+    if len(sizes) > 1:
+        raise ValueError(f"joint_states messages carry {sizes} positions: one topic must name every joint")
     q = np.stack([p for p, _ in values]).astype(np.float32)  # (N, J)
     dq = np.full(q.shape, np.nan, dtype=np.float32)
     for i, (p, v) in enumerate(values):
