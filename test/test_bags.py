@@ -315,6 +315,11 @@ def test_joint_state_and_twist_cdr_fast_paths_match_rosbags(frame_id, names):
         assert stamp == 7 * 10**9 + 9 and np.array_equal(got, pos.astype(np.float32))
         assert np.array_equal(got_vel, vel.astype(np.float32))
         assert parse_joint_state_cdr(b"\x00\x00\x00\x00" + bytes(raw[4:])) is None
+    # no positions, then velocities: the empty sequence is not padded before the next length
+    js = T["sensor_msgs/msg/JointState"](header=header, name=names, position=np.array([], dtype=np.float64),
+                                         velocity=np.array([0.5, -2.0]), effort=np.array([], dtype=np.float64))
+    _, (got, got_vel) = parse_joint_state_cdr(ts.serialize_cdr(js, "sensor_msgs/msg/JointState"))
+    assert got.size == 0 and np.array_equal(got_vel, np.array([0.5, -2.0], np.float32))
     v3 = T["geometry_msgs/msg/Vector3"]
     tw = T["geometry_msgs/msg/TwistStamped"](header=header, twist=T["geometry_msgs/msg/Twist"](
         linear=v3(x=0.1, y=-0.2, z=0.3), angular=v3(x=-0.4, y=0.5, z=-0.6)))

@@ -115,9 +115,10 @@ def chance_recall_at_1(query_ids: Tensor, gallery_ids: Tensor) -> float:
 
 
 def coarse_bound_r1(ids: Tensor, coarse_ids: Tensor) -> dict[str, float]:
-    """The best R@1 at the level of ``ids`` (tasks) that any retrieval can reach when one side
-    tells items apart only by ``coarse_ids`` (motions: an action chunk carries no colour), on a
-    set that is both queries and gallery. Each id must lie within one coarse id.
+    """The best expected R@1 at the level of ``ids`` (tasks) that a retrieval can reach when one
+    side tells items apart only by ``coarse_ids`` (motions: an action chunk carries no colour), on
+    a set that is both queries and gallery. Each id must lie within one coarse id. An expectation:
+    on a finite set, luck (or exact score ties, which the ranks count as hits) can land above it.
 
     * ``fine_to_coarse`` (text->action): the query knows its task, the gallery only motions; at
       best the query's motion comes first and ties break at random: #task / #motion.
