@@ -13,7 +13,7 @@ import torch
 from vla_align_ros.config import ModelConfig
 from vla_align_ros.data.bag_dataset import episodes_to_samples
 from vla_align_ros.data.bags import read_episodes
-from vla_align_ros.data.joint_state import VelocityTracker, joint_arrays
+from vla_align_ros.data.joint_state import VelocityTracker, joint_arrays, model_state
 from vla_align_ros.inference import InferenceSession
 from vla_align_ros.model import TrimodalModel
 from vla_align_ros.sim.record import record_episodes
@@ -40,6 +40,19 @@ def test_recorded_velocities_are_kept_and_missing_ones_are_position_differences(
     assert np.array_equal(tracker.update(0.2, q[3] + 1, EMPTY), np.zeros(2, np.float32))
     tracker.reset()
     assert np.array_equal(tracker.update(0.3, q[0], EMPTY), np.zeros(2, np.float32))
+
+
+def test_a_message_in_another_joint_order_gives_the_models_order_for_positions_and_velocities():
+    wanted = ["j1", "j2", "finger"]
+    names = ["finger", "other", "j2", "j1"]  # a driver's own order, with a joint the model does not read
+    idx = [names.index(n) for n in wanted]
+    pos, vel = np.array([0.04, 9.0, -0.5, 0.25]), np.array([0.1, 7.0, -2.0, 3.0])
+    assert model_state(pos, vel, idx, 1.0, None).tolist() == pytest.approx([0.25, -0.5, 0.04])
+    tracker = VelocityTracker()
+    assert model_state(pos, vel, idx, 1.0, tracker).tolist() == pytest.approx([0.25, -0.5, 0.04, 3.0, -2.0, 0.1])
+    # velocities for only some names: differences of the model's joints over the stamps
+    later = model_state(pos + [0.0, 0.0, 0.1, 0.2], vel[:2], idx, 1.5, tracker)
+    assert later.tolist() == pytest.approx([0.45, -0.4, 0.04, 0.4, 0.2, 0.0])
 
 
 def test_joint_states_of_different_sizes_are_refused_by_name():

@@ -57,3 +57,15 @@ class VelocityTracker:
         if last is None or last[1].shape != q.shape or stamp_s <= last[0]:
             return np.zeros_like(q)
         return (q - last[1]) / np.float32(stamp_s - last[0])
+
+
+def model_state(position: np.ndarray, velocity: np.ndarray, idx: Sequence[int], stamp_s: float,
+                tracker: VelocityTracker | None) -> np.ndarray:
+    """One joint-state message -> the state a model reads: the positions of the joints at ``idx``
+    (the message's order -> the model's), then, with a ``tracker`` (``action.velocity``), their
+    velocities from the same indices (differenced when the message carries none for every name)."""
+    q = np.asarray(position, dtype=np.float32)[list(idx)]
+    if tracker is None:
+        return q
+    v = np.asarray(velocity, dtype=np.float32)
+    return np.r_[q, tracker.update(stamp_s, q, v[list(idx)] if len(v) == len(position) else v[:0])]

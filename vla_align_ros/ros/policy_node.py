@@ -36,7 +36,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from ..control import EStopLatch, SafetyCounters, TwistLimits, Watchdog, filter_gripper, filter_joint_target, filter_twist
 from ..control.freshness import StampFilter
 from ..control.safety import JointLimits, Outcome, joint_indices
-from ..data.joint_state import VelocityTracker
+from ..data.joint_state import VelocityTracker, model_state
 from ..image_conv import ImageError, image_to_array
 from ..text_input import InstructionError, InstructionGate
 from .model_node import ModelLifecycleNode
@@ -323,11 +323,8 @@ class PolicyNode(ModelLifecycleNode):
         if not np.all(np.isfinite(pos[idx])):
             self._drop("joint_states", "non-finite joint positions")
             return
-        state = pos[idx].astype(np.float32)
-        if self._velocity is not None:  # the model reads the joints' velocities too (action.velocity)
-            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-            vel = np.asarray(msg.velocity, dtype=np.float32)
-            state = np.r_[state, self._velocity.update(stamp, state, vel[idx] if len(vel) == len(names) else vel[:0])]
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        state = model_state(pos, np.asarray(msg.velocity, dtype=float), idx, stamp, self._velocity)
         self._state, self._arm_q = state, pos[arm_idx]
         if self.session is not None:
             self.session.latest_state = self._state
