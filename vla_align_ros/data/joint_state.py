@@ -25,20 +25,13 @@ def joint_arrays(stamps: np.ndarray, values: Sequence[tuple[np.ndarray, np.ndarr
     if len(sizes) > 1:
         raise ValueError(f"joint_states messages carry {sizes} positions: one topic must name every joint")
     q = np.stack([p for p, _ in values]).astype(np.float32)  # (N, J)
-    dq = np.full(q.shape, np.nan, dtype=np.float32)
-    for i, (p, v) in enumerate(values):
-        if _recorded(v, p):
-            dq[i] = v
-    missing = np.isnan(dq).any(axis=1)
-    if missing.any():
-        dt = np.diff(stamps.astype(np.float64), prepend=stamps[0]) * 1e-9  # (N,) s
-        diff = np.diff(q, axis=0, prepend=q[:1]) / np.where(dt > 0, dt, np.inf)[:, None]
-        dq[missing] = diff[missing]
+    tracker = VelocityTracker()  # the node's rule, message by message
+    dq = np.stack([tracker.update(int(t) * 1e-9, q[i], v) for i, (t, (_, v)) in enumerate(zip(stamps, values))])
     return q, dq
 
 
 class VelocityTracker:
-    """The streaming form of :func:`joint_arrays`, for a node: one message at a time."""
+    """The rule for one message at a time (a node), which :func:`joint_arrays` runs over a stream."""
 
     def __init__(self) -> None:
         self.reset()

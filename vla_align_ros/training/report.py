@@ -167,7 +167,7 @@ def _split_metrics(model: TrimodalModel, untrained: TrimodalModel, s: BagSamples
     m["episodes_retrieved"] = len(ep_ids)
     m["chance_r1_episode"] = chance_recall_at_1(ep_ids, ep_ids)
     m["retrieval_episode"] = {k: v["r1"] for k, v in pairwise_retrieval(ep_emb, ep_ids).items()}
-    # The best task-level R@1 any model can reach between text and action on these frames, since
+    # The best task-level R@1 any model can expect between text and action on these frames, since
     # an action tells tasks apart only as far as their motions differ.
     bound = coarse_bound_r1(s.ids, s.motion_ids)
     m["r1_bound_text_action"] = {"text->action": bound["fine_to_coarse"], "action->text": bound["coarse_to_fine"]}
@@ -327,7 +327,7 @@ def _markdown(m: dict[str, Any], pngs: list[str]) -> str:
     for d in m[splits[0]]["retrieval"]:
         rows.append((f"R@1 {d} (untrained)", lambda s, d=d: f"{s['retrieval'][d]['r1']:.3f} ({s['retrieval_untrained'][d]:.3f})"))
         rows.append((f"mean rank {d}", lambda s, d=d: s["retrieval"][d]["mean_rank"]))
-    rows.append(("best possible R@1 text->action / action->text (an action shows the motion, not the colours)",
+    rows.append(("best expected R@1 text->action / action->text (an action shows the motion, not the colours)",
                  lambda s: " / ".join(f"{v:.3f}" for v in s["r1_bound_text_action"].values())))
     rows.append(("episodes (each one embedding: the mean of its frames) / chance R@1",
                  lambda s: f"{s['episodes_retrieved']} / {s['chance_r1_episode']:.3f}"))
