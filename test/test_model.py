@@ -119,6 +119,9 @@ def test_fine_features_sharpen_masks_to_the_pixel():
     with torch.no_grad():
         vis = model.encode_image(images)
         assert vis.fine is not None and vis.fine.shape == (2, 8, 32, 32)  # half of the 64 px backbone input
+        # Where only the embedding is read (the motions of the segment loss) the branch is skipped.
+        coarse = model.encode_image(images, fine=False)
+        assert coarse.fine is None and torch.equal(coarse.pooled, vis.pooled) and torch.equal(coarse.patches, vis.patches)
         g = model.ground(vis, model.encode_text(**tok), (64, 64))
         plain = model.spatial(model.patch_proj(vis.patches), vis.grid, model.word_proj(model.encode_text(**tok).tokens),
                               tok["attention_mask"].bool(), (64, 64))

@@ -84,10 +84,11 @@ class TrimodalModel(nn.Module):
         return self.cfg.projection.embed_dim
 
     # ---- encoders -------------------------------------------------------------------------
-    def encode_image(self, images: Tensor) -> VisionOutput:
+    def encode_image(self, images: Tensor, fine: bool = True) -> VisionOutput:
+        """``fine=False``: no fine features (``out.fine`` None), where only the embedding is read."""
         pixels = self.vision.preprocess(images)  # (B, 3, S, S)
         out = self.vision.encode(pixels)
-        if self.fine is not None:
+        if self.fine is not None and fine:
             out.fine = self.fine(pixels)  # (B, C, S/2, S/2)
         return out
 

@@ -215,17 +215,18 @@ def technique_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights, robust
         out["patch_word"] = patch_word_loss(model.patch_proj(vis.patches), model.word_proj(txt.tokens), txt.mask,
                                             ids, log_scale)
     if w.consistency > 0:
-        view = model.proj_vision(model.encode_image(augment_images(b.images, robust)).pooled)
+        view = model.proj_vision(model.encode_image(augment_images(b.images, robust), fine=False).pooled)
         out["consistency"] = consistency_loss(emb.vision, view)
     if w.adversarial > 0:
         text = emb.text.detach()
 
         def attack_loss(pixels: Tensor) -> Tensor:
-            return model.loss.pair_loss("vl", model.proj_vision(model.encode_image(pixels).pooled), text, vl_ids)
+            return model.loss.pair_loss("vl", model.proj_vision(model.encode_image(pixels, fine=False).pooled), text,
+                                        vl_ids)
 
         adv = adversarial_images(b.images, attack_loss, robust)
-        out["adversarial"] = model.loss.pair_loss("vl", model.proj_vision(model.encode_image(adv).pooled), emb.text,
-                                                  vl_ids)
+        out["adversarial"] = model.loss.pair_loss("vl", model.proj_vision(model.encode_image(adv, fine=False).pooled),
+                                                  emb.text, vl_ids)
     return out
 
 
@@ -250,7 +251,7 @@ def segment_loss(model: TrimodalModel, sq: SequenceBatch) -> Tensor:
     trains the localiser on top at a fraction of the cost)."""
     e, t = sq.mask.shape
     with torch.no_grad():
-        vis = model.encode_image(sq.images)
+        vis = model.encode_image(sq.images, fine=False)
         frames = model.proj_vision(vis.pooled).view(e, t, -1)  # (E, T, D)
     seq = model.frame_features(frames, model.normalize_state(sq.state))  # (E, T, D)
     k = sq.step_ids.shape[1]

@@ -359,7 +359,8 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
     geometry = GeometryFrames(train_s) if cfg.objective.geometry > 0 else None
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-                             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr)
+                             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr,
+                            foreach=True)  # one multi-tensor update, not ~230 small ones; the same weights to the bit
     start, log = 0, []
     if resume and resume_dir(run_dir) is not None:
         start, log = _load_resume_state(run_dir, model, opt)
