@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from vla_align_ros.metrics import (alignment, chance_recall_at_1, hubness, mask_iou, modality_gap,
                                    pointing_accuracy, retrieval_scores, temporal_iou, uniformity)
-from vla_align_ros.metrics.retrieval import coarse_bound_r1, first_correct_rank
+from vla_align_ros.metrics.retrieval import coarse_bound_r1, first_correct_rank, recall_curve, tied_ranks
 
 
 def test_first_correct_rank_counts_any_duplicate_as_a_hit():
@@ -32,6 +32,25 @@ def test_first_correct_rank_counts_any_duplicate_as_a_hit():
 def test_retrieval_rejects_queries_without_targets():
     with pytest.raises(ValueError, match="1 queries have no correct item"):
         first_correct_rank(torch.eye(2), torch.eye(2), torch.tensor([0, 9]), torch.tensor([0, 1]))
+
+
+def test_exact_ties_are_broken_at_random_in_expectation():
+    # A collapsed model (every score the same) gets chance, not a hit for every query.
+    ids = torch.tensor([0, 0, 1, 2])
+    same = F.normalize(torch.ones(4, 3), dim=1)
+    s = retrieval_scores(same, same, ids, ids)
+    assert s.r1 == pytest.approx(chance_recall_at_1(ids, ids)) and s.r1 == pytest.approx(0.375)
+    # By hand: query 0 ties 2 correct with 2 wrong items, so 2/3 of a wrong one comes first on
+    # average; query 2 has 1 correct among 4, so 3/2.
+    assert first_correct_rank(same, same, ids, ids).tolist() == pytest.approx([5 / 3, 5 / 3, 2.5, 2.5])
+    # Query 2 within the top 2: its first two places are both wrong with probability 3/4 * 2/3.
+    assert recall_curve(same, same, ids, ids, [1, 2, 4]) == pytest.approx([0.375, (2 * 5 / 6 + 2 * 0.5) / 4, 1.0])
+    # Ties only above the best correct item still count in full: one wrong item strictly higher
+    # and one tied -> rank 2.5, never in the top 1, in the top 2 half the time.
+    sim = torch.tensor([[0.9, 0.5, 0.5, 0.1]])
+    t = tied_ranks(sim, torch.tensor([1]), torch.tensor([0, 1, 2, 3]))
+    assert (int(t.above), int(t.tied), int(t.correct)) == (1, 1, 1)
+    assert float(t.expected_rank()) == 2.5 and [float(t.recall(k)) for k in (1, 2, 3)] == [0.0, 0.5, 1.0]
 
 
 def test_chance_recall():
@@ -55,6 +74,9 @@ def test_the_best_task_level_recall_when_one_side_only_shows_the_motion():
         scores = (motions[:, None] == motions[None, :]).float() + 0.5 * noise  # same motion first, random order
         hits.append(float((tasks[scores.argmax(1)] == tasks).float().mean()))
     assert sum(hits) / len(hits) == pytest.approx(b["fine_to_coarse"], abs=0.01)
+    # Scores that tell only motions apart (exact ties within a motion) reach it exactly.
+    by_motion = (motions[:, None] == motions[None, :]).float()
+    assert float(tied_ranks(by_motion, tasks, tasks).recall(1).mean()) == pytest.approx(b["fine_to_coarse"])
     with pytest.raises(ValueError, match="spans several"):
         coarse_bound_r1(torch.tensor([0, 0]), torch.tensor([0, 1]))
 

@@ -2,7 +2,9 @@
 
 A query counts as answered at rank r when the best-ranked gallery item *with the same group
 id* sits at position r (1-based). Robot data repeats instructions, so many gallery items can
-be correct for one query; ranking one of them first is a hit.
+be correct for one query; ranking one of them first is a hit. Exact score ties are broken at
+random, in expectation: a wrong item that ties with the best correct one comes first half the
+time, where counting it as a hit would give a collapsed model (every score equal) perfect recall.
 """
 
 from __future__ import annotations
@@ -59,33 +61,72 @@ def corrected_scores(query: Tensor, gallery: Tensor, correction: str = "none", k
     raise ValueError(f"correction={correction!r}: must be one of {CORRECTIONS}")
 
 
+@dataclass
+class TiedRanks:
+    """Where each query's first correct gallery item lands when exact score ties are broken at
+    random (a collapsed model, whose items all score the same, then gets chance, not every hit)."""
+
+    above: Tensor  # (N,) wrong items scored strictly higher than the best correct one
+    tied: Tensor  # (N,) wrong items scored the same as it
+    correct: Tensor  # (N,) correct items scored the same as it (>= 1)
+
+    def expected_rank(self) -> Tensor:
+        """(N,) float: among ``correct + tied`` items in random order, the expected count of wrong
+        ones before the first correct one is ``tied / (correct + 1)``."""
+        return 1 + self.above + self.tied / (self.correct + 1)
+
+    def recall(self, k: int) -> Tensor:
+        """(N,) float: the probability that the first correct item is within the top ``k``."""
+        slots = k - self.above  # places of the top k left to the tied block
+        miss = torch.ones(len(self.above), dtype=torch.float64)
+        for i in range(k):  # P(the first `slots` of the tied block are all wrong), one place at a time
+            p = ((self.tied - i).clamp(min=0) / (self.tied + self.correct - i).clamp(min=1)).double()
+            miss = torch.where(slots > i, miss * p, miss)
+        return torch.where(slots > 0, 1 - miss, torch.zeros_like(miss)).float()
+
+
 @torch.no_grad()
-def ranks_from_scores(sim: Tensor, query_ids: Tensor, gallery_ids: Tensor) -> Tensor:
-    """sim: (N, M) scores, ids (N,), (M,) -> (N,) 1-based rank of the first correct item.
-    Queries with no correct item in the gallery are an error."""
+def tied_ranks(sim: Tensor, query_ids: Tensor, gallery_ids: Tensor) -> TiedRanks:
+    """sim: (N, M) scores, ids (N,), (M,) -> each query's first correct item under random tie
+    breaking. Queries with no correct item in the gallery are an error."""
     correct = query_ids[:, None] == gallery_ids[None, :]  # (N, M)
     if not bool(correct.any(dim=1).all()):
         missing = int((~correct.any(dim=1)).sum())
         raise ValueError(f"{missing} queries have no correct item in the gallery")
-    best_correct = sim.masked_fill(~correct, float("-inf")).max(dim=1).values  # (N,)
-    # Rank = 1 + number of wrong items scored strictly higher than the best correct one.
-    return 1 + ((sim > best_correct[:, None]) & ~correct).sum(dim=1)
+    best_correct = sim.masked_fill(~correct, float("-inf")).max(dim=1).values[:, None]  # (N, 1)
+    return TiedRanks(above=((sim > best_correct) & ~correct).sum(dim=1),
+                     tied=((sim == best_correct) & ~correct).sum(dim=1),
+                     correct=((sim == best_correct) & correct).sum(dim=1))
+
+
+def ranks_from_scores(sim: Tensor, query_ids: Tensor, gallery_ids: Tensor) -> Tensor:
+    """sim: (N, M) scores, ids (N,), (M,) -> (N,) expected 1-based rank of the first correct
+    item (ties broken at random; without ties, 1 + the wrong items scored higher)."""
+    return tied_ranks(sim, query_ids, gallery_ids).expected_rank()
 
 
 def first_correct_rank(query: Tensor, gallery: Tensor, query_ids: Tensor, gallery_ids: Tensor,
                        correction: str = "none") -> Tensor:
-    """query: (N, D), gallery: (M, D), ids (N,), (M,) -> (N,) 1-based rank of the first correct
-    item under cosine scores (with ``correction``, see :func:`corrected_scores`)."""
+    """query: (N, D), gallery: (M, D), ids (N,), (M,) -> (N,) expected 1-based rank of the first
+    correct item under cosine scores (with ``correction``, see :func:`corrected_scores`)."""
     return ranks_from_scores(corrected_scores(query, gallery, correction), query_ids, gallery_ids)
+
+
+def recall_curve(query: Tensor, gallery: Tensor, query_ids: Tensor, gallery_ids: Tensor, ks: list[int],
+                 correction: str = "none") -> list[float]:
+    """Recall@k for each k of ``ks`` (ties broken at random, in expectation)."""
+    t = tied_ranks(corrected_scores(query, gallery, correction), query_ids, gallery_ids)
+    return [float(t.recall(k).mean()) for k in ks]
 
 
 def retrieval_scores(query: Tensor, gallery: Tensor, query_ids: Tensor, gallery_ids: Tensor,
                      correction: str = "none") -> RetrievalScores:
-    ranks = first_correct_rank(query, gallery, query_ids, gallery_ids, correction).float()
+    t = tied_ranks(corrected_scores(query, gallery, correction), query_ids, gallery_ids)
+    ranks = t.expected_rank().float()
     return RetrievalScores(
-        r1=float((ranks <= 1).float().mean()),
-        r5=float((ranks <= 5).float().mean()),
-        r10=float((ranks <= 10).float().mean()),
+        r1=float(t.recall(1).mean()),
+        r5=float(t.recall(5).mean()),
+        r10=float(t.recall(10).mean()),
         mean_rank=float(ranks.mean()),
         median_rank=float(ranks.median()),
         n_queries=int(ranks.numel()),
@@ -118,7 +159,7 @@ def coarse_bound_r1(ids: Tensor, coarse_ids: Tensor) -> dict[str, float]:
     """The best expected R@1 at the level of ``ids`` (tasks) that a retrieval can reach when one
     side tells items apart only by ``coarse_ids`` (motions: an action chunk carries no colour), on
     a set that is both queries and gallery. Each id must lie within one coarse id. An expectation:
-    on a finite set, luck (or exact score ties, which the ranks count as hits) can land above it.
+    on a finite set, luck can land above it.
 
     * ``fine_to_coarse`` (text->action): the query knows its task, the gallery only motions; at
       best the query's motion comes first and ties break at random: #task / #motion.

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..data.bag_dataset import BagSamples
-from ..metrics.retrieval import first_correct_rank
+from ..metrics.retrieval import recall_curve
 
 PAIRS = (("vision", "text"), ("vision", "action"), ("text", "action"))
 
@@ -68,8 +68,8 @@ def write_plots(out: Path, log: list[dict], samples: dict[str, BagSamples], fwd:
             continue
         for (a, b), color in zip(PAIRS, ("tab:blue", "tab:orange", "tab:green")):
             for q, g, marker in ((a, b, "o"), (b, a, "s")):
-                ranks = first_correct_rank(fwd[name][q], fwd[name][g], samples[name].ids, samples[name].ids).numpy()
-                ax.plot(ks, [(ranks <= k).mean() for k in ks], style, color=color, marker=marker, ms=3, lw=1,
+                recall = recall_curve(fwd[name][q], fwd[name][g], samples[name].ids, samples[name].ids, ks.tolist())
+                ax.plot(ks, recall, style, color=color, marker=marker, ms=3, lw=1,
                         label=f"{q}->{g} ({name})")
     ax.set_xlabel("K")
     ax.set_ylabel("recall@K")

@@ -16,7 +16,7 @@ from ..config import from_dict
 from ..data.bag_dataset import BagSamples, episodes_to_samples, split_episodes
 from ..data.bags import BagTopics, read_episodes
 from ..metrics import alignment, hubness, mask_iou, modality_gap, pointing_accuracy, temporal_iou, uniformity
-from ..metrics.retrieval import (CORRECTIONS, chance_recall_at_1, coarse_bound_r1, first_correct_rank, mean_r1,
+from ..metrics.retrieval import (CORRECTIONS, chance_recall_at_1, coarse_bound_r1, mean_r1,
                                  pairwise_retrieval)
 from ..model.checkpoint import load_checkpoint
 from ..model.heads import decode_monotonic_steps, decode_segment
