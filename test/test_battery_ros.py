@@ -154,8 +154,11 @@ def test_16_soak_scaled_bounded_latency_and_flat_memory(tiny_checkpoint):  # noq
     assert r["latency_p99"] < 1.0  # newest frame wins: no backlog builds up
     drops = r["status"]["drops"]
     assert set(drops) <= {"frame_superseded"}, drops
-    steady = rss[len(rss) // 3:]
-    assert len(steady) >= 10 and max(steady) - min(steady) < 30_000, rss  # KiB: flat within 30 MB
+    # RSS every 0.5 s; the last 20 samples lie inside the 15 s soak, after start-up's allocations
+    # (the model, thread pools, the first 640x480 frames), which end later on a loaded machine.
+    # Measured: +0.7 and +1.1 MB over those 10 s; one leaked frame per camera frame would be ~270 MB.
+    steady = rss[-20:]
+    assert len(rss) >= 30 and steady[-1] - steady[0] < 10_000 and max(steady) - min(steady) < 30_000, rss  # KiB
     assert code == 0
 
 
