@@ -132,45 +132,6 @@ def test_fine_features_sharpen_masks_to_the_pixel():
     assert bend(g.mask_logits) > 3 * bend(plain.mask_logits)  # measured: 4.8x
 
 
-def test_shared_work_changes_no_result():
-    """A training step encodes each distinct text once and computes the spatial head's image side
-    once for every phrase grounded in a frame. Outputs and gradients equal those of the work done
-    separately."""
-    cfg = ModelConfig.from_yaml(CONFIG_DIR / "tiny.yaml")
-    cfg.heads.fine_channels, cfg.heads.policy_relevance = 8, True
-    torch.manual_seed(0)
-    model = TrimodalModel(cfg).train()
-    images, _, _, state = batch(model, 3)
-    texts = ["pick up the red cube", "grab the wedge", "pick up the red cube", "pick up the red cube"]
-    tok = model.tokenize(texts)
-
-    def run(shared: bool) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
-        model.zero_grad()
-        encode = model.text if shared else model.text._encode
-        txt = encode(tok["input_ids"], tok["attention_mask"])
-        vis = model.encode_image(images[[0, 1, 2, 0]])
-        keys = model.ground_keys(vis) if shared else None
-        masks = [model.ground(vis, txt, (32, 32), keys=keys).mask_logits,
-                 model.ground(vis.select(torch.tensor([1, 3])), txt.select(torch.tensor([0, 2])), (32, 32),
-                              keys=None if keys is None else keys.select(torch.tensor([1, 3]))).mask_logits]
-        outs = [txt.pooled, *masks, model.act(vis, txt, state[[0, 1, 2, 0]], keys=keys)]
-        sum(o.square().mean() for o in outs).backward()
-        return [o.detach() for o in outs], {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-    out_shared, grad_shared = run(True)
-    out_plain, grad_plain = run(False)
-    assert model.text.stochastic is False  # no dropout in this encoder: sharing copies is exact
-    for a, b in zip(out_shared, out_plain):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    assert grad_shared.keys() == grad_plain.keys() and len(grad_shared) > 50
-    for n in grad_plain:
-        torch.testing.assert_close(grad_shared[n], grad_plain[n], rtol=1e-4, atol=1e-6, msg=n)
-    # With dropout each copy is its own draw: the encoder then encodes every row.
-    model.text.model.config.hidden_dropout_prob = 0.1
-    assert model.text.stochastic and not model.text.eval().stochastic
-    model.text.model.config.hidden_dropout_prob = 0.0
-
-
 def test_policy_sees_where_the_phrase_object_is():
     """With policy_relevance the action chunk depends on the spatial head's patch match: zeroing
     the learned relevance direction changes nothing, scaling it changes the chunk."""

@@ -238,9 +238,8 @@ class InferenceSession:
                 # (bounded by this instruction's steps: a frame of the previous one may have moved it)
                 last = min(self._last_step, k - 1)
                 head = m.step_text(enc.step_tokens, st.step_logits.argmax(-1).clamp(min=last))
-            keys = m.ground_keys(vis)  # the image side of the mask and of the policy's relevance, once
-            g = m.ground(vis, head, (h, w), keys=keys)
-            chunk = m.denormalize_actions(m.act(vis, head, s, keys=keys).float())[0]  # (H, A)
+            g = m.ground(vis, head, (h, w))
+            chunk = m.denormalize_actions(m.act(vis, head, s).float())[0]  # (H, A)
         probs = st.step_logits.float().softmax(-1)[0]
         logits = g.mask_logits[0].float()
         peak = int(logits.flatten().argmax())

@@ -61,28 +61,6 @@ class FineFeatures(nn.Module):
         return self.net(pixels)
 
 
-@dataclass
-class GroundingKeys:
-    """The image side of the spatial head, which no text changes: computed once per frame and
-    shared by every phrase grounded in it (a training step grounds each frame's instruction, a
-    phrase and the policy's object)."""
-
-    patches: Tensor  # (B, Np, D) patch tokens in the shared width, as given
-    normed: Tensor  # (B, Np, D) after the head's layer norm (cross-attention keys and values)
-    key: Tensor  # (B, Np, D) unit patch keys
-    fine_key: Tensor | None  # (B, C, h, w) unit per-pixel keys, or None: score the patch grid only
-    grid: tuple[int, int]
-
-    def select(self, sel: Tensor) -> "GroundingKeys":
-        """The frames ``sel`` (bool (B,) or indices)."""
-        return GroundingKeys(self.patches[sel], self.normed[sel], self.key[sel],
-                             None if self.fine_key is None else self.fine_key[sel], self.grid)
-
-    def coarse(self) -> "GroundingKeys":
-        """The same keys without the per-pixel ones (masks on the patch grid)."""
-        return GroundingKeys(self.patches, self.normed, self.key, None, self.grid)
-
-
 class SpatialGroundingHead(nn.Module):
     """Phrase tokens attend to patch tokens; the attended phrase vector scores every patch, and
     every pixel of the fine features when the model has them."""
@@ -127,54 +105,40 @@ class SpatialGroundingHead(nn.Module):
         attn = scores.masked_fill(~word_mask, float("-inf")).softmax(dim=1)  # (B, T)
         return torch.einsum("bt,btd->bd", attn, q if lexical is None else self.norm_w(lexical))
 
-    def image_keys(self, patches: Tensor, grid: tuple[int, int], fine: Tensor | None = None) -> GroundingKeys:
-        """patches: (B, Np, D), fine: (B, C, h, w) full-resolution features or None -> the keys
-        every phrase is scored against."""
-        b, n_p, _ = patches.shape
-        gh, gw = grid
-        assert gh * gw == n_p, f"grid {grid} does not match {n_p} patches"
-        p = self.norm_p(patches)
-        key = F.normalize(self.patch_mlp(p), dim=-1)  # (B, Np, D)
-        fkey = None
-        if fine is not None:
-            # Patch features, narrowed and upsampled to the fine grid, added to it, then keyed per pixel.
-            c = fine.shape[1]
-            up = F.interpolate(self.fine_patch(p).transpose(1, 2).reshape(b, c, gh, gw), size=fine.shape[-2:],
-                               mode="bilinear", align_corners=False)  # (B, C, h, w)
-            fkey = F.normalize(self.fine_key(fine + up), dim=1)  # (B, C, h, w)
-        return GroundingKeys(patches, p, key, fkey, grid)
-
     def forward(self, patches: Tensor, grid: tuple[int, int], words: Tensor, word_mask: Tensor,
                 image_hw: tuple[int, int], fine: Tensor | None = None, role: int | Tensor = 0,
-                lexical: Tensor | None = None, keys: GroundingKeys | None = None) -> SpatialOutput:
+                lexical: Tensor | None = None) -> SpatialOutput:
         """patches: (B, Np, D), words: (B, T, D), word_mask: (B, T) bool (True = real token),
         fine: (B, C, h, w) full-resolution features or None; role: which role's phrase to ground
         (0: the object acted on; 1: where it goes), with ``roles``; lexical: (B, T, D) the
-        words' own embeddings (see ``pool``); keys: ``image_keys`` of these frames, computed
-        once where several phrases are grounded in them (then ``patches`` and ``fine`` are unused)."""
-        if keys is None:
-            keys = self.image_keys(patches, grid, fine)
-        b = len(keys.patches)
-        gh, gw = keys.grid
-        p = keys.normed
+        words' own embeddings (see ``pool``)."""
+        b, n_p, d = patches.shape
+        gh, gw = grid
+        assert gh * gw == n_p, f"grid {grid} does not match {n_p} patches"
+        p = self.norm_p(patches)
         q = self.norm_q(words)
         attended, _ = self.cross(q, p, p, need_weights=False)  # (B, T, D)
         q = q + attended
         phrase = self.pool(q, word_mask, role, lexical)  # (B, D)
+        key = F.normalize(self.patch_mlp(p), dim=-1)  # (B, Np, D)
         qry = F.normalize(self.query_mlp(phrase), dim=-1)  # (B, D)
-        logits = self.logit_scale.exp() * torch.einsum("bnd,bd->bn", keys.key, qry) + self.logit_bias  # (B, Np)
+        logits = self.logit_scale.exp() * torch.einsum("bnd,bd->bn", key, qry) + self.logit_bias  # (B, Np)
         patch_logits = logits.view(b, gh, gw)
-        if keys.fine_key is None:
+        if fine is None:
             dense = patch_logits[:, None]  # (B, 1, gh, gw)
         else:
+            # Patch features, narrowed and upsampled to the fine grid, added to it, then scored per pixel.
+            c = fine.shape[1]
+            up = F.interpolate(self.fine_patch(p).transpose(1, 2).reshape(b, c, gh, gw), size=fine.shape[-2:],
+                               mode="bilinear", align_corners=False)  # (B, C, h, w)
+            fkey = F.normalize(self.fine_key(fine + up), dim=1)  # (B, C, h, w)
             fq = F.normalize(self.fine_query(phrase), dim=-1)  # (B, C)
-            dense = (self.logit_scale.exp() * torch.einsum("bchw,bc->bhw", keys.fine_key, fq)
-                     + self.logit_bias)[:, None]
+            dense = (self.logit_scale.exp() * torch.einsum("bchw,bc->bhw", fkey, fq) + self.logit_bias)[:, None]
         mask_logits = F.interpolate(dense, size=image_hw, mode="bilinear", align_corners=False)[:, 0]  # (B, H, W)
         attn = logits.softmax(dim=1)  # (B, Np)
         region = torch.einsum("bn,bnd->bd", attn, p)  # (B, D)
         score = torch.sigmoid(self.score(torch.cat([phrase, region], dim=1)))[:, 0]  # (B,)
-        word_patch = torch.einsum("btd,bnd->btn", F.normalize(words, dim=-1), F.normalize(keys.patches, dim=-1))
+        word_patch = torch.einsum("btd,bnd->btn", F.normalize(words, dim=-1), F.normalize(patches, dim=-1))
         return SpatialOutput(patch_logits=patch_logits, mask_logits=mask_logits, score=score, word_patch=word_patch)
 
 

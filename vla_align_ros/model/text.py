@@ -89,28 +89,7 @@ class TextEncoder(nn.Module):
         out = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
         return {k: v.to(device) for k, v in out.items()} if device is not None else out
 
-    @property
-    def stochastic(self) -> bool:
-        """True while training with dropout: then two copies of a text are two different draws."""
-        conf = self.model.config
-        rates = [getattr(conf, k, 0.0) or 0.0 for k in ("attention_probs_dropout_prob", "attention_dropout",
-                                                          "hidden_dropout_prob", "dropout")]
-        return self.training and (any(float(r) > 0 for r in rates)
-                                  or any(isinstance(m, nn.Dropout) and m.p > 0 for m in self.model.modules()))
-
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> TextOutput:
-        """(B, T) token ids and mask -> TextOutput. Identical rows (a training batch repeats each
-        instruction and step phrase many times) are encoded once and their outputs shared; the
-        result is the same, gradients included, unless dropout makes each copy a different draw."""
-        if len(input_ids) > 1 and not self.stochastic:
-            width = input_ids.shape[1]
-            uniq, inverse = torch.unique(torch.cat([input_ids, attention_mask.to(input_ids.dtype)], dim=1), dim=0,
-                                         return_inverse=True)  # (U, 2T), (B,)
-            if len(uniq) < len(input_ids):
-                return self._encode(uniq[:, :width], uniq[:, width:].to(attention_mask.dtype)).select(inverse)
-        return self._encode(input_ids, attention_mask)
-
-    def _encode(self, input_ids: Tensor, attention_mask: Tensor) -> TextOutput:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask)
         tokens = out.last_hidden_state  # (B, T, C)
         mask = attention_mask.bool()

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from ..losses.trimodal import TrimodalLoss
 from .action import ActionEncoder
-from .heads import (FineFeatures, GroundingKeys, PolicyHead, SpatialGroundingHead, SpatialOutput, StepState,
+from .heads import (FineFeatures, PolicyHead, SpatialGroundingHead, SpatialOutput, StepState,
                     TemporalGroundingHead, mask_keypoints)
 from .projection import Projection
 from .text import TextEncoder, TextOutput
@@ -121,18 +121,12 @@ class TrimodalModel(nn.Module):
         return self.proj_text(self.encode_text(**tok).pooled)
 
     # ---- heads ----------------------------------------------------------------------------
-    def ground_keys(self, vis: VisionOutput) -> GroundingKeys:
-        """The spatial head's image side of these frames, to share among the phrases grounded in them."""
-        return self.spatial.image_keys(self.patch_proj(vis.patches), vis.grid, vis.fine)
-
     def ground(self, vis: VisionOutput, txt: TextOutput, image_hw: tuple[int, int],
-               role: int | Tensor = 0, keys: GroundingKeys | None = None) -> SpatialOutput:
+               role: int | Tensor = 0) -> SpatialOutput:
         """The phrase's mask. ``role`` (with ``heads.role_pool``; an int or (B,) long): 0 the
-        object the text acts on, 1 the place it goes. ``keys``: ``ground_keys(vis)``, when the
-        caller already has them."""
-        keys = self.ground_keys(vis) if keys is None else keys
-        return self.spatial(keys.patches, vis.grid, self.word_proj(txt.tokens), txt.mask, image_hw, role=role,
-                            lexical=self._lexical(txt), keys=keys)
+        object the text acts on, 1 the place it goes."""
+        return self.spatial(self.patch_proj(vis.patches), vis.grid, self.word_proj(txt.tokens), txt.mask, image_hw,
+                            fine=vis.fine, role=role, lexical=self._lexical(txt))
 
     def _lexical(self, txt: TextOutput) -> Tensor | None:
         """The words' own embeddings in the shared width, for role pooling (None without it)."""
@@ -162,32 +156,26 @@ class TrimodalModel(nn.Module):
         return self.temporal.step_state(obs, step_emb + order, step_valid)
 
     @torch.no_grad()
-    def role_keypoints(self, vis: VisionOutput, txt: TextOutput, keys: GroundingKeys | None = None) -> Tensor:
+    def role_keypoints(self, vis: VisionOutput, txt: TextOutput) -> Tensor:
         """Where the instruction's object (role 0) and the place it goes (role 1) are: the
         centroids of their masks (``mask_keypoints``) -> (B, 2, 3). Not trained by the policy's
         loss: the masks learn from masks, the policy learns to read them."""
         hw = vis.fine.shape[-2:]
-        keys = self.ground_keys(vis) if keys is None else keys
-        logits = torch.stack([self.ground(vis, txt, hw, role=r, keys=keys).mask_logits for r in (0, 1)],
-                             dim=1)  # (B, 2, h, w)
+        logits = torch.stack([self.ground(vis, txt, hw, role=r).mask_logits for r in (0, 1)], dim=1)  # (B, 2, h, w)
         return mask_keypoints(logits)
 
-    def act(self, vis: VisionOutput, txt: TextOutput, state: Tensor | None, keypoints: Tensor | None = None,
-            keys: GroundingKeys | None = None) -> Tensor:
+    def act(self, vis: VisionOutput, txt: TextOutput, state: Tensor | None, keypoints: Tensor | None = None) -> Tensor:
         """-> (B, H, A) action chunk. The policy sees which patches show the instruction's object
         (the spatial head on the patch grid) beside the patches themselves; with
         ``heads.policy_keypoints`` also where the object and the place are (``keypoints``
-        (B, 2, 3), by default ``role_keypoints``). ``keys``: ``ground_keys(vis)``, when the
-        caller already has them."""
-        words = self.word_proj(txt.tokens)
-        patches = self.patch_proj(vis.patches) if keys is None else keys.patches
+        (B, 2, 3), by default ``role_keypoints``)."""
+        patches, words = self.patch_proj(vis.patches), self.word_proj(txt.tokens)
         relevance = None
         if self.cfg.heads.policy_relevance:  # role 0 at the patch level, pooled as ground() pools it
-            coarse = self.spatial.image_keys(patches, vis.grid) if keys is None else keys.coarse()
-            g = self.spatial(patches, vis.grid, words, txt.mask, vis.grid, lexical=self._lexical(txt), keys=coarse)
+            g = self.spatial(patches, vis.grid, words, txt.mask, vis.grid, lexical=self._lexical(txt))
             relevance = torch.sigmoid(g.patch_logits.flatten(1))  # (B, Np)
         if self.cfg.heads.policy_keypoints and keypoints is None:
-            keypoints = self.role_keypoints(vis, txt, keys)
+            keypoints = self.role_keypoints(vis, txt)
         return self.policy(patches, words, txt.mask, state, relevance, keypoints, vis.grid)
 
     def forward(self, images: Tensor, input_ids: Tensor, attention_mask: Tensor, actions: Tensor,

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..losses.contrastive import info_nce_directional
-from ..model.heads import GroundingKeys, true_keypoints
+from ..model.heads import true_keypoints
 from ..model.text import TextOutput
 from ..model.trimodal import TrimodalModel
 from .techniques import (RobustnessConfig, adversarial_images, augment_images, consistency_loss, mask_pool,
@@ -125,8 +125,7 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
     if model.cfg.heads.ground_steps:  # ... or the active step's phrase (the true step here)
         steps = model.encode_steps(b.step_ids, b.step_attn)
         head_txt = model.step_text(steps, b.step_index)
-    keys = model.ground_keys(vis)  # the image side of every grounding below, computed once
-    out["spatial"] = grounding_loss(model, vis, head_txt, b.masks, b.has_mask, keys=keys) \
+    out["spatial"] = grounding_loss(model, vis, head_txt, b.masks, b.has_mask) \
         if w.spatial > 0 and bool(b.has_mask.any()) else zero
     if w.phrase > 0 and b.has_phrase is not None and bool(b.has_phrase.any()):
         phr = model.encode_text(b.phrase_ids, b.phrase_attn)
@@ -134,11 +133,11 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
         # place, so the place role knows every object's name, including places never trained on.
         roles = (b.offset + torch.arange(len(b.has_phrase), device=b.has_phrase.device)) % 2 \
             if model.cfg.heads.role_pool else 0
-        out["phrase"] = grounding_loss(model, vis, phr, b.phrase_masks, b.has_phrase, roles, keys)
+        out["phrase"] = grounding_loss(model, vis, phr, b.phrase_masks, b.has_phrase, roles)
     else:
         out["phrase"] = zero
     if w.target > 0 and b.has_target is not None and bool(b.has_target.any()):
-        out["target"] = grounding_loss(model, vis, head_txt, b.target_masks, b.has_target, role=1, keys=keys)
+        out["target"] = grounding_loss(model, vis, head_txt, b.target_masks, b.has_target, role=1)
     else:
         out["target"] = zero
     if w.temporal > 0:
@@ -155,8 +154,7 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
     else:
         out["segments"] = zero
     if w.policy > 0:
-        pred = model.act(vis, head_txt, state, policy_keypoints(model, b, vis, head_txt, keys),
-                         keys=keys)  # (B, H, A) normalised
+        pred = model.act(vis, head_txt, state, policy_keypoints(model, b, vis, head_txt))  # (B, H, A) normalised
         out["policy"] = F.smooth_l1_loss(pred, actions)
     else:
         out["policy"] = zero
@@ -175,14 +173,13 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
     return out
 
 
-def policy_keypoints(model: TrimodalModel, b: Batch, vis, txt: TextOutput,
-                     keys: GroundingKeys | None = None) -> Tensor | None:
+def policy_keypoints(model: TrimodalModel, b: Batch, vis, txt: TextOutput) -> Tensor | None:
     """The keypoints the policy trains on (``heads.policy_keypoints``): the model's own, and on
     the frames ``b.teacher`` marks those of the true masks, each role where the frame has its
     mask. -> (B, 2, 3), or None without keypoints."""
     if not model.cfg.heads.policy_keypoints:
         return None
-    own = model.role_keypoints(vis, txt, keys)  # (B, 2, 3)
+    own = model.role_keypoints(vis, txt)  # (B, 2, 3)
     if b.teacher is None or b.target_masks is None:
         return own
     true = true_keypoints(torch.stack([b.masks, b.target_masks], dim=1))  # (B, 2, 3)
@@ -234,14 +231,14 @@ def technique_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights, robust
 
 
 def grounding_loss(model: TrimodalModel, vis, txt: TextOutput, masks: Tensor, sel: Tensor,
-                   role: int | Tensor = 0, keys: GroundingKeys | None = None) -> Tensor:
+                   role: int | Tensor = 0) -> Tensor:
     """BCE + Dice of the text's mask (of ``role``) against ``masks`` (B, h, w) on the samples ``sel`` (B,) bool.
     Per-sample loss, zero where there is no mask, averaged over the whole batch: the same
     normalisation on one process and on N ranks with a shard each."""
     h, wd = masks.shape[-2:]
     if isinstance(role, Tensor):
         role = role[sel]
-    g = model.ground(vis.select(sel), txt.select(sel), (h, wd), role, None if keys is None else keys.select(sel))
+    g = model.ground(vis.select(sel), txt.select(sel), (h, wd), role)
     target = masks[sel].float()
     per = F.binary_cross_entropy_with_logits(g.mask_logits, target, reduction="none").flatten(1).mean(1) \
         + dice_loss(g.mask_logits, target)  # (B_masked,)

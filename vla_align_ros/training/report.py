@@ -62,20 +62,19 @@ def _forward_all(model: TrimodalModel, s: BagSamples, tokens: TokenTable, max_st
         # What the spatial and policy heads read: that step's phrase, or the whole instruction.
         head = model.step_text(st, online) if model.cfg.heads.ground_steps else txt
         h, w = b.masks.shape[-2:]
-        keys = model.ground_keys(vis)  # shared by every phrase grounded in these frames
-        out["mask_logits"].append(model.ground(vis, head, (h, w), keys=keys).mask_logits)
+        out["mask_logits"].append(model.ground(vis, head, (h, w)).mask_logits)
         if model.cfg.heads.role_pool:  # the instruction's place ("... on the yellow dish")
-            out["target_logits"].append(model.ground(vis, head, (h, w), role=1, keys=keys).mask_logits)
+            out["target_logits"].append(model.ground(vis, head, (h, w), role=1).mask_logits)
         if b.phrase_ids is not None:  # each frame's object named on its own (what the grounded policy asks)
             phr = model.encode_text(b.phrase_ids, b.phrase_attn)
-            out["phrase_logits"].append(model.ground(vis, phr, (h, w), keys=keys).mask_logits)
-        out["pred"].append(model.denormalize_actions(model.act(vis, head, state, keys=keys)))
+            out["phrase_logits"].append(model.ground(vis, phr, (h, w)).mask_logits)
+        out["pred"].append(model.denormalize_actions(model.act(vis, head, state)))
         if model.cfg.heads.policy_keypoints and b.target_masks is not None:
             # The same policy told where the object and the place truly are: what is left of its
             # error is the policy's, the rest is the grounding's.
             b.teacher = torch.ones(len(idx), dtype=torch.bool)
-            kp = policy_keypoints(model, b, vis, head, keys)
-            out["pred_true_keypoints"].append(model.denormalize_actions(model.act(vis, head, state, kp, keys)))
+            kp = policy_keypoints(model, b, vis, head)
+            out["pred_true_keypoints"].append(model.denormalize_actions(model.act(vis, head, state, kp)))
     return {k: torch.cat(v) for k, v in out.items() if v}
 
 
