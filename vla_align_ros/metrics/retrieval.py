@@ -3,8 +3,8 @@
 A query counts as answered at rank r when the best-ranked gallery item *with the same group
 id* sits at position r (1-based). Robot data repeats instructions, so many gallery items can
 be correct for one query; ranking one of them first is a hit. Exact score ties are broken at
-random, in expectation: a wrong item that ties with the best correct one comes first half the
-time, where counting it as a hit would give a collapsed model (every score equal) perfect recall.
+random, in expectation: one wrong item tied with the only best correct one comes first half the
+time. Counting ties as hits would give a collapsed model (every score equal) perfect recall.
 """
 
 from __future__ import annotations
