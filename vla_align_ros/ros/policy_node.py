@@ -413,6 +413,9 @@ class PolicyNode(ModelLifecycleNode):
         planner = self._planner[1]
         if not planner.localised:
             planner.observe(self.session.locate(img, planner.objects))
+            if planner.localised:  # once per plan: where the plan will go, for reading a failure afterwards
+                where = ", ".join(f"{n} ({p[0]:+.3f}, {p[1]:+.3f}, {p[2]:+.3f})" for n, p in planner.positions.items())
+                self.get_logger().info(f"located (base frame, m): {where}")
         q = self._arm_q
         if q is None:
             return None
