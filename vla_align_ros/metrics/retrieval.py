@@ -99,29 +99,30 @@ def tied_ranks(sim: Tensor, query_ids: Tensor, gallery_ids: Tensor) -> TiedRanks
                      correct=((sim == best_correct) & correct).sum(dim=1))
 
 
-def ranks_from_scores(sim: Tensor, query_ids: Tensor, gallery_ids: Tensor) -> Tensor:
-    """sim: (N, M) scores, ids (N,), (M,) -> (N,) expected 1-based rank of the first correct
-    item (ties broken at random; without ties, 1 + the wrong items scored higher)."""
-    return tied_ranks(sim, query_ids, gallery_ids).expected_rank()
+def score_ranks(query: Tensor, gallery: Tensor, query_ids: Tensor, gallery_ids: Tensor,
+                correction: str = "none") -> TiedRanks:
+    """query: (N, D), gallery: (M, D), ids (N,), (M,) -> each query's first correct item under
+    cosine scores (with ``correction``, see :func:`corrected_scores`), ties broken at random."""
+    return tied_ranks(corrected_scores(query, gallery, correction), query_ids, gallery_ids)
 
 
 def first_correct_rank(query: Tensor, gallery: Tensor, query_ids: Tensor, gallery_ids: Tensor,
                        correction: str = "none") -> Tensor:
-    """query: (N, D), gallery: (M, D), ids (N,), (M,) -> (N,) expected 1-based rank of the first
-    correct item under cosine scores (with ``correction``, see :func:`corrected_scores`)."""
-    return ranks_from_scores(corrected_scores(query, gallery, correction), query_ids, gallery_ids)
+    """(N,) expected 1-based rank of each query's first correct item (without ties, 1 + the
+    wrong items scored higher); arguments as :func:`score_ranks`."""
+    return score_ranks(query, gallery, query_ids, gallery_ids, correction).expected_rank()
 
 
 def recall_curve(query: Tensor, gallery: Tensor, query_ids: Tensor, gallery_ids: Tensor, ks: list[int],
                  correction: str = "none") -> list[float]:
     """Recall@k for each k of ``ks`` (ties broken at random, in expectation)."""
-    t = tied_ranks(corrected_scores(query, gallery, correction), query_ids, gallery_ids)
+    t = score_ranks(query, gallery, query_ids, gallery_ids, correction)
     return [float(t.recall(k).mean()) for k in ks]
 
 
 def retrieval_scores(query: Tensor, gallery: Tensor, query_ids: Tensor, gallery_ids: Tensor,
                      correction: str = "none") -> RetrievalScores:
-    t = tied_ranks(corrected_scores(query, gallery, correction), query_ids, gallery_ids)
+    t = score_ranks(query, gallery, query_ids, gallery_ids, correction)
     ranks = t.expected_rank().float()
     return RetrievalScores(
         r1=float(t.recall(1).mean()),
