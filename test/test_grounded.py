@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from vla_align_ros.control.arm_model import PandaArm
-from vla_align_ros.control.grounded import (GroundedPlanner, InstructionParseError, mask_location, parse_instruction,
-                                            resting_height)
+from vla_align_ros.control.grounded import (VOCABULARY, GroundedPlanner, InstructionParseError, exclusive_logits,
+                                            mask_location, parse_instruction, resting_height)
 from vla_align_ros.sim.env import TabletopEnv
 from vla_align_ros.sim.scene import OBJECTS
 from vla_align_ros.sim.tasks import FAMILIES, make_task
@@ -61,6 +61,30 @@ def test_mask_location_is_the_blob_around_the_peak_not_the_mean_of_all_blobs():
     assert (row, col) == pytest.approx((42.5, 22.5), abs=1e-6)
     assert conf > 0.99
     assert mask_location(np.full((8, 8), -5.0))[2] < 0.01  # nothing there: no confidence
+
+
+def test_a_rival_phrase_takes_back_its_own_object_from_a_mask_that_lights_up_both():
+    plate = np.full((96, 96), -8.0)
+    plate[50:56, 30:36] = 6.0  # the yellow plate: centre (52.5, 32.5)
+    plate[20:24, 70:74] = 7.0  # ... and, more strongly, the yellow cube
+    cube = np.full((96, 96), -8.0)
+    cube[20:24, 70:74] = 9.0  # "the yellow cube" scores its own object higher
+    cube[50:56, 30:36] = -2.0
+    assert mask_location(plate)[:2] == pytest.approx((21.5, 71.5))  # alone, the peak is on the cube
+    both = exclusive_logits(np.stack([plate, cube]))  # (2, H, W)
+    assert mask_location(both[0])[:2] == pytest.approx((52.5, 32.5))
+    assert mask_location(both[1])[:2] == pytest.approx((21.5, 71.5))
+    assert both[0, 20:24, 70:74].max() < -20 and (both[0, 50:56, 30:36] == 6.0).all()
+    # every pixel is kept for exactly one phrase
+    assert ((both > -20).sum(0) == 1).all()
+
+
+def test_the_vocabulary_is_every_object_the_parser_can_name_in_label_order():
+    assert list(VOCABULARY) == NAMES
+    for name in VOCABULARY:
+        colour, kind = name.split("_")
+        text = f"pick up the {colour} cube" if kind == "cube" else f"put the red cube on the {colour} dish"
+        assert name in {n for g in parse_instruction(text) for n in (g.obj, g.target) if n}
 
 
 def test_camera_round_trip_and_ground_truth_masks_back_project_to_the_objects(arm, env):
@@ -145,3 +169,24 @@ def test_plan_reports_finishing_only_in_the_last_subgoals_final_phases(env, arm)
         assert not seen[phases.index(phase)][1]
     assert seen[-1] == ("done", True) and seen[len(phases) - 1 - phases[::-1].index("release")][1]
     assert not any(f for p, f in seen if p not in ("release", "retreat", "done"))
+
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from vla_align_ros.inference import InferenceSession
+    from vla_align_ros.paths import shipped_model
+
+    session = InferenceSession(shipped_model() / "checkpoint")
+    yield session
+    session.close()
+
+
+@pytest.mark.parametrize("seed", [5351, 5420, 5797])
+def test_the_shipped_model_locates_the_yellow_plate_beside_the_yellow_cube(env, shipped, seed):
+    """Layouts where the shipped model's mask of "the yellow plate" alone peaks on the yellow cube
+    (the closed loop's held-out failures); against the vocabulary's other phrases it lands on the plate."""
+    env.reset(seed)
+    frame = env.render()
+    row, col, conf = shipped.locate(frame.rgb, ["blue_cube", "yellow_plate"], rivals=VOCABULARY)["yellow_plate"]
+    assert frame.labels[int(round(row)), int(round(col))] == NAMES.index("yellow_plate") + 1 and conf > 0.5

@@ -257,7 +257,8 @@ def test_the_ablation_config_has_a_valid_variant_for_every_technique():
     for technique in ("siglip", "hard_negatives", "memory_bank", "attribute_negatives", "no_multi_positive",
                       "temperature_cosine", "adaptive_temperature", "centre", "gap_penalty", "object_level",
                       "patch_word", "dual_concat", "dual_gate", "curriculum", "consistency", "adversarial_fgsm",
-                      "domain_randomisation", "no_warmup", "batch_32", "batch_128"):
+                      "domain_randomisation", "no_warmup", "batch_64", "batch_128"):
         assert technique in built, technique
     assert built["dual_gate"].model.vision.fusion == "gate" and built["curriculum"].curriculum.until > 0
+    assert (base.batch_size, built["batch_64"].batch_size, built["batch_128"].batch_size) == (32, 64, 128)
     assert cfg.variants["domain_randomisation"]["train_bags"] and all(b.steps == cfg.steps for b in built.values())

@@ -86,6 +86,18 @@ def test_record_train_eval(bags, tmp_path):
         assert (tmp_path / "report" / png).stat().st_size > 5000 and png in report
 
 
+def test_training_curves_smooth_over_the_last_steps():
+    import numpy as np
+
+    from vla_align_ros.training.plots import running_mean
+
+    v = np.array([4.0, 2.0, 0.0, 6.0, 1.0])
+    # window 2: the first step alone, then pairs; window 1 leaves the curve as it is
+    assert running_mean(v, 2).tolist() == [4.0, 3.0, 1.0, 3.0, 3.5]
+    assert running_mean(v, 1).tolist() == v.tolist()
+    assert running_mean(v, 10).tolist() == pytest.approx([4.0, 3.0, 2.0, 3.0, 2.6])
+
+
 def test_killed_run_resumes_exactly(bags, tmp_path):
     cfg = config(tmp_path, 12)
     full = run_cli("train", "--bags", str(bags / "train"), "--config", str(cfg), "--out", str(tmp_path / "full"),

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -159,30 +159,36 @@ class InferenceSession:
                 self._last = ((key, text), res)
             return res
 
-    def locate(self, image: np.ndarray, names: list[str]) -> dict[str, tuple[float, float, float]]:
+    def locate(self, image: np.ndarray, names: list[str],
+               rivals: Sequence[str] = ()) -> dict[str, tuple[float, float, float]]:
         """Where each named object is (``red_cube``: the spatial head's mask of "the red cube"
-        alone): {name: (row, col, confidence)} in pixels of ``image`` (H, W, 3) uint8."""
+        alone): {name: (row, col, confidence)} in pixels of ``image`` (H, W, 3) uint8. ``rivals``:
+        other objects that could be in view (``control.grounded.VOCABULARY``); each pixel then
+        belongs to the phrase, named or rival, that scores it highest (``exclusive_logits``)."""
         with self.lock:
-            return self._call(self._locate, image, list(names))
+            return self._call(self._locate, image, list(names), tuple(rivals))
 
     @torch.no_grad()
-    def _locate(self, image: np.ndarray, names: list[str]) -> dict[str, tuple[float, float, float]]:
-        from .control.grounded import mask_location
+    def _locate(self, image: np.ndarray, names: list[str],
+                rivals: tuple[str, ...] = ()) -> dict[str, tuple[float, float, float]]:
+        from .control.grounded import exclusive_logits, mask_location
         from .data.bag_dataset import object_name_phrase
 
         m = self.model
-        key = tuple(names)
+        key = tuple(names) + tuple(r for r in rivals if r not in names)  # the named objects first
         txt = self._phrases.get(key)
         if txt is None:
-            tok = m.tokenize([object_name_phrase(n) for n in names], self.device)
+            tok = m.tokenize([object_name_phrase(n) for n in key], self.device)
             if len(self._phrases) >= self.cache_size:
                 self._phrases.clear()
             txt = self._phrases[key] = m.encode_text(tok["input_ids"], tok["attention_mask"])
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
         with amp:
-            vis = m.encode_image(self._upload(image)).select(torch.zeros(len(names), dtype=torch.long,
+            vis = m.encode_image(self._upload(image)).select(torch.zeros(len(key), dtype=torch.long,
                                                                           device=self.device))  # P copies
             logits = m.ground(vis, txt, image.shape[:2]).mask_logits.float().cpu().numpy()  # (P, H, W)
+        if rivals:
+            logits = exclusive_logits(logits)
         return {n: mask_location(logits[i]) for i, n in enumerate(names)}
 
     def close(self) -> None:

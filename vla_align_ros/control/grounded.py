@@ -7,6 +7,9 @@ Pure NumPy (plus the arm's forward kinematics passed in as a function), no ROS, 
   a rule parser over the tabletop vocabulary (colours, cube/block, plate/dish, pick/place/push
   verbs). Text it cannot parse raises ``InstructionParseError`` with the reason.
 - ``CameraModel``: pixel -> ray in the base frame -> point on a horizontal plane.
+- ``VOCABULARY`` and ``exclusive_logits``: every object the parser can name grounds the same
+  image, and each pixel counts only for the phrase that scores it highest, so "the yellow plate"
+  cannot be located on the yellow cube that its mask also lights up.
 - ``mask_location``: the grounded mask's pixel location (centroid of the blob around the peak).
 - ``GroundedPlanner``: localise every named object over the first frames (median), then run the
   same phase plan the scripted expert runs (``sim.expert.ScriptedExpert``) on the perceived
@@ -92,6 +95,20 @@ class CameraModel:
         p = self.rotation.T @ (np.asarray(point, dtype=float) - self.position)
         k = self.intrinsics
         return float(k[1, 1] * p[1] / p[2] + k[1, 2] - 0.5), float(k[0, 0] * p[0] / p[2] + k[0, 2] - 0.5)
+
+
+VOCABULARY: tuple[str, ...] = tuple(f"{c}_{k}" for k in ("cube", "plate") for c in COLORS)  # what the parser names
+EXCLUDED_LOGIT = -30.0  # sigmoid ~1e-13: a pixel another phrase claims
+
+
+def exclusive_logits(logits: np.ndarray) -> np.ndarray:
+    """(P, H, W) mask logits of P phrases on one image -> the same, with every pixel kept only for
+    the phrase that scores it highest (``EXCLUDED_LOGIT`` for the others). A phrase's mask may
+    light up everything of its colour; its rival of the other shape scores its own object
+    higher, so what is left is the object the phrase names."""
+    best = logits.argmax(axis=0)  # (H, W)
+    keep = np.arange(len(logits))[:, None, None] == best[None]  # (P, H, W)
+    return np.where(keep, logits, np.float32(EXCLUDED_LOGIT)).astype(logits.dtype, copy=False)
 
 
 def mask_location(logits: np.ndarray, radius: int = 6) -> tuple[float, float, float]:

@@ -400,7 +400,7 @@ class PolicyNode(ModelLifecycleNode):
     def _grounded_chunk(self, img: np.ndarray, instruction: Any) -> np.ndarray | None:
         """Inference thread, policy_mode=grounded: locate the named objects (first frames), then
         the plan's action for the arm's pose now, held for the chunk's H steps. None: no plan."""
-        from ..control.grounded import GroundedPlanner
+        from ..control.grounded import VOCABULARY, GroundedPlanner
 
         with self._lock:
             goals = self._goals
@@ -412,7 +412,7 @@ class PolicyNode(ModelLifecycleNode):
                                                        gripper_max=self.p_gripper[1]))
         planner = self._planner[1]
         if not planner.localised:
-            planner.observe(self.session.locate(img, planner.objects))
+            planner.observe(self.session.locate(img, planner.objects, rivals=VOCABULARY))
             if planner.localised:  # once per plan: where the plan will go, for reading a failure afterwards
                 where = ", ".join(f"{n} ({p[0]:+.3f}, {p[1]:+.3f}, {p[2]:+.3f})" for n, p in planner.positions.items())
                 self.get_logger().info(f"located (base frame, m): {where}")

@@ -24,22 +24,36 @@ def _plt():
     return plt
 
 
+def running_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last ``window`` values at each step (fewer at the start), same length as ``values``."""
+    c = np.cumsum(np.concatenate([[0.0], values]))
+    n = np.arange(1, len(values) + 1)
+    lo = np.maximum(n - window, 0)
+    return (c[n] - c[lo]) / (n - lo)
+
+
 def write_plots(out: Path, log: list[dict], samples: dict[str, BagSamples], fwd: dict[str, Any]) -> list[str]:
     plt = _plt()
     written: list[str] = []
     main = "held_out" if "held_out" in samples else "seen"
 
     if log:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        steps = [r["step"] for r in log]
-        for k in ("total", "contrastive", "spatial", "phrase", "target", "temporal", "segments", "policy", "geometry"):
-            if k in log[0]:
-                ax.plot(steps, [r[k] for r in log], label=k, lw=1.2)
+        fig, ax = plt.subplots(figsize=(8, 4))
+        steps = np.array([r["step"] for r in log])
+        window = max(1, len(log) // 60)
+        for i, k in enumerate(("total", "contrastive", "spatial", "phrase", "target", "temporal", "segments", "policy",
+                               "geometry")):
+            values = np.array([r.get(k, 0.0) for r in log], dtype=float)
+            if not (values > 0).any():  # a term that is off (or absent) has no place on a log axis
+                continue
+            colour = f"C{i}"
+            ax.plot(steps, values, color=colour, lw=0.6, alpha=0.2)
+            ax.plot(steps, running_mean(values, window), color=colour, lw=1.5, label=k)
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
-        ax.set_title("training curves")
-        ax.legend()
+        ax.set_title(f"training curves (faint: every step; solid: mean of {window} steps)")
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9)
         fig.tight_layout()
         fig.savefig(out / "training_curves.png", dpi=100)
         plt.close(fig)
