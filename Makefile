@@ -64,7 +64,7 @@ demo: install
 	$(VENV)/bin/vla-align demo --out runs/demo
 
 # Rebuild the shipped model (models/sim_tiny) from nothing: record the 240 training episodes,
-# train the default recipe (14 to 23 min on 2 CPU cores, by machine), and compare the weights with the shipped
+# train the default recipe (13 to 14 min on 2 CPU cores), and compare the weights with the shipped
 # ones byte for byte (seeded, single process: identical on the same torch build and thread count).
 REPRO := runs/reproduce
 checkpoint: install
