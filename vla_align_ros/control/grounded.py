@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..sim.scene import COLORS, CUBE_HALF, PLATE_HALF_HEIGHT
+from ..sim.scene import COLORS, CUBE_HALF, OBJECTS, PLATE_HALF_HEIGHT
 from ..sim.tasks import NOUN_KIND, OBJECT_MENTION, Subgoal
 
 _PUSH_RE = re.compile(r"\b(push|slide|shove)")
@@ -97,7 +97,7 @@ class CameraModel:
         return float(k[1, 1] * p[1] / p[2] + k[1, 2] - 0.5), float(k[0, 0] * p[0] / p[2] + k[0, 2] - 0.5)
 
 
-VOCABULARY: tuple[str, ...] = tuple(f"{c}_{k}" for k in ("cube", "plate") for c in COLORS)  # what the parser names
+VOCABULARY: tuple[str, ...] = tuple(o.name for o in OBJECTS)  # what the parser names, in label order
 EXCLUDED_LOGIT = -30.0  # sigmoid ~1e-13: a pixel another phrase claims
 
 
@@ -108,7 +108,7 @@ def exclusive_logits(logits: np.ndarray) -> np.ndarray:
     higher, so what is left is the object the phrase names."""
     best = logits.argmax(axis=0)  # (H, W)
     keep = np.arange(len(logits))[:, None, None] == best[None]  # (P, H, W)
-    return np.where(keep, logits, np.float32(EXCLUDED_LOGIT)).astype(logits.dtype, copy=False)
+    return np.where(keep, logits, logits.dtype.type(EXCLUDED_LOGIT))
 
 
 def mask_location(logits: np.ndarray, radius: int = 6) -> tuple[float, float, float]:
