@@ -63,13 +63,15 @@ test: install
 demo: install
 	$(VENV)/bin/vla-align demo --out runs/demo
 
-# Rebuild the shipped model (models/sim_tiny) from nothing: record the 240 training episodes,
-# train the default recipe (13 to 14 min on 2 CPU cores), and compare the weights with the shipped
-# ones byte for byte (seeded, single process: identical on the same torch build and thread count).
+# Rebuild the shipped model (models/sim_tiny) from nothing: record the 240 training episodes, delete
+# the simulator's /ground_truth/* topics from the recording (what is left is what a real robot
+# records), train the default recipe on it, and compare the weights with the shipped ones byte for
+# byte (seeded, single process: identical on the same torch build and thread count).
 REPRO := runs/reproduce
 checkpoint: install
 	rm -rf $(REPRO)
-	$(VENV)/bin/vla-align record --episodes 240 --seed 0 --tasks-per-scene 3 --out $(REPRO)/bags/train --quiet
+	$(VENV)/bin/vla-align record --episodes 240 --seed 0 --tasks-per-scene 3 --out $(REPRO)/bags/sim --quiet
+	$(VENV)/bin/vla-align strip $(REPRO)/bags/sim $(REPRO)/bags/train
 	$(VENV)/bin/vla-align train --bags $(REPRO)/bags/train --config config/train/sim_tiny.yaml --out $(REPRO)/sim_tiny
 	@a=$$(sha256sum < $(REPRO)/sim_tiny/checkpoint/model.safetensors); b=$$(sha256sum < models/sim_tiny/checkpoint/model.safetensors); \
 	  if [ "$$a" = "$$b" ]; then echo "[checkpoint] identical to models/sim_tiny: $$a"; \

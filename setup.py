@@ -20,6 +20,7 @@ setup(
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
         (f"share/{PACKAGE}/config/nodes", glob("config/nodes/*.yaml")),
         (f"share/{PACKAGE}/config/dds", glob("config/dds/*.xml")),
+        (f"share/{PACKAGE}/config/robots", glob("config/robots/*.yaml") + glob("config/robots/*.xml")),
         (f"share/{PACKAGE}/config/ablation", glob("config/ablation/*.yaml")),
         # The shipped trained model (make checkpoint rebuilds it): the demo's closed loop.
         (f"share/{PACKAGE}/models/sim_tiny", glob("models/sim_tiny/*.json")),

@@ -41,6 +41,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_strip(args: argparse.Namespace) -> int:
+    from .data.bag_tools import copy_without_topics
+
+    counts = copy_without_topics(args.src, args.dst, drop_topics=args.drop, overwrite=args.overwrite)
+    print(json.dumps({"out": args.dst, **counts}))
+    return 0
+
+
 def _print_closed_loop(summary: dict, folder: Path) -> None:
     print(f"\n{'instruction':<62} {'split':<9} {'result':>7} {'s':>6}")
     for e in summary.get("episodes", []):
@@ -172,13 +180,22 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .data.bags import BagError
     from .training.report import evaluate_run
 
+    from .training.report import write_comparison
+
+    out = Path(args.out)
     try:
-        metrics = evaluate_run(Path(args.checkpoint), args.bags, Path(args.out), max_frames=args.max_frames)
+        metrics = evaluate_run(Path(args.checkpoint), args.bags, out, max_frames=args.max_frames)
+        other = evaluate_run(Path(args.compare), args.bags, out / "compare", max_frames=args.max_frames) \
+            if args.compare else None
     except (BagError, ValueError) as e:
         print(f"vla-align eval: {e}", file=sys.stderr)
         return 2
     print(json.dumps(metrics["summary"], indent=2))
-    print(f"report: {Path(args.out) / 'report.md'}")
+    print(f"report: {out / 'report.md'}")
+    if other is not None:
+        table = write_comparison(out / "comparison.md", {args.checkpoint: metrics, args.compare: other})
+        print(table)
+        print(f"comparison: {out / 'comparison.md'}")
     return 0
 
 
@@ -262,11 +279,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train)
 
+    p = sub.add_parser("strip", help="copy a rosbag2 without the simulator's /ground_truth/* topics (and any "
+                                      "other named ones): the recording a real robot would have made")
+    p.add_argument("src", help="rosbag2 folder")
+    p.add_argument("dst", help="new rosbag2 folder")
+    p.add_argument("--drop", nargs="*", default=[], metavar="TOPIC", help="more topics to leave out")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_strip)
+
     p = sub.add_parser("eval", help="evaluate a trained run on recordings: metrics.json, report.md, plots")
     p.add_argument("--checkpoint", required=True, help="run folder (or its checkpoint/ folder)")
     p.add_argument("--bags", nargs="+", required=True)
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--max-frames", type=int, default=1500, help="frames per split to evaluate (subsampled evenly)")
+    p.add_argument("--compare", default="", metavar="RUN",
+                   help="a second run evaluated on the same recordings; comparison.md puts them side by side "
+                        "(e.g. the ground-truth-supervised recipe, config/train/sim_tiny_ground_truth.yaml)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("ablate", help="train the default recipe and one variant per technique (same seed, data, "

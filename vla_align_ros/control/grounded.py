@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..robots.camera import CameraModel
 from ..sim.scene import COLORS, CUBE_HALF, OBJECTS, PLATE_HALF_HEIGHT
 from ..sim.tasks import NOUN_KIND, OBJECT_MENTION, Subgoal
 
@@ -62,39 +63,6 @@ def parse_instruction(text: str) -> list[Subgoal]:
         if g.obj.endswith("plate"):
             raise InstructionParseError(f"{g.obj} is a plate: only cubes are moved ({text!r})")
     return goals
-
-
-@dataclass(frozen=True)
-class CameraModel:
-    """Pinhole camera in the robot's base frame. ``rotation`` columns are the optical axes
-    (x right, y down, z forward) expressed in the base frame."""
-
-    intrinsics: np.ndarray  # (3, 3)
-    position: np.ndarray  # (3,)
-    rotation: np.ndarray  # (3, 3)
-
-    def ray(self, row: float, col: float) -> np.ndarray:
-        """Unit direction (base frame) through the centre of pixel (row, col)."""
-        k = self.intrinsics
-        d_cam = np.array([(col + 0.5 - k[0, 2]) / k[0, 0], (row + 0.5 - k[1, 2]) / k[1, 1], 1.0])
-        d = self.rotation @ d_cam
-        return d / np.linalg.norm(d)
-
-    def backproject(self, row: float, col: float, plane_z: float) -> np.ndarray:
-        """The point where pixel (row, col)'s ray meets the plane z = plane_z."""
-        d = self.ray(row, col)
-        if abs(d[2]) < 1e-6:
-            raise ValueError("the pixel's ray is parallel to the plane")
-        s = (plane_z - self.position[2]) / d[2]
-        if s <= 0:
-            raise ValueError(f"the plane z={plane_z} is behind the camera for pixel ({row}, {col})")
-        return self.position + s * d
-
-    def project(self, point: np.ndarray) -> tuple[float, float]:
-        """Base-frame point -> (row, col) in pixel units (pixel centres at integer + 0.5 - 0.5)."""
-        p = self.rotation.T @ (np.asarray(point, dtype=float) - self.position)
-        k = self.intrinsics
-        return float(k[1, 1] * p[1] / p[2] + k[1, 2] - 0.5), float(k[0, 0] * p[0] / p[2] + k[0, 2] - 0.5)
 
 
 VOCABULARY: tuple[str, ...] = tuple(o.name for o in OBJECTS)  # what the parser names, in label order

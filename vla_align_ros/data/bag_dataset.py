@@ -15,6 +15,8 @@ from torch import Tensor
 
 from ..text_input import resolve_references
 from .bags import Episode, action_chunks
+from .keyframes import DemoLabels, align_to_text_steps
+from .pseudo_masks import grow_region
 from .gripper_events import gripper_events, gripper_opening
 
 
@@ -47,6 +49,9 @@ class BagSamples:
     has_target: Tensor | None = None  # (N,) bool
     # Grasps and releases of the gripper since the instruction, up to this frame (gripper_events).
     events: Tensor | None = None  # (N, 2) float
+    # Keyframe labels (data.keyframes): where the active step's hand acts, [row, col]; NaN where none.
+    pick_px: Tensor | None = None  # (N, 2) float
+    place_px: Tensor | None = None  # (N, 2) float
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -76,7 +81,9 @@ class BagSamples:
                           None if self.phrase_objects is None else self.phrase_objects[idx],
                           None if self.target_masks is None else self.target_masks[idx],
                           None if self.has_target is None else self.has_target[idx],
-                          None if self.events is None else self.events[idx])
+                          None if self.events is None else self.events[idx],
+                          None if self.pick_px is None else self.pick_px[idx],
+                          None if self.place_px is None else self.place_px[idx])
 
 
 def composition_key(ep: Episode) -> str:
@@ -86,6 +93,20 @@ def composition_key(ep: Episode) -> str:
     if ep.task and ep.task.get("subgoals"):
         return json.dumps(ep.task["subgoals"], sort_keys=True)
     return ep.instruction.strip().lower()
+
+
+def demo_motion_key(labels: DemoLabels) -> str:
+    """What the arm's motion shows, read from the demonstration's own keyframes: each step's
+    kind and a push's main direction in the base frame."""
+    parts = []
+    for st in labels.steps:
+        if st.kind == "push" and st.place_xyz is not None:
+            d = st.place_xyz[:2] - st.pick_xyz[:2]
+            axis = int(np.argmax(np.abs(d)))
+            parts.append(f"push_{'xy'[axis]}{'+' if d[axis] > 0 else '-'}")
+        else:
+            parts.append(st.kind)
+    return "|".join(parts)
 
 
 def motion_key(ep: Episode) -> str:
@@ -147,25 +168,54 @@ def _phrase_targets(ep: Episode, object_names: Sequence[str], seed: int) -> tupl
     return texts, masks, objects
 
 
+def demo_masks(ep: Episode, labels: DemoLabels) -> tuple[np.ndarray, np.ndarray]:
+    """Self-supervised masks of each frame's object (grown from its pick pixel) and of where it
+    goes (from its place pixel), on the first frame of each step, where nothing has moved yet;
+    a frame carries its step's masks while its pixel label holds. -> two (T, H, W) bool."""
+    t, h, w = ep.images.shape[:3]
+    obj, target = np.zeros((2, t, h, w), dtype=bool)
+    frame = np.arange(t)
+    for k, st in enumerate(labels.steps):
+        rows = (frame >= st.start) & (frame < (labels.steps[k + 1].start if k + 1 < len(labels.steps) else t))
+        for px, out, use in ((labels.pick_px, obj, st.kind != "push"), (labels.place_px, target, st.kind == "place")):
+            valid = rows & np.isfinite(px).all(1)
+            if use and valid.any():
+                first = int(np.flatnonzero(valid)[0])
+                out[valid] = grow_region(ep.images[st.start], px[first])
+    return obj, target
+
+
 def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names: Sequence[str] | None = None,
-                        gripper_dims: int = 0, velocity: bool = False) -> BagSamples:
+                        gripper_dims: int = 0, velocity: bool = False,
+                        demos: Sequence[DemoLabels] | None = None) -> BagSamples:
     """``object_names``: the label order of the segmentation images (label i+1 = object i);
     ``gripper_dims``: the last state entries that are the gripper's fingers (events need them);
-    ``velocity``: the state is the joint positions and then their velocities (``action.velocity``)."""
+    ``velocity``: the state is the joint positions and then their velocities (``action.velocity``);
+    ``demos``: each episode's keyframe labels (``data.keyframes``). With them every label comes
+    from the demonstration itself (steps, pick and place pixels, self-supervised masks) and no
+    segmentation or task is read."""
+    if demos is not None and len(demos) != len(episodes):
+        raise ValueError(f"{len(demos)} keyframe labels for {len(episodes)} episodes")
     keys: dict[str, int] = {}
     motions: dict[str, int] = {}
     parts: dict[str, list] = {k: [] for k in ("images", "texts", "ids", "motion_ids", "actions", "state", "masks", "has_mask",
                                               "step_index", "step_texts", "progress", "episode", "time",
                                               "phrase_texts", "phrase_masks", "phrase_objects", "target_masks",
-                                              "has_target", "events")}
+                                              "has_target", "events", "pick_px", "place_px")}
     for e_idx, ep in enumerate(episodes):
         t = len(ep)
+        demo = align_to_text_steps(demos[e_idx], len(ep.steps)) if demos is not None else None
         cid = keys.setdefault(composition_key(ep), len(keys))
         chunks = action_chunks(ep.actions, horizon)
         h, w = ep.images.shape[1:3]
         masks, targets = np.zeros((2, t, h, w), dtype=bool)
         has, has_target = np.zeros((2, t), dtype=bool)
-        if ep.labels is not None and object_names is not None:
+        step_index = ep.step_index
+        if demo is not None:
+            masks, targets = demo_masks(ep, demo)
+            has, has_target = masks.any((1, 2)), targets.any((1, 2))
+            step_index = demo.step_index
+        elif ep.labels is not None and object_names is not None:
             for i in range(t):
                 for key, m, flag in (("obj", masks, has), ("target", targets, has_target)):
                     obj = _step_object(ep, int(ep.step_index[i]), key)
@@ -173,25 +223,26 @@ def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names:
                         m[i] = ep.labels[i] == object_names.index(obj) + 1
                         flag[i] = m[i].any()
         progress = np.zeros(t, dtype=np.float32)
-        for s in np.unique(ep.step_index):
-            where = np.flatnonzero(ep.step_index == s)
+        for s in np.unique(step_index):
+            where = np.flatnonzero(step_index == s)
             progress[where] = np.linspace(0.0, 1.0, len(where)) if len(where) > 1 else 1.0
         parts["images"].append(torch.from_numpy(ep.images))
         parts["texts"] += [ep.instruction] * t
         parts["ids"] += [cid] * t
-        parts["motion_ids"] += [motions.setdefault(motion_key(ep), len(motions))] * t
+        mkey = demo_motion_key(demo) if demo is not None else motion_key(ep)
+        parts["motion_ids"] += [motions.setdefault(mkey, len(motions))] * t
         parts["actions"].append(torch.from_numpy(chunks))
         parts["state"].append(torch.from_numpy(np.concatenate([ep.joints, ep.velocities], 1) if velocity else ep.joints))
         parts["masks"].append(torch.from_numpy(masks))
         parts["has_mask"].append(torch.from_numpy(has))
         parts["target_masks"].append(torch.from_numpy(targets))
         parts["has_target"].append(torch.from_numpy(has_target))
-        parts["step_index"].append(torch.from_numpy(ep.step_index))
+        parts["step_index"].append(torch.from_numpy(step_index))
         parts["step_texts"] += [resolve_references(list(ep.steps))] * t  # as split_steps gives them online
         parts["progress"].append(torch.from_numpy(progress))
         parts["episode"] += [e_idx] * t
         parts["time"].append(torch.from_numpy((ep.stamps - ep.stamps[0]).astype(np.float64) * 1e-9))
-        if ep.labels is not None and object_names is not None:
+        if demo is None and ep.labels is not None and object_names is not None:
             p_texts, p_masks, p_objects = _phrase_targets(ep, object_names, seed=e_idx)
         else:
             p_texts, p_masks, p_objects = [""] * t, np.zeros((t, h, w), dtype=bool), np.full(t, -1, dtype=np.int64)
@@ -199,6 +250,9 @@ def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names:
         parts["phrase_masks"].append(torch.from_numpy(p_masks))
         parts["phrase_objects"].append(torch.from_numpy(p_objects))
         parts["events"].append(torch.from_numpy(gripper_events(gripper_opening(ep.joints, gripper_dims))))
+        nan = np.full((t, 2), np.nan, dtype=np.float32)
+        parts["pick_px"].append(torch.from_numpy(nan if demo is None else demo.pick_px.astype(np.float32)))
+        parts["place_px"].append(torch.from_numpy(nan if demo is None else demo.place_px.astype(np.float32)))
     return BagSamples(
         images=torch.cat(parts["images"]), texts=parts["texts"], ids=torch.tensor(parts["ids"]),
         motion_ids=torch.tensor(parts["motion_ids"]), actions=torch.cat(parts["actions"]),
@@ -208,7 +262,9 @@ def episodes_to_samples(episodes: Sequence[Episode], horizon: int, object_names:
         time_in_episode=torch.cat(parts["time"]).float(), phrase_texts=parts["phrase_texts"],
         phrase_masks=torch.cat(parts["phrase_masks"]), phrase_objects=torch.cat(parts["phrase_objects"]),
         target_masks=torch.cat(parts["target_masks"]), has_target=torch.cat(parts["has_target"]),
-        events=torch.cat(parts["events"]) if gripper_dims > 0 else None)
+        events=torch.cat(parts["events"]) if gripper_dims > 0 else None,
+        pick_px=torch.cat(parts["pick_px"]) if demos is not None else None,
+        place_px=torch.cat(parts["place_px"]) if demos is not None else None)
 
 
 def matches_hold_out(ep: Episode, pattern: str) -> bool:
@@ -228,7 +284,8 @@ def task_matches_hold_out(task: dict | None, instruction: str, pattern: str) -> 
     if key not in ("family", "object", "target"):
         raise ValueError(f"hold-out pattern {pattern!r}: key must be family, object, target or instruction")
     if not task:
-        return False
+        raise ValueError(f"hold-out pattern {pattern!r} reads the task the simulator records (/ground_truth/task), "
+                         f"which this recording does not have; hold out by instruction~REGEX instead")
     if key == "family":
         return task.get("family") == value
     field_name = "obj" if key == "object" else "target"

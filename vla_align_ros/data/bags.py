@@ -5,7 +5,10 @@ paired with the nearest joint state and command within ``slop`` seconds by heade
 frames without a partner are dropped and counted. Episodes start at each instruction message.
 Actions come from the recorded twist (+ gripper) commands, or from joint-state differences
 when no command topic exists. Step labels come from phase markers when they exist, otherwise
-from gripper close -> open events.
+from gripper close -> open events. Each episode also carries what labels a demonstration by
+itself: the gripper command per frame, the joint names, and the camera's intrinsics
+(``camera_info``) and pose (``/tf_static``). ``BagTopics.robot_observable()`` opens only what a
+real robot records: no ``/ground_truth/*`` topic is read.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..image_conv import ImageError, image_to_array
+from ..text_input import split_steps
 from .joint_state import joint_arrays
 
 
@@ -33,11 +37,36 @@ class BagTopics:
     joint_states: str = "/joint_states"
     twist_cmd: str = "/servo_node/delta_twist_cmds"
     gripper_cmd: str = "/gripper/command"
+    camera_info: str = "/camera/camera_info"
+    tf_static: str = "/tf_static"
     segmentation: str = "/ground_truth/segmentation"
     task: str = "/ground_truth/task"
     phase: str = "/ground_truth/phase"
 
     REQUIRED = ("instruction", "image", "joint_states")
+    GROUND_TRUTH = ("segmentation", "task", "phase")  # what only a simulator can record
+
+    def robot_observable(self) -> "BagTopics":
+        """The same topics without the simulator's ground truth (those are then never opened)."""
+        return BagTopics(**{k: ("" if k in self.GROUND_TRUTH else v) for k, v in vars(self).items()})
+
+    @property
+    def opened(self) -> dict[str, str]:
+        """{topic name: key} of every topic that is read (an empty name is not)."""
+        return {v: k for k, v in vars(self).items() if isinstance(v, str) and v}
+
+
+@dataclass(frozen=True)
+class CameraCalibration:
+    """The camera as the bag records it: ``camera_info.k`` (3, 3) for images of ``hw``, and the
+    optical frame's pose in the robot's base frame from ``/tf_static`` (None where it has none)."""
+
+    k: np.ndarray  # (3, 3)
+    hw: tuple[int, int]
+    frame_id: str
+    parent_frame: str = ""  # the root of the /tf_static tree the pose is given in ("" without one)
+    translation: np.ndarray | None = None  # (3,)
+    quaternion: np.ndarray | None = None  # (4,) [x, y, z, w]
 
 
 @dataclass
@@ -66,6 +95,10 @@ class Episode:
     labels: np.ndarray | None  # (T, H, W) uint8 segmentation labels
     step_index: np.ndarray  # (T,) int, which instruction step is active
     steps: list[str] = field(default_factory=list)
+    gripper: np.ndarray | None = None  # (T,) the gripper command in force at each frame (None: no topic)
+    joint_names: list[str] = field(default_factory=list)  # the columns of ``joints``, as the driver names them
+    camera: CameraCalibration | None = None  # None: the bag has no camera_info
+    index: int = 0  # the episode's position in its bag (for messages)
 
     def __len__(self) -> int:
         return len(self.stamps)
@@ -255,6 +288,11 @@ _VALUE: dict[str, Any] = {
     "twist_cmd": lambda m: (m.twist.linear.x, m.twist.linear.y, m.twist.linear.z, m.twist.angular.x,
                             m.twist.angular.y, m.twist.angular.z),
     "gripper_cmd": lambda m: float(m.data),
+    "camera_info": lambda m: (np.array(m.k, dtype=np.float64), (int(m.height), int(m.width)), str(m.header.frame_id)),
+    "tf_static": lambda m: [(str(t.header.frame_id), str(t.child_frame_id),
+                             np.array([t.transform.translation.x, t.transform.translation.y, t.transform.translation.z]),
+                             np.array([t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,
+                                       t.transform.rotation.w])) for t in m.transforms],
 }
 
 
@@ -304,7 +342,7 @@ def read_episodes(paths: Sequence[str | Path], topics: BagTopics | None = None, 
     topics = topics or BagTopics()
     stats = SyncStats()
     episodes: list[Episode] = []
-    wanted = {getattr(topics, k): k for k in vars(BagTopics()) if isinstance(getattr(topics, k), str)}
+    wanted = topics.opened
     for p in map(Path, paths):
         _check_path(p)
         streams: dict[str, list[tuple[int, Any]]] = {}
@@ -332,6 +370,7 @@ def read_episodes(paths: Sequence[str | Path], topics: BagTopics | None = None, 
                     if key_of[c.id] in stores and c.msgtype == "sensor_msgs/msg/Image"}
             fast.update({c.id: _FAST_VALUE[(key_of[c.id], c.msgtype)] for c in conns
                          if (key_of[c.id], c.msgtype) in _FAST_VALUE})
+            names = _joint_names(reader, [c for c in conns if key_of[c.id] == "joint_states"])
             for conn, log_ns, raw in reader.messages(connections=conns):
                 reader_fn = fast.get(conn.id)
                 if reader_fn is not None:
@@ -354,6 +393,7 @@ def read_episodes(paths: Sequence[str | Path], topics: BagTopics | None = None, 
         if "image" not in streams:  # the index promised frames, none could be read (a corrupt file)
             raise BagError(f"{p}: no {topics.image} message could be read; the bag may be corrupt")
         streams["_stores"] = stores  # type: ignore[assignment]
+        streams["_joint_names"] = names  # type: ignore[assignment]
         try:
             episodes.extend(_episodes_from_streams(str(p), streams, int(round(slop * 1e9)), stats))
         except BagError:
@@ -366,11 +406,40 @@ def read_episodes(paths: Sequence[str | Path], topics: BagTopics | None = None, 
     return episodes, stats
 
 
+def _joint_names(reader: Any, conns: list[Any]) -> list[str]:
+    """The joint names of the first JointState message (the columns of every later one)."""
+    for conn, _, raw in reader.messages(connections=conns):
+        return [str(n) for n in reader.deserialize(raw, conn.msgtype).name]
+    return []
+
+
+def _calibration(camera_infos: list[tuple[int, Any]], transforms: list[tuple[int, Any]], t0: int,
+                 ) -> CameraCalibration | None:
+    """The camera_info in force at ``t0`` (the last before it, else the first), with the pose of
+    its frame in the tree ``/tf_static`` has built by then (None where that tree lacks it)."""
+    if not camera_infos:
+        return None
+    before = [v for t, v in camera_infos if t <= t0]
+    k, hw, frame = before[-1] if before else camera_infos[0][1]
+    from ..robots.camera import chain_to_root
+
+    edges: dict[str, tuple[str, np.ndarray, np.ndarray]] = {}
+    # static transforms accumulate; a later one for the same child replaces it
+    for _, msg in [(t, m) for t, m in transforms if t <= t0] or transforms[:1]:
+        for parent, child, tr, q in msg:
+            edges[child] = (parent, tr, q)
+    root, tr, q = chain_to_root(edges, frame)
+    k = np.asarray(k, dtype=np.float64)
+    return CameraCalibration(k=k.reshape(3, 3) if k.size == 9 else np.full((3, 3), np.nan), hw=hw, frame_id=frame,
+                             parent_frame=root, translation=tr, quaternion=q)
+
+
 def _episodes_from_streams(bag: str, s: dict[str, list[tuple[int, Any]]], slop: int,
                            stats: SyncStats) -> list[Episode]:
     """Vectorised synchronisation: every stream becomes sorted stamp and value arrays once; each
     frame then finds its partners with ``nearest_index``."""
     stores: dict[str, FrameStore] = s.pop("_stores", {})  # type: ignore[assignment]
+    joint_names: list[str] = s.pop("_joint_names", [])  # type: ignore[assignment]
     for v in s.values():
         v.sort(key=lambda x: x[0])
 
@@ -430,12 +499,15 @@ def _episodes_from_streams(bag: str, s: dict[str, list[tuple[int, Any]]], slop: 
             idx = nearest_index(seg_t, t, slop)
             if (idx >= 0).all():
                 labels = stores["segmentation"].take(seg_slot[idx])
-        steps = list(task["steps"]) if task else [imsg]
+        steps = list(task["steps"]) if task else split_steps(imsg)
         p0, p1 = np.searchsorted(ph_t, [t0, t1], side="left")
         step_index = _step_labels(t, ph_t[p0:p1], [m for _, m in phases[p0:p1]], actions, space, len(steps))
+        grip = grip_v[_last_at_or_before(grip_t, t)].astype(np.float32) if grips else None
         out.append(Episode(bag=bag, instruction=imsg, task=task, stamps=t.astype(np.int64), images=images,
                            joints=joints, velocities=velocities, actions=actions, action_space=space, labels=labels,
-                           step_index=step_index, steps=steps))
+                           step_index=step_index, steps=steps, gripper=grip, joint_names=list(joint_names),
+                           camera=_calibration(s.get("camera_info", []), s.get("tf_static", []), int(t0)),
+                           index=k))
     return out
 
 

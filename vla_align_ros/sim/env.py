@@ -232,3 +232,14 @@ class TabletopEnv:
 
     def intrinsics(self) -> np.ndarray:
         return camera_intrinsics(self.model, self.ids.camera, self.width, self.height)
+
+    def camera_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """The camera's optical frame in the base frame (the world here): position (3,) and
+        quaternion (4,) [x, y, z, w], as /tf_static gives it on a real robot."""
+        mujoco.mj_kinematics(self.model, self.data)
+        mujoco.mj_camlight(self.model, self.data)
+        cam = self.ids.camera
+        optical = self.data.cam_xmat[cam].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])  # MuJoCo: y up, -z forward
+        wxyz = np.zeros(4)
+        mujoco.mju_mat2Quat(wxyz, optical.reshape(-1))
+        return self.data.cam_xpos[cam].copy(), np.r_[wxyz[1:], wxyz[0]]

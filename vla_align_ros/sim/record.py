@@ -20,11 +20,8 @@ from tqdm import tqdm
 from .env import TabletopEnv
 from .expert import ExpertAction, ScriptedExpert
 from .randomisation import check_profile
-from .scene import FINGER_JOINTS, JOINT_NAMES, OBJECTS
+from .scene import FINGER_NAMES, JOINT_NAMES, OBJECTS
 from .topics import BASE_FRAME, CAMERA_FRAME, TOPIC_TYPES, SimTopics
-
-FINGER_NAMES = ("panda_finger_joint1", "panda_finger_joint2")
-assert len(FINGER_NAMES) == len(FINGER_JOINTS)
 
 
 @dataclass
@@ -82,6 +79,19 @@ class BagRecorder:
         assert env.task is not None
         self._write("instruction", self.M["String"](data=env.task.instruction), stamp_ns)
         self._write("gt_task", self.M["String"](data=json.dumps(env.task.as_dict())), stamp_ns)
+        self.write_camera_pose(stamp_ns, env)
+
+    def write_camera_pose(self, stamp_ns: int, env: TabletopEnv) -> None:
+        """The camera's pose on /tf_static (base -> optical frame), once per episode: a randomised
+        profile moves the camera between episodes, as a re-mounted camera would."""
+        M = self.M
+        pos, quat = env.camera_pose()
+        tf = M["TransformStamped"](header=self._header(stamp_ns, BASE_FRAME), child_frame_id=CAMERA_FRAME,
+                                   transform=M["Transform"](
+                                       translation=M["Vector3"](x=float(pos[0]), y=float(pos[1]), z=float(pos[2])),
+                                       rotation=M["Quaternion"](x=float(quat[0]), y=float(quat[1]), z=float(quat[2]),
+                                                                w=float(quat[3]))))
+        self._write("tf_static", M["TFMessage"](transforms=[tf]), stamp_ns)
 
     def write_state(self, stamp_ns: int, env: TabletopEnv, with_camera: bool = True) -> None:
         M = self.M

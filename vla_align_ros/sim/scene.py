@@ -32,6 +32,7 @@ OBJECT_AREA_HIGH = np.array([0.62, 0.22])
 ARM_JOINTS = tuple(f"robot:panda0_joint{i}" for i in range(1, 8))
 FINGER_JOINTS = ("robot:panda0_finger_joint1", "robot:panda0_finger_joint2")
 JOINT_NAMES = tuple(f"panda_joint{i}" for i in range(1, 8))  # the names a real Panda publishes
+FINGER_NAMES = ("panda_finger_joint1", "panda_finger_joint2")
 HOME_Q = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
 GRIPPER_MAX = 0.08  # total finger opening, m
 

@@ -13,6 +13,7 @@ class SimTopics:
     instruction: str = "/instruction"
     image: str = "/camera/image_raw"
     camera_info: str = "/camera/camera_info"
+    tf_static: str = "/tf_static"
     joint_states: str = "/joint_states"
     twist_cmd: str = "/servo_node/delta_twist_cmds"
     joint_trajectory_cmd: str = "/joint_trajectory_controller/joint_trajectory"
@@ -36,6 +37,7 @@ TOPIC_TYPES: dict[str, str] = {
     "instruction": "std_msgs/msg/String",
     "image": "sensor_msgs/msg/Image",
     "camera_info": "sensor_msgs/msg/CameraInfo",
+    "tf_static": "tf2_msgs/msg/TFMessage",
     "joint_states": "sensor_msgs/msg/JointState",
     "twist_cmd": "geometry_msgs/msg/TwistStamped",
     "joint_trajectory_cmd": "trajectory_msgs/msg/JointTrajectory",

@@ -26,6 +26,10 @@ class ObjectiveWeights:
     policy: float = 1.0
     phrase: float = 0.0  # spatial grounding of one object named on its own ("the red block")
     target: float = 0.0  # the instruction's second role (heads.role_pool): where the object goes
+    # Affordance maps (CLIPort-style): each role's mask logits as a distribution over pixels,
+    # cross-entropy against a Gaussian at the demonstration's pick (role 0) and place (role 1) pixel.
+    affordance: float = 0.0
+    affordance_sigma: float = 1.5  # px, the Gaussian target's spread
     # heads.policy_keypoints: the fraction of frames whose policy keypoints come from the true
     # masks (where the bag has them) rather than the model's own; the policy learns the geometry
     # from clean positions and how to act on its own noisy ones.
@@ -81,6 +85,8 @@ class Batch:
     events: Tensor | None = None  # (B, 2) grasps and releases since the instruction (heads.ground_steps)
     neg_ids: Tensor | None = None  # (B*R, Tn) one-attribute variants of each instruction
     neg_attn: Tensor | None = None  # (B*R, Tn)
+    pick_px: Tensor | None = None  # (B, 2) [row, col] where the active step acts (data.keyframes); NaN none
+    place_px: Tensor | None = None  # (B, 2) where it puts the object down; NaN none
 
 
 @dataclass
@@ -125,8 +131,16 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
     if model.cfg.heads.ground_steps:  # ... or the active step's phrase (the true step here)
         steps = model.encode_steps(b.step_ids, b.step_attn)
         head_txt = model.step_text(steps, b.step_index)
-    out["spatial"] = grounding_loss(model, vis, head_txt, b.masks, b.has_mask) \
-        if w.spatial > 0 and bool(b.has_mask.any()) else zero
+    if w.affordance > 0 and b.pick_px is not None:  # each role's mask and affordance from one grounding pass
+        out["spatial"], out["affordance"] = role_losses(model, vis, head_txt, 0, b.masks, b.has_mask, b.pick_px,
+                                                        w.affordance_sigma, tuple(b.images.shape[1:3]))
+        out["target"], place = role_losses(model, vis, head_txt, 1, b.target_masks, b.has_target, b.place_px,
+                                           w.affordance_sigma, tuple(b.images.shape[1:3]))
+        out["affordance"] = out["affordance"] + place
+    else:
+        out["spatial"] = grounding_loss(model, vis, head_txt, b.masks, b.has_mask) \
+            if w.spatial > 0 and bool(b.has_mask.any()) else zero
+        out["affordance"] = zero
     if w.phrase > 0 and b.has_phrase is not None and bool(b.has_phrase.any()):
         phr = model.encode_text(b.phrase_ids, b.phrase_attn)
         # A phrase alone names one thing in either role: every other frame grounds it as the
@@ -136,7 +150,9 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
         out["phrase"] = grounding_loss(model, vis, phr, b.phrase_masks, b.has_phrase, roles)
     else:
         out["phrase"] = zero
-    if w.target > 0 and b.has_target is not None and bool(b.has_target.any()):
+    if "target" in out:
+        pass
+    elif w.target > 0 and b.has_target is not None and bool(b.has_target.any()):
         out["target"] = grounding_loss(model, vis, head_txt, b.target_masks, b.has_target, role=1)
     else:
         out["target"] = zero
@@ -166,7 +182,7 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
     out.update(technique_losses(model, b, w, robust, vis, txt, emb, zero))
     out["total"] = (w.contrastive * out["contrastive"] + w.spatial * out["spatial"] + w.temporal * out["temporal"]
                     + w.segments * out["segments"] + w.policy * out["policy"] + w.phrase * out["phrase"]
-                    + w.target * out["target"] + w.geometry * out["geometry"])
+                    + w.target * out["target"] + w.geometry * out["geometry"] + w.affordance * out["affordance"])
     for name in TECHNIQUE_TERMS:
         if getattr(w, name) > 0:
             out["total"] = out["total"] + getattr(w, name) * out[name]
@@ -243,6 +259,46 @@ def grounding_loss(model: TrimodalModel, vis, txt: TextOutput, masks: Tensor, se
     per = F.binary_cross_entropy_with_logits(g.mask_logits, target, reduction="none").flatten(1).mean(1) \
         + dice_loss(g.mask_logits, target)  # (B_masked,)
     return torch.zeros(len(sel), device=per.device, dtype=per.dtype).masked_scatter(sel, per).mean()
+
+
+def pixel_targets(px: Tensor, hw: tuple[int, int], sigma: float) -> Tensor:
+    """(B, 2) [row, col] -> (B, H*W) a normalised Gaussian around each pixel."""
+    h, w = hw
+    rows = torch.arange(h, device=px.device, dtype=torch.float32)[:, None]
+    cols = torch.arange(w, device=px.device, dtype=torch.float32)[None]
+    d2 = (rows[None] - px[:, 0, None, None]) ** 2 + (cols[None] - px[:, 1, None, None]) ** 2  # (B, H, W)
+    g = torch.exp(-0.5 * d2 / sigma**2).flatten(1)
+    return g / g.sum(1, keepdim=True)
+
+
+def role_losses(model: TrimodalModel, vis, txt: TextOutput, role: int, masks: Tensor | None, has_mask: Tensor | None,
+                px: Tensor, sigma: float, hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """One role's mask loss (BCE + Dice where ``has_mask``) and affordance loss (cross-entropy of
+    the logits' softmax over pixels against ``pixel_targets`` where ``px`` is finite), from one
+    grounding pass over the samples that have either. Each is averaged over the whole batch."""
+    has_px = torch.isfinite(px).all(1)  # (B,)
+    if has_mask is None or masks is None:
+        masks, has_mask = None, torch.zeros_like(has_px)
+    sel = has_px | has_mask
+    zero = px.new_zeros(())
+    if not bool(sel.any()):
+        return zero, zero
+    h, wd = hw
+    g = model.ground(vis.select(sel), txt.select(sel), (h, wd), role)
+    logits = g.mask_logits  # (n, H, W)
+    n = len(sel)
+    m_sel, p_sel = has_mask[sel], has_px[sel]
+    mask_loss = zero
+    if bool(m_sel.any()):
+        target = masks[sel][m_sel].float()
+        per = F.binary_cross_entropy_with_logits(logits[m_sel], target, reduction="none").flatten(1).mean(1) \
+            + dice_loss(logits[m_sel], target)
+        mask_loss = per.sum() / n
+    aff = zero
+    if bool(p_sel.any()):
+        logp = logits[p_sel].float().flatten(1).log_softmax(1)  # (m, H*W)
+        aff = -(pixel_targets(px[sel][p_sel], (h, wd), sigma) * logp).sum(1).sum() / n
+    return mask_loss, aff
 
 
 def segment_loss(model: TrimodalModel, sq: SequenceBatch) -> Tensor:

@@ -21,6 +21,9 @@ from ..metrics.retrieval import (CORRECTIONS, chance_recall_at_1, coarse_bound_r
 from ..model.checkpoint import load_checkpoint
 from ..model.heads import decode_monotonic_steps, decode_segment
 from ..model.trimodal import TrimodalModel
+from ..robots.config import RobotConfig
+from ..robots.kinematics import RobotKinematics
+from .affordance_eval import affordance_metrics
 from .objective import policy_keypoints
 from .trainer import DataConfig, TokenTable, TrainConfig, make_batch
 
@@ -263,10 +266,13 @@ def evaluate_run(run: Path, bags: Sequence[str | Path], out: Path, max_frames: i
     from ..sim.scene import OBJECTS
 
     names = data_cfg.object_names or [o.name for o in OBJECTS]
+    robot = RobotConfig.load(data_cfg.robot)
+    kinematics = RobotKinematics(robot.description_path, robot.ee_frame)
     h = model.cfg.action.horizon
     out.mkdir(parents=True, exist_ok=True)
     groups = {"seen": split["train"], "held_out": split["held_out"]}
-    metrics: dict[str, Any] = {"bags": [str(b) for b in bags], "sync": stats.as_dict(), "hold_out": data_cfg.hold_out}
+    metrics: dict[str, Any] = {"bags": [str(b) for b in bags], "sync": stats.as_dict(), "hold_out": data_cfg.hold_out,
+                               "profile": data_cfg.profile}
     forwards: dict[str, Any] = {}
     samples: dict[str, BagSamples] = {}
     for name, idx in groups.items():
@@ -278,6 +284,8 @@ def evaluate_run(run: Path, bags: Sequence[str | Path], out: Path, max_frames: i
         tokens = TokenTable(model, list(s.texts) + [t for st in s.step_texts for t in st] + list(s.phrase_texts))
         metrics[name], forwards[name] = _split_metrics(model, untrained, s, tokens, model.cfg.heads.max_steps,
                                                        model.action_mean)
+        metrics[name]["affordance"] = affordance_metrics(model, [episodes[i] for i in idx], names, robot, kinematics,
+                                                         max_frames, train_cfg.seed)
         samples[name] = s
     metrics["language"] = _language_ties(model)
     log = [json.loads(l) for l in (run_dir / "train_log.jsonl").read_text().splitlines() if l.strip()] \
@@ -289,6 +297,25 @@ def evaluate_run(run: Path, bags: Sequence[str | Path], out: Path, max_frames: i
     pngs = write_plots(out, log, samples, forwards)
     (out / "report.md").write_text(_markdown(metrics, pngs))
     return metrics
+
+
+COMPARED = (("pick pixel on the step's object", "pick_accuracy"), ("place pixel on the step's target", "place_accuracy"),
+            ("published object mask IoU", "published_mask_iou"), ("temporal IoU", "temporal_iou"),
+            ("push: peak from the push start, px", "push_start_error_px"))
+
+
+def write_comparison(path: Path, runs: dict[str, dict[str, Any]]) -> str:
+    """Several runs' headline grounding figures on the same recordings, one Markdown table."""
+    names = list(runs)
+    lines = ["| figure | split | " + " | ".join(f"{n} ({runs[n].get('profile', '?')})" for n in names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for label, key in COMPARED:
+        for split in ("seen", "held_out"):
+            vals = [runs[n].get("summary", {}).get(split, {}).get(key) for n in names]
+            lines.append(f"| {label} | {split} | " + " | ".join(_fmt(v) if v is not None else "-" for v in vals) + " |")
+    table = "\n".join(lines) + "\n"
+    path.write_text(table)
+    return table
 
 
 def _summary(m: dict[str, Any]) -> dict[str, Any]:
@@ -310,7 +337,11 @@ def _summary(m: dict[str, Any]) -> dict[str, Any]:
                      "target_mask_iou": s.get("target_mask_iou"),
                      "target_pointing_accuracy": s.get("target_pointing_accuracy"),
                      "temporal_iou": s.get("temporal_iou"), "action_error_ratio": round(s["action_error_ratio"], 3),
-                     "action_error_ratio_true_keypoints": s.get("action_error_ratio_true_keypoints")}
+                     "action_error_ratio_true_keypoints": s.get("action_error_ratio_true_keypoints"),
+                     "pick_accuracy": s["affordance"].get("pick_accuracy"),
+                     "place_accuracy": s["affordance"].get("place_accuracy"),
+                     "published_mask_iou": s["affordance"].get("mask_iou"),
+                     "push_start_error_px": s["affordance"].get("push_start_error_px")}
     return out
 
 
@@ -336,7 +367,11 @@ def _markdown(m: dict[str, Any], pngs: list[str]) -> str:
     rows.append(("distinct motions / chance R@1", lambda s: f"{s['distinct_motions']} / {s['chance_r1_motion']:.3f}"))
     for d in m[splits[0]]["retrieval_motion"]:
         rows.append((f"motion-level R@1 {d}", lambda s, d=d: s["retrieval_motion"][d]))
-    rows += [("mask IoU (untrained)", lambda s: f"{_fmt(s.get('mask_iou'))} ({_fmt(s.get('mask_iou_untrained'))})"),
+    rows += [("pick pixel (the pick map's peak) on the step's object", lambda s: s["affordance"].get("pick_accuracy")),
+             ("place pixel (the place map's peak) on the step's target", lambda s: s["affordance"].get("place_accuracy")),
+             ("published object mask IoU (before the grasp)", lambda s: s["affordance"].get("mask_iou")),
+             ("push: pick map's peak from the push start, px", lambda s: s["affordance"].get("push_start_error_px")),
+             ("mask IoU (untrained)", lambda s: f"{_fmt(s.get('mask_iou'))} ({_fmt(s.get('mask_iou_untrained'))})"),
              ("pointing accuracy", lambda s: s.get("pointing_accuracy")),
              ("object phrase alone: mask IoU", lambda s: s.get("phrase_mask_iou")),
              ("object phrase alone: pointing accuracy", lambda s: s.get("phrase_pointing_accuracy")),

@@ -39,6 +39,9 @@ from .objective import Batch, ObjectiveWeights, SequenceBatch, compute_losses
 from .techniques import CurriculumConfig, RobustnessConfig, curriculum_indices, instruction_difficulty
 
 
+PROFILES = ("robot_observable", "ground_truth")
+
+
 @dataclass
 class DataConfig:
     slop: float = 0.02
@@ -48,8 +51,14 @@ class DataConfig:
     object_names: list[str] = field(default_factory=list)  # label order of the segmentation topic
     seq_episodes: int = 4  # multi-step motions per step for temporal localisation (0 = off)
     seq_len: int = 32  # frames drawn from each motion
+    # What training reads: "robot_observable" (what a real robot records; labels from the
+    # demonstrations themselves, data.keyframes) or "ground_truth" (the simulator's masks and task).
+    profile: str = "ground_truth"
+    robot: str = "panda"  # robot config (config/robots/NAME.yaml or a path): description, frames, table
 
     def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"data.profile={self.profile!r}: must be one of {PROFILES}")
         if self.seq_episodes < 0 or self.seq_len < 2:
             raise ValueError(f"data.seq_episodes={self.seq_episodes}, data.seq_len={self.seq_len}: "
                              "need seq_episodes >= 0 and seq_len >= 2")
@@ -140,6 +149,8 @@ def make_batch(samples: BagSamples, idx: Tensor, tokens: TokenTable, max_steps: 
         phrase.update(target_masks=to(samples.target_masks[idx]), has_target=to(samples.has_target[idx]))
     if samples.events is not None:
         phrase.update(events=to(samples.events[idx]))
+    if samples.pick_px is not None:
+        phrase.update(pick_px=to(samples.pick_px[idx]), place_px=to(samples.place_px[idx]))
     if negatives:
         n_ids, n_attn = tokens(negatives)
         phrase.update(neg_ids=to(n_ids), neg_attn=to(n_attn))
@@ -299,8 +310,39 @@ def _load_resume_state(run_dir: Path, model: TrimodalModel, opt: torch.optim.Opt
     return int(meta["step"]), list(meta["log"])
 
 
+def label_demonstrations(episodes: list, robot_name: str) -> tuple[list, list, list[str]]:
+    """Keyframe labels of every episode that has them (data.keyframes) -> (episodes kept, their
+    labels, one reason per skipped episode)."""
+    from ..data.keyframes import LabelError, label_episode
+    from ..robots.config import RobotConfig
+    from ..robots.kinematics import RobotKinematics
+
+    robot = RobotConfig.load(robot_name)
+    kinematics = RobotKinematics(robot.description_path, robot.ee_frame)
+    kept, labels, skipped = [], [], []
+    for ep in episodes:
+        try:
+            labels.append(label_episode(ep, robot, kinematics))
+            kept.append(ep)
+        except LabelError as e:
+            skipped.append(str(e))
+    return kept, labels, skipped
+
+
 def prepare_data(bags: Sequence[str | Path], cfg: TrainConfig) -> dict[str, Any]:
-    episodes, stats = read_episodes(bags, cfg.data.topics, cfg.data.slop)
+    observable = cfg.data.profile == "robot_observable"
+    topics = cfg.data.topics.robot_observable() if observable else cfg.data.topics
+    episodes, stats = read_episodes(bags, topics, cfg.data.slop)
+    demos, skipped = None, []
+    if observable:
+        episodes, demos, skipped = label_demonstrations(episodes, cfg.data.robot)
+        for reason in skipped[:5]:
+            print(f"[train] skipped: {reason}", flush=True)
+        if skipped:
+            print(f"[train] {len(skipped)} of {len(skipped) + len(episodes)} episodes skipped: no labels "
+                  "from their own signals", flush=True)
+        if not episodes:
+            raise ValueError(f"no episode could be labelled from its own signals: {skipped[:3]}")
     split = split_episodes(episodes, cfg.data.hold_out, cfg.data.val_fraction, cfg.seed)
     if not split["train"]:
         raise ValueError(f"no training episodes left after hold-out {cfg.data.hold_out}")
@@ -311,9 +353,10 @@ def prepare_data(bags: Sequence[str | Path], cfg: TrainConfig) -> dict[str, Any]
         names = [o.name for o in OBJECTS]
     h = cfg.model.action.horizon
     grip, vel = cfg.model.action.gripper_dims, cfg.model.action.velocity
-    parts = {k: episodes_to_samples([episodes[i] for i in v], h, names, grip, vel) if v else None
+    parts = {k: episodes_to_samples([episodes[i] for i in v], h, names, grip, vel,
+                                    None if demos is None else [demos[i] for i in v]) if v else None
              for k, v in split.items()}
-    return {"episodes": episodes, "stats": stats, "split": split, "samples": parts}
+    return {"episodes": episodes, "stats": stats, "split": split, "samples": parts, "skipped": skipped}
 
 
 def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, resume: bool = False,
@@ -434,12 +477,14 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
         if finished:
             meta = {"steps": cfg.steps, "bags": [str(b) for b in bags], "sync": data["stats"].as_dict(),
                     "split_episodes": {k: len(v) for k, v in data["split"].items()},
+                    "profile": cfg.data.profile, "skipped_episodes": len(data["skipped"]),
                     "train_seconds": round(time.perf_counter() - t0, 1), "action_space": "ee_twist_gripper"}
             tmp = run_dir / ".checkpoint.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             save_checkpoint(model, tmp, metadata=meta)
             os.replace(tmp, run_dir / "checkpoint")
-    return {"finished": finished, "steps": end, "log": log, "split": data["split"], "sync": data["stats"].as_dict()}
+    return {"finished": finished, "steps": end, "log": log, "split": data["split"], "sync": data["stats"].as_dict(),
+            "skipped": data["skipped"]}
 
 
 class _Objective(torch.nn.Module):
