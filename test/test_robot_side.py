@@ -180,3 +180,31 @@ def test_two_text_steps_for_one_grasp_and_release() -> None:
     assert (two.step_index[:31] == 0).all() and (two.step_index[31:] == 1).all()
     assert not two.has_place[:31].any() and two.has_place[31:81].all()
     assert (align_to_text_steps(lab, 1).step_index == 0).all()
+
+
+def test_masks_grown_from_a_keyframe_pixel_match_the_simulators() -> None:
+    """Regions grown from each object's projected centre (what a keyframe gives) against the
+    simulator's own masks, over a few layouts."""
+    from vla_align_ros.control.arm_model import PandaArm
+    from vla_align_ros.data.pseudo_masks import grow_region, mask_from_peak
+    from vla_align_ros.sim.env import TabletopEnv
+    from vla_align_ros.sim.scene import OBJECTS
+
+    names = [o.name for o in OBJECTS]
+    camera = PandaArm().camera_model(96, 96)
+    ious: dict[str, list[float]] = {"cube": [], "plate": []}
+    with TabletopEnv(image_size=(96, 96)) as env:
+        for seed in range(6):
+            env.reset(seed=seed, family="place")
+            frame = env.render()
+            for name in env.task.objects:
+                p = env.object_position(name)
+                half = 0.5 * (p[2] - 0.0)
+                region = grow_region(frame.rgb, camera.project(np.r_[p[:2], half]))
+                truth = frame.labels == names.index(name) + 1
+                ious[name.split("_")[1]].append((region & truth).sum() / max((region | truth).sum(), 1))
+            # the published mask: grown from a map's peak; a map peaking on the table gives its own logits
+            logits = np.full((96, 96), -5.0)
+            logits[2:4, 2:4] = 5.0  # the image corner: table
+            assert mask_from_peak(frame.rgb, logits).sum() == 4
+    assert np.mean(ious["cube"]) > 0.7 and np.mean(ious["plate"]) > 0.8, ious

@@ -189,6 +189,14 @@ class HeadsConfig:
     # Width of a small convolutional branch on the image at half resolution whose features sharpen
     # the masks beyond the patch grid (0 = masks from patch tokens only).
     fine_channels: int = 0
+    # Width of a per-pixel colour path in the masks (1x1 convolutions on each pixel's colour alone,
+    # scored by a linear map of the phrase): a colour word's map there can only see colour, so
+    # "yellow" lights every yellow thing, including objects it never named in training (0 = off).
+    colour_channels: int = 0
+    # With the colour path and role_pool: the place role's masks read fine features of a greyscale
+    # image and no patch tokens, so colour reaches them through the colour path alone and shape
+    # through the fine path alone ("yellow" + "plate" for a place never named in training).
+    factorised_place: bool = False
     # The policy sees the spatial head's per-patch match with the instruction (where the object is).
     policy_relevance: bool = False
     # Phrase vectors pooled by learned attention over the words, one query per role: role 0 the
@@ -212,6 +220,10 @@ class HeadsConfig:
         _positive("heads.policy_layers", self.policy_layers)
         _positive("heads.max_steps", self.max_steps)
         _check(self.fine_channels >= 0, "heads.fine_channels", self.fine_channels, "must be >= 0")
+        _check(self.colour_channels >= 0 and (self.colour_channels == 0 or self.fine_channels > 0),
+               "heads.colour_channels", self.colour_channels, "must be >= 0, and needs heads.fine_channels > 0")
+        _check(not self.factorised_place or (self.colour_channels > 0 and self.role_pool), "heads.factorised_place",
+               self.factorised_place, "needs heads.colour_channels > 0 and heads.role_pool: true")
         _check(not self.policy_keypoints or (self.role_pool and self.fine_channels > 0), "heads.policy_keypoints",
                self.policy_keypoints, "needs heads.role_pool: true and heads.fine_channels > 0")
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .data.gripper_events import GripperEvents, gripper_opening
+from .data.pseudo_masks import mask_from_peak
 from .model.checkpoint import load_checkpoint
 from .model.text import TextOutput
 from .model.trimodal import TrimodalModel
@@ -62,8 +63,11 @@ class InferenceSession:
     policy nodes share it when they run in one process, so nothing is encoded twice."""
 
     def __init__(self, checkpoint: str | Path | TrimodalModel, device: str = "cpu", cache_size: int = 32,
-                 threads: int = 0) -> None:
+                 threads: int = 0, grow_masks: bool = True) -> None:
         self.device = resolve_device(device)
+        # The published mask: the region grown from the map's peak (data.pseudo_masks), or the
+        # map's own logits > 0 (False).
+        self.grow_masks = grow_masks
         model = checkpoint if isinstance(checkpoint, TrimodalModel) else load_checkpoint(checkpoint)
         self.model: TrimodalModel = model.to(self.device).eval()
         self.cache_size = cache_size
@@ -159,18 +163,20 @@ class InferenceSession:
                 self._last = ((key, text), res)
             return res
 
-    def locate(self, image: np.ndarray, names: list[str],
-               rivals: Sequence[str] = ()) -> dict[str, tuple[float, float, float]]:
+    def locate(self, image: np.ndarray, names: list[str], rivals: Sequence[str] = (),
+               places: Sequence[str] = ()) -> dict[str, tuple[float, float, float]]:
         """Where each named object is (``red_cube``: the spatial head's mask of "the red cube"
         alone): {name: (row, col, confidence)} in pixels of ``image`` (H, W, 3) uint8. ``rivals``:
         other objects that could be in view (``control.grounded.VOCABULARY``); each pixel then
-        belongs to the phrase, named or rival, that scores it highest (``exclusive_logits``)."""
+        belongs to the phrase, named or rival, that scores it highest (``exclusive_logits``).
+        ``places``: names that are where something goes; a model with roles (``heads.role_pool``)
+        grounds them in its place role, the others in its object role."""
         with self.lock:
-            return self._call(self._locate, image, list(names), tuple(rivals))
+            return self._call(self._locate, image, list(names), tuple(rivals), tuple(places))
 
     @torch.no_grad()
-    def _locate(self, image: np.ndarray, names: list[str],
-                rivals: tuple[str, ...] = ()) -> dict[str, tuple[float, float, float]]:
+    def _locate(self, image: np.ndarray, names: list[str], rivals: tuple[str, ...] = (),
+                places: tuple[str, ...] = ()) -> dict[str, tuple[float, float, float]]:
         from .control.grounded import exclusive_logits, mask_location
         from .data.bag_dataset import object_name_phrase
 
@@ -186,10 +192,12 @@ class InferenceSession:
         with amp:
             vis = m.encode_image(self._upload(image)).select(torch.zeros(len(key), dtype=torch.long,
                                                                           device=self.device))  # P copies
-            logits = m.ground(vis, txt, image.shape[:2]).mask_logits.float().cpu().numpy()  # (P, H, W)
+            roles = (0, 1) if places and m.cfg.heads.role_pool else (0,)
+            logits = [m.ground(vis, txt, image.shape[:2], role=r).mask_logits.float().cpu().numpy()
+                      for r in roles]  # each (P, H, W)
         if rivals:
-            logits = exclusive_logits(logits)
-        return {n: mask_location(logits[i]) for i, n in enumerate(names)}
+            logits = [exclusive_logits(x) for x in logits]
+        return {n: mask_location(logits[1 if n in places and len(roles) > 1 else 0][i]) for i, n in enumerate(names)}
 
     def close(self) -> None:
         """Stop the inference thread (idempotent); the session cannot run the model afterwards."""
@@ -255,6 +263,7 @@ class InferenceSession:
         # Online form of the monotonic decoding used offline: the step only moves forward.
         step = max(int(res_probs.argmax()), min(self._last_step, len(res_probs) - 1))
         self._last_step = step
-        return FrameResult(mask=res_logits > 0, mask_logits=res_logits, score=float(g.score[0]),
+        mask = mask_from_peak(image, res_logits) if self.grow_masks else res_logits > 0
+        return FrameResult(mask=mask, mask_logits=res_logits, score=float(g.score[0]),
                            peak=(peak // w, peak % w), step_index=step, step_probs=res_probs,
                            progress=float(st.progress[0]), actions=res_chunk)

@@ -172,6 +172,11 @@ class GroundedPlanner:
         return names
 
     @property
+    def places(self) -> list[str]:
+        """The objects something is put on (located in the model's place role where it has one)."""
+        return [g.target for g in self.subgoals if g.target]
+
+    @property
     def localised(self) -> bool:
         return self.positions is not None
 

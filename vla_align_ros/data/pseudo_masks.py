@@ -36,3 +36,12 @@ def grow_region(image: np.ndarray, seed: tuple[float, float]) -> np.ndarray:
     if region.mean() > MAX_AREA_FRACTION:
         return np.zeros((h, w), dtype=bool)
     return region
+
+
+def mask_from_peak(image: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """The mask the nodes publish: the region grown from the map's strongest pixel (the object
+    there, to its edges), or the map's own ``logits > 0`` where no region grows (the peak on the
+    background). image: (H, W, 3) uint8; logits: (H, W) -> (H, W) bool."""
+    peak = np.unravel_index(int(np.argmax(logits)), logits.shape)
+    region = grow_region(image, (float(peak[0]), float(peak[1])))
+    return region if region.any() else logits > 0

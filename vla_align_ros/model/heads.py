@@ -65,8 +65,11 @@ class SpatialGroundingHead(nn.Module):
     """Phrase tokens attend to patch tokens; the attended phrase vector scores every patch, and
     every pixel of the fine features when the model has them."""
 
-    def __init__(self, dim: int, num_heads: int = 4, fine_channels: int = 0, roles: int = 0) -> None:
+    def __init__(self, dim: int, num_heads: int = 4, fine_channels: int = 0, roles: int = 0,
+                 colour_channels: int = 0, factorised_place: bool = False) -> None:
         super().__init__()
+        # role 1's masks: shape from the greyscale fine features alone, colour from the colour path alone
+        self.factorised_place = factorised_place
         self.roles = roles
         if roles > 0:  # attention pooling of the words, one learned query per role; zero = the mean at the start
             self.role_query = nn.Parameter(torch.zeros(roles, dim))
@@ -84,6 +87,11 @@ class SpatialGroundingHead(nn.Module):
             self.fine_patch = nn.Linear(dim, fine_channels)
             self.fine_query = nn.Linear(dim, fine_channels)
             self.fine_key = nn.Sequential(nn.GELU(), nn.Conv2d(fine_channels, fine_channels, 1))
+        if colour_channels > 0:  # each pixel's colour alone, scored linearly in the phrase (zero at the start)
+            self.colour_key = nn.Sequential(nn.Conv2d(3, colour_channels, 1), nn.GELU(),
+                                            nn.Conv2d(colour_channels, colour_channels, 1))
+            self.colour_query = nn.Linear(dim, colour_channels, bias=False)
+            nn.init.zeros_(self.colour_query.weight)
 
     def pool(self, q: Tensor, word_mask: Tensor, role: int | Tensor, lexical: Tensor | None = None) -> Tensor:
         """Word vectors (B, T, D) -> the phrase (B, D): the mean of the real tokens, or with roles
@@ -107,11 +115,14 @@ class SpatialGroundingHead(nn.Module):
 
     def forward(self, patches: Tensor, grid: tuple[int, int], words: Tensor, word_mask: Tensor,
                 image_hw: tuple[int, int], fine: Tensor | None = None, role: int | Tensor = 0,
-                lexical: Tensor | None = None) -> SpatialOutput:
+                lexical: Tensor | None = None, colour: Tensor | None = None,
+                fine_grey: Tensor | None = None) -> SpatialOutput:
         """patches: (B, Np, D), words: (B, T, D), word_mask: (B, T) bool (True = real token),
         fine: (B, C, h, w) full-resolution features or None; role: which role's phrase to ground
         (0: the object acted on; 1: where it goes), with ``roles``; lexical: (B, T, D) the
-        words' own embeddings (see ``pool``)."""
+        words' own embeddings (see ``pool``); colour: (B, 3, h, w) pixels for the colour path;
+        fine_grey: (B, C, h, w) fine features of the greyscale image, for the place role
+        (``factorised_place``)."""
         b, n_p, d = patches.shape
         gh, gw = grid
         assert gh * gw == n_p, f"grid {grid} does not match {n_p} patches"
@@ -129,11 +140,20 @@ class SpatialGroundingHead(nn.Module):
         else:
             # Patch features, narrowed and upsampled to the fine grid, added to it, then scored per pixel.
             c = fine.shape[1]
-            up = F.interpolate(self.fine_patch(p).transpose(1, 2).reshape(b, c, gh, gw), size=fine.shape[-2:],
-                               mode="bilinear", align_corners=False)  # (B, C, h, w)
-            fkey = F.normalize(self.fine_key(fine + up), dim=1)  # (B, C, h, w)
+            grey = self.factorised_place and fine_grey is not None
+            if grey and isinstance(role, int) and role == 1:
+                keys_in = fine_grey
+            else:
+                keys_in = fine + F.interpolate(self.fine_patch(p).transpose(1, 2).reshape(b, c, gh, gw),
+                                               size=fine.shape[-2:], mode="bilinear", align_corners=False)  # (B, C, h, w)
+                if grey and isinstance(role, Tensor):
+                    keys_in = torch.where((role == 1)[:, None, None, None], fine_grey, keys_in)
+            fkey = F.normalize(self.fine_key(keys_in), dim=1)  # (B, C, h, w)
             fq = F.normalize(self.fine_query(phrase), dim=-1)  # (B, C)
             dense = (self.logit_scale.exp() * torch.einsum("bchw,bc->bhw", fkey, fq) + self.logit_bias)[:, None]
+            if colour is not None and hasattr(self, "colour_key"):
+                ckey = F.normalize(self.colour_key(colour), dim=1)  # (B, Cc, h, w)
+                dense = dense + torch.einsum("bchw,bc->bhw", ckey, self.colour_query(phrase))[:, None]
         mask_logits = F.interpolate(dense, size=image_hw, mode="bilinear", align_corners=False)[:, 0]  # (B, H, W)
         attn = logits.softmax(dim=1)  # (B, Np)
         region = torch.einsum("bn,bnd->bd", attn, p)  # (B, D)

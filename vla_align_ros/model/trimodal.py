@@ -7,6 +7,7 @@ import copy
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ModelConfig
@@ -50,7 +51,9 @@ class TrimodalModel(nn.Module):
         # The words' own embeddings, for what a role names (heads.role_pool).
         self.lexical_proj = nn.Linear(self.text.out_dim, d) if cfg.heads.role_pool else None
         self.spatial = SpatialGroundingHead(d, cfg.heads.num_heads, cfg.heads.fine_channels,
-                                            roles=2 if cfg.heads.role_pool else 0)
+                                            roles=2 if cfg.heads.role_pool else 0,
+                                            colour_channels=cfg.heads.colour_channels,
+                                            factorised_place=cfg.heads.factorised_place)
         self.fine = FineFeatures(cfg.heads.fine_channels) if cfg.heads.fine_channels > 0 else None
         self.temporal = TemporalGroundingHead(d, cfg.heads.temporal_layers, cfg.heads.num_heads,
                                               cfg.heads.max_steps, dropout=cfg.heads.dropout)
@@ -90,6 +93,10 @@ class TrimodalModel(nn.Module):
         out = self.vision.encode(pixels)
         if self.fine is not None and fine:
             out.fine = self.fine(pixels)  # (B, C, S/2, S/2)
+            if self.cfg.heads.factorised_place:
+                out.fine_grey = self.fine(pixels.mean(1, keepdim=True).expand_as(pixels))  # (B, C, S/2, S/2)
+            if self.cfg.heads.colour_channels > 0:
+                out.colour = F.avg_pool2d(pixels, 2)  # (B, 3, S/2, S/2)
         return out
 
     def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> TextOutput:
@@ -126,7 +133,8 @@ class TrimodalModel(nn.Module):
         """The phrase's mask. ``role`` (with ``heads.role_pool``; an int or (B,) long): 0 the
         object the text acts on, 1 the place it goes."""
         return self.spatial(self.patch_proj(vis.patches), vis.grid, self.word_proj(txt.tokens), txt.mask, image_hw,
-                            fine=vis.fine, role=role, lexical=self._lexical(txt))
+                            fine=vis.fine, role=role, lexical=self._lexical(txt), colour=vis.colour,
+                            fine_grey=vis.fine_grey)
 
     def _lexical(self, txt: TextOutput) -> Tensor | None:
         """The words' own embeddings in the shared width, for role pooling (None without it)."""

@@ -26,11 +26,13 @@ class VisionOutput:
     pooled: Tensor  # (B, Dp) pooled image feature
     grid: tuple[int, int]  # (gh, gw), gh * gw == Np
     fine: Tensor | None = None  # (B, C, h, w) full-resolution features for masks, when the model has them
+    colour: Tensor | None = None  # (B, 3, h, w) the normalised pixels at the fine features' resolution
+    fine_grey: Tensor | None = None  # (B, C, h, w) fine features of the greyscale image (heads.factorised_place)
 
     def select(self, sel: Tensor) -> "VisionOutput":
         """The rows ``sel`` (bool (B,) or indices) of every tensor."""
         return VisionOutput(self.patches[sel], self.pooled[sel], self.grid,
-                            None if self.fine is None else self.fine[sel])
+                            *(None if t is None else t[sel] for t in (self.fine, self.colour, self.fine_grey)))
 
 
 def _hf_vision_classes() -> dict[str, Any]:

@@ -412,7 +412,7 @@ class PolicyNode(ModelLifecycleNode):
                                                        gripper_max=self.p_gripper[1]))
         planner = self._planner[1]
         if not planner.localised:
-            planner.observe(self.session.locate(img, planner.objects, rivals=VOCABULARY))
+            planner.observe(self.session.locate(img, planner.objects, rivals=VOCABULARY, places=planner.places))
             if planner.localised:  # once per plan: where the plan will go, for reading a failure afterwards
                 where = ", ".join(f"{n} ({p[0]:+.3f}, {p[1]:+.3f}, {p[2]:+.3f})" for n, p in planner.positions.items())
                 self.get_logger().info(f"located (base frame, m): {where}")

@@ -1,6 +1,7 @@
 """Where the model says to act, scored against the simulator's ground truth: the pick map's peak
-on the step's object, the place map's peak on its target, the published mask's IoU, and a
-push's start. The frames scored are those the demonstration's own keyframes label (before the
+on the step's object, the place map's peak on its target, the published mask's IoU (the region
+grown from the peak, ``mask_from_peak``, as the nodes publish it; and the map's own ``logits > 0``),
+and a push's start. The frames scored are those the demonstration's own keyframes label (before the
 grasp for a pick, before the release for a place); the ground truth is the object's and the
 target's mask on the step's first frame (neither has moved yet, and nothing held hides them).
 Evaluation only: this reads ``/ground_truth/*``."""
@@ -14,6 +15,7 @@ import torch
 
 from ..data.bags import Episode
 from ..data.keyframes import LabelError, align_to_text_steps, label_episode
+from ..data.pseudo_masks import mask_from_peak
 from ..metrics import mask_iou
 from ..model.trimodal import TrimodalModel
 from ..text_input import resolve_references
@@ -60,7 +62,7 @@ def affordance_metrics(model: TrimodalModel, episodes: Sequence[Episode], names:
     if len(rows) > max_frames:
         rows = [rows[i] for i in sorted(rng.choice(len(rows), max_frames, replace=False))]
     model.eval()
-    pick_hits, place_hits, ious, push_err, chance = [], [], [], [], []
+    pick_hits, place_hits, ious, raw_ious, push_err, chance = [], [], [], [], [], []
     for a in range(0, len(rows), bs):
         chunk = rows[a:a + bs]
         images = torch.from_numpy(np.stack([ep.images[r[0]] for ep, r in chunk]))
@@ -78,7 +80,9 @@ def affordance_metrics(model: TrimodalModel, episodes: Sequence[Episode], names:
                 else:
                     pick_hits.append(bool(obj[peak]))
                     chance.append(float(obj.mean()))  # a pixel drawn at random lands on the object
-                    ious.append(float(mask_iou((pick_logits[j] > 0)[None], torch.from_numpy(obj)[None])[0]))
+                    published = mask_from_peak(chunk[j][0].images[chunk[j][1][0]], pick_logits[j].numpy())
+                    ious.append(float(mask_iou(torch.from_numpy(published)[None], torch.from_numpy(obj)[None])[0]))
+                    raw_ious.append(float(mask_iou((pick_logits[j] > 0)[None], torch.from_numpy(obj)[None])[0]))
             if place_logits is not None and target is not None and np.isfinite(place_px).all():
                 place_hits.append(bool(target[np.unravel_index(int(place_logits[j].argmax()), hw)]))
 
@@ -87,4 +91,4 @@ def affordance_metrics(model: TrimodalModel, episodes: Sequence[Episode], names:
 
     return {"frames": len(rows), "unlabelled_episodes": unlabelled, "pick_accuracy": mean(pick_hits),
             "pick_frames": len(pick_hits), "pick_chance": mean(chance), "place_accuracy": mean(place_hits), "place_frames": len(place_hits),
-            "mask_iou": mean(ious), "push_start_error_px": mean(push_err), "push_frames": len(push_err)}
+            "mask_iou": mean(ious), "map_mask_iou": mean(raw_ious), "push_start_error_px": mean(push_err), "push_frames": len(push_err)}

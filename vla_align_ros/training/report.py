@@ -300,7 +300,8 @@ def evaluate_run(run: Path, bags: Sequence[str | Path], out: Path, max_frames: i
 
 
 COMPARED = (("pick pixel on the step's object", "pick_accuracy"), ("place pixel on the step's target", "place_accuracy"),
-            ("published object mask IoU", "published_mask_iou"), ("temporal IoU", "temporal_iou"),
+            ("published object mask IoU", "published_mask_iou"), ("the map's own mask IoU (logits > 0)", "map_mask_iou"),
+            ("temporal IoU", "temporal_iou"),
             ("push: peak from the push start, px", "push_start_error_px"))
 
 
@@ -341,6 +342,7 @@ def _summary(m: dict[str, Any]) -> dict[str, Any]:
                      "pick_accuracy": s["affordance"].get("pick_accuracy"),
                      "place_accuracy": s["affordance"].get("place_accuracy"),
                      "published_mask_iou": s["affordance"].get("mask_iou"),
+                     "map_mask_iou": s["affordance"].get("map_mask_iou"),
                      "push_start_error_px": s["affordance"].get("push_start_error_px")}
     return out
 
@@ -369,7 +371,9 @@ def _markdown(m: dict[str, Any], pngs: list[str]) -> str:
         rows.append((f"motion-level R@1 {d}", lambda s, d=d: s["retrieval_motion"][d]))
     rows += [("pick pixel (the pick map's peak) on the step's object", lambda s: s["affordance"].get("pick_accuracy")),
              ("place pixel (the place map's peak) on the step's target", lambda s: s["affordance"].get("place_accuracy")),
-             ("published object mask IoU (before the grasp)", lambda s: s["affordance"].get("mask_iou")),
+             ("published object mask IoU (grown from the peak; before the grasp)",
+              lambda s: s["affordance"].get("mask_iou")),
+             ("the pick map's own mask IoU (logits > 0)", lambda s: s["affordance"].get("map_mask_iou")),
              ("push: pick map's peak from the push start, px", lambda s: s["affordance"].get("push_start_error_px")),
              ("mask IoU (untrained)", lambda s: f"{_fmt(s.get('mask_iou'))} ({_fmt(s.get('mask_iou_untrained'))})"),
              ("pointing accuracy", lambda s: s.get("pointing_accuracy")),

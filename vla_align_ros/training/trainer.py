@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -335,7 +336,11 @@ def prepare_data(bags: Sequence[str | Path], cfg: TrainConfig) -> dict[str, Any]
     episodes, stats = read_episodes(bags, topics, cfg.data.slop)
     demos, skipped = None, []
     if observable:
+        t0 = time.perf_counter()
         episodes, demos, skipped = label_demonstrations(episodes, cfg.data.robot)
+        kinds = Counter(st.kind for d in demos for st in d.steps)
+        print(f"[train] {len(demos)} episodes labelled from their own signals in {time.perf_counter() - t0:.1f} s: "
+              + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())), flush=True)
         for reason in skipped[:5]:
             print(f"[train] skipped: {reason}", flush=True)
         if skipped:
