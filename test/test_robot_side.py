@@ -208,3 +208,19 @@ def test_masks_grown_from_a_keyframe_pixel_match_the_simulators() -> None:
             logits[2:4, 2:4] = 5.0  # the image corner: table
             assert mask_from_peak(frame.rgb, logits).sum() == 4
     assert np.mean(ious["cube"]) > 0.7 and np.mean(ious["plate"]) > 0.8, ious
+
+
+def test_affordance_target_is_a_normalised_gaussian_at_the_pixel() -> None:
+    import torch
+
+    from vla_align_ros.training.objective import pixel_targets
+
+    t = pixel_targets(torch.tensor([[10.0, 20.0], [0.0, 0.0]]), (32, 48), 1.5)  # (2, 32*48)
+    assert torch.allclose(t.sum(1), torch.ones(2))
+    assert int(t[0].argmax()) == 10 * 48 + 20 and int(t[1].argmax()) == 0
+    # the cross-entropy is lowest for logits that peak where the target does
+    peaked = torch.full((32 * 48,), -5.0)
+    peaked[10 * 48 + 20] = 5.0
+    elsewhere = peaked.roll(200)
+    ce = [-(t[0] * x.log_softmax(0)).sum() for x in (peaked, elsewhere)]
+    assert ce[0] < ce[1]

@@ -193,10 +193,11 @@ class HeadsConfig:
     # scored by a linear map of the phrase): a colour word's map there can only see colour, so
     # "yellow" lights every yellow thing, including objects it never named in training (0 = off).
     colour_channels: int = 0
-    # With the colour path and role_pool: the place role's masks read fine features of a greyscale
-    # image and no patch tokens, so colour reaches them through the colour path alone and shape
-    # through the fine path alone ("yellow" + "plate" for a place never named in training).
-    factorised_place: bool = False
+    # With the colour path: masks that read fine features of a greyscale image and no patch tokens,
+    # so colour reaches them through the colour path alone and shape through the fine path alone
+    # ("yellow" + "plate" for a place never named in training). "none", "place" (role 1 only, needs
+    # role_pool) or "all".
+    factorised_masks: str = "none"
     # The policy sees the spatial head's per-patch match with the instruction (where the object is).
     policy_relevance: bool = False
     # Phrase vectors pooled by learned attention over the words, one query per role: role 0 the
@@ -222,8 +223,12 @@ class HeadsConfig:
         _check(self.fine_channels >= 0, "heads.fine_channels", self.fine_channels, "must be >= 0")
         _check(self.colour_channels >= 0 and (self.colour_channels == 0 or self.fine_channels > 0),
                "heads.colour_channels", self.colour_channels, "must be >= 0, and needs heads.fine_channels > 0")
-        _check(not self.factorised_place or (self.colour_channels > 0 and self.role_pool), "heads.factorised_place",
-               self.factorised_place, "needs heads.colour_channels > 0 and heads.role_pool: true")
+        _check(self.factorised_masks in ("none", "place", "all"), "heads.factorised_masks", self.factorised_masks,
+               "must be none, place or all")
+        _check(self.factorised_masks == "none" or self.colour_channels > 0, "heads.factorised_masks",
+               self.factorised_masks, "needs heads.colour_channels > 0")
+        _check(self.factorised_masks != "place" or self.role_pool, "heads.factorised_masks", self.factorised_masks,
+               "'place' needs heads.role_pool: true")
         _check(not self.policy_keypoints or (self.role_pool and self.fine_channels > 0), "heads.policy_keypoints",
                self.policy_keypoints, "needs heads.role_pool: true and heads.fine_channels > 0")
 

@@ -199,6 +199,33 @@ class InferenceSession:
             logits = [exclusive_logits(x) for x in logits]
         return {n: mask_location(logits[1 if n in places and len(roles) > 1 else 0][i]) for i, n in enumerate(names)}
 
+    def locate_steps(self, image: np.ndarray, steps: Sequence[str]) -> list[tuple[tuple[float, float, float], ...]]:
+        """Where each step of an instruction acts, from its own maps: [(pick, place)] per step,
+        each (row, col, confidence) in pixels of ``image``: the peaks of the step phrase's object
+        role (0) and place role (1). A model without roles gives the pick only."""
+        with self.lock:
+            return self._call(self._locate_steps, image, tuple(steps))
+
+    @torch.no_grad()
+    def _locate_steps(self, image: np.ndarray, steps: tuple[str, ...]) -> list[tuple[tuple[float, float, float], ...]]:
+        from .control.grounded import mask_location
+
+        m = self.model
+        key = ("steps",) + steps
+        txt = self._phrases.get(key)
+        if txt is None:
+            tok = m.tokenize(list(steps), self.device)
+            if len(self._phrases) >= self.cache_size:
+                self._phrases.clear()
+            txt = self._phrases[key] = m.encode_text(tok["input_ids"], tok["attention_mask"])
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+        roles = (0, 1) if m.cfg.heads.role_pool else (0,)
+        with amp:
+            vis = m.encode_image(self._upload(image)).select(torch.zeros(len(steps), dtype=torch.long,
+                                                                          device=self.device))  # K copies
+            maps = [m.ground(vis, txt, image.shape[:2], role=r).mask_logits.float().cpu().numpy() for r in roles]
+        return [tuple(mask_location(x[k]) for x in maps) for k in range(len(steps))]
+
     def close(self) -> None:
         """Stop the inference thread (idempotent); the session cannot run the model afterwards."""
         self._worker.shutdown(wait=True)

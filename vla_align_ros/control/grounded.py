@@ -201,6 +201,24 @@ class GroundedPlanner:
             self._world = _PerceivedWorld(_PlanTask(list(self.subgoals), family), self.positions)
             self._actions = ScriptedExpert(self._world).actions()  # type: ignore[arg-type]
 
+    def step_locations(self, steps: list[tuple[tuple[float, float, float], ...]]
+                       ) -> dict[str, tuple[float, float, float]] | None:
+        """Each named object's location from the instruction's own steps (``locate_steps``:
+        [(pick, place)] per step): a subgoal's object from its step's pick map, its target from
+        its step's place map. One step per subgoal, or two ("pick up A, then put it on B": A from
+        the first step, B from the second). None when the steps do not line up with the subgoals
+        or the model has no place maps."""
+        n, k = len(self.subgoals), len(steps)
+        if k not in (n, 2 * n) or any(len(s) < 2 for s in steps):
+            return None
+        out: dict[str, tuple[float, float, float]] = {}
+        for i, g in enumerate(self.subgoals):
+            obj_step, target_step = (steps[i], steps[i]) if k == n else (steps[2 * i], steps[2 * i + 1])
+            out.setdefault(g.obj, obj_step[0])
+            if g.target:
+                out.setdefault(g.target, target_step[1])
+        return out
+
     def act(self, q: np.ndarray) -> PlannerAction:
         """The action for arm joint positions ``q`` (7,): zero twist while localising and once the
         plan is done (the gripper keeps its last command)."""

@@ -66,10 +66,11 @@ class SpatialGroundingHead(nn.Module):
     every pixel of the fine features when the model has them."""
 
     def __init__(self, dim: int, num_heads: int = 4, fine_channels: int = 0, roles: int = 0,
-                 colour_channels: int = 0, factorised_place: bool = False) -> None:
+                 colour_channels: int = 0, factorised: str = "none") -> None:
         super().__init__()
-        # role 1's masks: shape from the greyscale fine features alone, colour from the colour path alone
-        self.factorised_place = factorised_place
+        # the masks of role 1 ("place") or of every role ("all"): shape from the greyscale fine
+        # features alone, colour from the colour path alone
+        self.factorised = factorised
         self.roles = roles
         if roles > 0:  # attention pooling of the words, one learned query per role; zero = the mean at the start
             self.role_query = nn.Parameter(torch.zeros(roles, dim))
@@ -121,8 +122,7 @@ class SpatialGroundingHead(nn.Module):
         fine: (B, C, h, w) full-resolution features or None; role: which role's phrase to ground
         (0: the object acted on; 1: where it goes), with ``roles``; lexical: (B, T, D) the
         words' own embeddings (see ``pool``); colour: (B, 3, h, w) pixels for the colour path;
-        fine_grey: (B, C, h, w) fine features of the greyscale image, for the place role
-        (``factorised_place``)."""
+        fine_grey: (B, C, h, w) fine features of the greyscale image (``factorised``)."""
         b, n_p, d = patches.shape
         gh, gw = grid
         assert gh * gw == n_p, f"grid {grid} does not match {n_p} patches"
@@ -140,8 +140,8 @@ class SpatialGroundingHead(nn.Module):
         else:
             # Patch features, narrowed and upsampled to the fine grid, added to it, then scored per pixel.
             c = fine.shape[1]
-            grey = self.factorised_place and fine_grey is not None
-            if grey and isinstance(role, int) and role == 1:
+            grey = self.factorised != "none" and fine_grey is not None
+            if grey and (self.factorised == "all" or (isinstance(role, int) and role == 1)):
                 keys_in = fine_grey
             else:
                 keys_in = fine + F.interpolate(self.fine_patch(p).transpose(1, 2).reshape(b, c, gh, gw),

@@ -53,7 +53,7 @@ class TrimodalModel(nn.Module):
         self.spatial = SpatialGroundingHead(d, cfg.heads.num_heads, cfg.heads.fine_channels,
                                             roles=2 if cfg.heads.role_pool else 0,
                                             colour_channels=cfg.heads.colour_channels,
-                                            factorised_place=cfg.heads.factorised_place)
+                                            factorised=cfg.heads.factorised_masks)
         self.fine = FineFeatures(cfg.heads.fine_channels) if cfg.heads.fine_channels > 0 else None
         self.temporal = TemporalGroundingHead(d, cfg.heads.temporal_layers, cfg.heads.num_heads,
                                               cfg.heads.max_steps, dropout=cfg.heads.dropout)
@@ -92,9 +92,10 @@ class TrimodalModel(nn.Module):
         pixels = self.vision.preprocess(images)  # (B, 3, S, S)
         out = self.vision.encode(pixels)
         if self.fine is not None and fine:
-            out.fine = self.fine(pixels)  # (B, C, S/2, S/2)
-            if self.cfg.heads.factorised_place:
+            mode = self.cfg.heads.factorised_masks
+            if mode != "none":
                 out.fine_grey = self.fine(pixels.mean(1, keepdim=True).expand_as(pixels))  # (B, C, S/2, S/2)
+            out.fine = out.fine_grey if mode == "all" else self.fine(pixels)  # (B, C, S/2, S/2)
             if self.cfg.heads.colour_channels > 0:
                 out.colour = F.avg_pool2d(pixels, 2)  # (B, 3, S/2, S/2)
         return out

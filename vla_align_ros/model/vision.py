@@ -27,7 +27,7 @@ class VisionOutput:
     grid: tuple[int, int]  # (gh, gw), gh * gw == Np
     fine: Tensor | None = None  # (B, C, h, w) full-resolution features for masks, when the model has them
     colour: Tensor | None = None  # (B, 3, h, w) the normalised pixels at the fine features' resolution
-    fine_grey: Tensor | None = None  # (B, C, h, w) fine features of the greyscale image (heads.factorised_place)
+    fine_grey: Tensor | None = None  # (B, C, h, w) fine features of the greyscale image (heads.factorised_masks)
 
     def select(self, sel: Tensor) -> "VisionOutput":
         """The rows ``sel`` (bool (B,) or indices) of every tensor."""

@@ -412,7 +412,11 @@ class PolicyNode(ModelLifecycleNode):
                                                        gripper_max=self.p_gripper[1]))
         planner = self._planner[1]
         if not planner.localised:
-            planner.observe(self.session.locate(img, planner.objects, rivals=VOCABULARY, places=planner.places))
+            # where the instruction's own steps act (the maps the model was trained as), or, for a
+            # model without place maps, each object's name grounded alone against its rivals
+            found = planner.step_locations(self.session.locate_steps(img, instruction.steps))
+            planner.observe(found if found is not None else
+                            self.session.locate(img, planner.objects, rivals=VOCABULARY, places=planner.places))
             if planner.localised:  # once per plan: where the plan will go, for reading a failure afterwards
                 where = ", ".join(f"{n} ({p[0]:+.3f}, {p[1]:+.3f}, {p[2]:+.3f})" for n, p in planner.positions.items())
                 self.get_logger().info(f"located (base frame, m): {where}")
