@@ -252,7 +252,7 @@ def test_the_ablation_config_has_a_valid_variant_for_every_technique():
 
     root = Path(__file__).resolve().parents[1] / "config"
     cfg = AblationConfig.from_yaml(root / "ablation" / "sim_tiny.yaml")
-    base = TrainConfig.from_yaml(root / "train" / "sim_tiny.yaml")
+    base = TrainConfig.from_yaml(root / "train" / "sim_tiny_ground_truth.yaml")  # the ablation's base
     built = {name: variant_config(base, over, cfg.steps) for name, over in cfg.variants.items()}  # raises on a typo
     for technique in ("siglip", "hard_negatives", "memory_bank", "attribute_negatives", "no_multi_positive",
                       "temperature_cosine", "adaptive_temperature", "centre", "gap_penalty", "object_level",
