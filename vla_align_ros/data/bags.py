@@ -13,6 +13,7 @@ real robot records: no ``/ground_truth/*`` topic is read.
 
 from __future__ import annotations
 
+import bisect
 import json
 import struct
 from dataclasses import dataclass, field
@@ -419,13 +420,15 @@ def _calibration(camera_infos: list[tuple[int, Any]], transforms: list[tuple[int
     its frame in the tree ``/tf_static`` has built by then (None where that tree lacks it)."""
     if not camera_infos:
         return None
-    before = [v for t, v in camera_infos if t <= t0]
-    k, hw, frame = before[-1] if before else camera_infos[0][1]
     from ..robots.camera import chain_to_root
 
+    # both lists are sorted by stamp: bisect for what is in force at t0
+    n_info = bisect.bisect_right(camera_infos, t0, key=lambda x: x[0])
+    k, hw, frame = camera_infos[max(n_info - 1, 0)][1]
     edges: dict[str, tuple[str, np.ndarray, np.ndarray]] = {}
     # static transforms accumulate; a later one for the same child replaces it
-    for _, msg in [(t, m) for t, m in transforms if t <= t0] or transforms[:1]:
+    n_tf = bisect.bisect_right(transforms, t0, key=lambda x: x[0])
+    for _, msg in transforms[: max(n_tf, 1)]:
         for parent, child, tr, q in msg:
             edges[child] = (parent, tr, q)
     root, tr, q = chain_to_root(edges, frame)

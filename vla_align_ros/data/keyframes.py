@@ -8,7 +8,7 @@ or a push; steps follow each other in time. Projected through the calibrated cam
 keyframes give every earlier frame of that step a *pick pixel* (where the hand took hold of, or
 started pushing, the object) and a *place pixel* (where it let go, or stopped pushing).
 
-Heights: the grasp point is taken half the grasp height above the surface it was picked from
+Heights: the grasp point is taken half the grasp height above the table (``table_z``)
 (inside the object), the place point on the surface the object was put on (the release height
 less the grasp height). Pure NumPy; no simulator, no ROS.
 """
@@ -90,10 +90,9 @@ def find_steps(ee: np.ndarray, closed: np.ndarray, holding: np.ndarray, stamps_s
     events.sort()
     steps: list[Step] = []
     start = 0
-    surface = table_z
     for frame, kind, end in events:
         if kind == "grasp":
-            height = max(ee[frame, 2] - surface, 0.0)  # grasp point above the surface it stood on
+            height = max(ee[frame, 2] - table_z, 0.0)  # grasp point above the surface it stood on
             pick = ee[frame] - [0.0, 0.0, 0.5 * height]
             if end >= 0:
                 place = ee[end] - [0.0, 0.0, height]
@@ -103,7 +102,7 @@ def find_steps(ee: np.ndarray, closed: np.ndarray, holding: np.ndarray, stamps_s
                 steps.append(Step("grasp", start, frame, None, pick, None))
                 start = t
         else:
-            half = 0.5 * max(ee[frame, 2] - surface, 0.0)
+            half = 0.5 * max(ee[frame, 2] - table_z, 0.0)
             steps.append(Step("push", start, frame, end, ee[frame] - [0.0, 0.0, half], ee[end] - [0.0, 0.0, half]))
             start = end + 1
     return steps

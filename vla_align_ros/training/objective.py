@@ -131,7 +131,8 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
     if model.cfg.heads.ground_steps:  # ... or the active step's phrase (the true step here)
         steps = model.encode_steps(b.step_ids, b.step_attn)
         head_txt = model.step_text(steps, b.step_index)
-    if w.affordance > 0 and b.pick_px is not None:  # each role's mask and affordance from one grounding pass
+    by_roles = w.affordance > 0 and b.pick_px is not None  # keyframe labels: both roles from the demonstration
+    if by_roles:  # each role's mask and affordance from one grounding pass
         out["spatial"], out["affordance"] = role_losses(model, vis, head_txt, 0, b.masks, b.has_mask, b.pick_px,
                                                         w.affordance_sigma, tuple(b.images.shape[1:3]))
         out["target"], place = role_losses(model, vis, head_txt, 1, b.target_masks, b.has_target, b.place_px,
@@ -150,12 +151,9 @@ def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
         out["phrase"] = grounding_loss(model, vis, phr, b.phrase_masks, b.has_phrase, roles)
     else:
         out["phrase"] = zero
-    if "target" in out:
-        pass
-    elif w.target > 0 and b.has_target is not None and bool(b.has_target.any()):
-        out["target"] = grounding_loss(model, vis, head_txt, b.target_masks, b.has_target, role=1)
-    else:
-        out["target"] = zero
+    if not by_roles:
+        out["target"] = grounding_loss(model, vis, head_txt, b.target_masks, b.has_target, role=1) \
+            if w.target > 0 and b.has_target is not None and bool(b.has_target.any()) else zero
     if w.temporal > 0:
         if steps is None:
             steps = model.encode_steps(b.step_ids, b.step_attn)
