@@ -15,16 +15,17 @@ MAX_AREA_FRACTION = 0.08  # a region larger than this is the background, not an 
 SEED_RADIUS = 2  # px searched around the keyframe pixel for the seed
 
 
-def grow_region(image: np.ndarray, seed: tuple[float, float]) -> np.ndarray:
+def grow_region(image: np.ndarray, seed: tuple[float, float], background_stride: int = 1) -> np.ndarray:
     """(H, W, 3) uint8 RGB, seed (row, col) -> (H, W) bool region around it (all False when the
-    region floods the background)."""
+    region floods the background). ``background_stride``: the background colour (the median) is
+    taken over every n-th pixel in each direction (per-frame use on large images)."""
     h, w = image.shape[:2]
     lab = cv2.cvtColor(cv2.GaussianBlur(image, (3, 3), 0), cv2.COLOR_RGB2LAB)
     r, c = int(round(seed[0])), int(round(seed[1]))
     r0, r1, c0, c1 = max(r - SEED_RADIUS, 0), min(r + SEED_RADIUS + 1, h), max(c - SEED_RADIUS, 0), min(c + SEED_RADIUS + 1, w)
     if r0 >= r1 or c0 >= c1:
         return np.zeros((h, w), dtype=bool)
-    background = np.median(lab.reshape(-1, 3), axis=0)
+    background = np.median(lab[::background_stride, ::background_stride].reshape(-1, 3), axis=0)
     win = lab[r0:r1, c0:c1].astype(np.float32)
     chroma = np.linalg.norm(win[..., 1:] - background[1:], axis=-1)  # (h', w') distance from the table's colour
     dr, dc = np.unravel_index(int(np.argmax(chroma)), chroma.shape)
@@ -43,5 +44,5 @@ def mask_from_peak(image: np.ndarray, logits: np.ndarray) -> np.ndarray:
     there, to its edges), or the map's own ``logits > 0`` where no region grows (the peak on the
     background). image: (H, W, 3) uint8; logits: (H, W) -> (H, W) bool."""
     peak = np.unravel_index(int(np.argmax(logits)), logits.shape)
-    region = grow_region(image, (float(peak[0]), float(peak[1])))
+    region = grow_region(image, (float(peak[0]), float(peak[1])), background_stride=max(1, image.shape[0] // 96))
     return region if region.any() else logits > 0
