@@ -182,12 +182,7 @@ class InferenceSession:
 
         m = self.model
         key = tuple(names) + tuple(r for r in rivals if r not in names)  # the named objects first
-        txt = self._phrases.get(key)
-        if txt is None:
-            tok = m.tokenize([object_name_phrase(n) for n in key], self.device)
-            if len(self._phrases) >= self.cache_size:
-                self._phrases.clear()
-            txt = self._phrases[key] = m.encode_text(tok["input_ids"], tok["attention_mask"])
+        txt = self._encoded(key, [object_name_phrase(n) for n in key])
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
         with amp:
             vis = m.encode_image(self._upload(image)).select(torch.zeros(len(key), dtype=torch.long,
@@ -211,13 +206,7 @@ class InferenceSession:
         from .control.grounded import mask_location
 
         m = self.model
-        key = ("steps",) + steps
-        txt = self._phrases.get(key)
-        if txt is None:
-            tok = m.tokenize(list(steps), self.device)
-            if len(self._phrases) >= self.cache_size:
-                self._phrases.clear()
-            txt = self._phrases[key] = m.encode_text(tok["input_ids"], tok["attention_mask"])
+        txt = self._encoded(("steps",) + steps, list(steps))
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
         roles = (0, 1) if m.cfg.heads.role_pool else (0,)
         with amp:
@@ -225,6 +214,16 @@ class InferenceSession:
                                                                           device=self.device))  # K copies
             maps = [m.ground(vis, txt, image.shape[:2], role=r).mask_logits.float().cpu().numpy() for r in roles]
         return [tuple(mask_location(x[k]) for x in maps) for k in range(len(steps))]
+
+    def _encoded(self, key: tuple[str, ...], texts: list[str]) -> TextOutput:
+        """``texts`` encoded once and kept under ``key`` (locate's phrases, locate_steps' steps)."""
+        txt = self._phrases.get(key)
+        if txt is None:
+            tok = self.model.tokenize(texts, self.device)
+            if len(self._phrases) >= self.cache_size:
+                self._phrases.clear()
+            txt = self._phrases[key] = self.model.encode_text(tok["input_ids"], tok["attention_mask"])
+        return txt
 
     def close(self) -> None:
         """Stop the inference thread (idempotent); the session cannot run the model afterwards."""

@@ -174,9 +174,10 @@ def demo_masks(ep: Episode, labels: DemoLabels) -> tuple[np.ndarray, np.ndarray]
     a frame carries its step's masks while its pixel label holds. -> two (T, H, W) bool."""
     t, h, w = ep.images.shape[:3]
     obj, target = np.zeros((2, t, h, w), dtype=bool)
-    frame = np.arange(t)
     for k, st in enumerate(labels.steps):
-        rows = (frame >= st.start) & (frame < (labels.steps[k + 1].start if k + 1 < len(labels.steps) else t))
+        rows = np.zeros(t, dtype=bool)
+        frames = labels.step_frames(k)
+        rows[frames.start:frames.stop] = True
         for px, out, use in ((labels.pick_px, obj, st.kind != "push"), (labels.place_px, target, st.kind == "place")):
             valid = rows & np.isfinite(px).all(1)
             if use and valid.any():

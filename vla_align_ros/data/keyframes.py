@@ -49,6 +49,11 @@ class DemoLabels:
     pick_px: np.ndarray  # (T, 2) [row, col] of the active step's pick point; NaN once the object moved
     place_px: np.ndarray  # (T, 2) of its place point; NaN for a step that places nothing, or after it
 
+    def step_frames(self, k: int) -> range:
+        """Frames of step ``k``: from its start to the next step's (the episode's end for the last)."""
+        end = self.steps[k + 1].start if k + 1 < len(self.steps) else len(self.step_index)
+        return range(self.steps[k].start, end)
+
     @property
     def has_pick(self) -> np.ndarray:
         return np.isfinite(self.pick_px).all(1)
@@ -128,13 +133,13 @@ def demo_labels(ee: np.ndarray, gripper_cmd: np.ndarray | None, opening: np.ndar
         what = "never closes on an object" if not closed.any() else "closes on nothing"
         raise LabelError(f"{where}: the gripper {what} and the hand never pushes along the table, so the "
                          "demonstration has no keyframe to label")
-    step_index = np.zeros(t, dtype=np.int64)
-    pick_px = np.full((t, 2), np.nan)
-    place_px = np.full((t, 2), np.nan)
+    labels = DemoLabels(steps=steps, step_index=np.zeros(t, dtype=np.int64), pick_px=np.full((t, 2), np.nan),
+                        place_px=np.full((t, 2), np.nan))
+    step_index, pick_px, place_px = labels.step_index, labels.pick_px, labels.place_px
     h, w = image_hw
     for i, s in enumerate(steps):
-        nxt = steps[i + 1].start if i + 1 < len(steps) else t
-        step_index[s.start:nxt] = i
+        frames = labels.step_frames(i)
+        step_index[frames.start:frames.stop] = i
         pick = camera.project(s.pick_xyz)
         pick_px[s.start: s.act + 1] = pick
         if s.place_xyz is not None:
@@ -142,7 +147,7 @@ def demo_labels(ee: np.ndarray, gripper_cmd: np.ndarray | None, opening: np.ndar
     for arr in (pick_px, place_px):  # a point outside the image is not a label
         outside = (arr[:, 0] < -0.5) | (arr[:, 0] > h - 0.5) | (arr[:, 1] < -0.5) | (arr[:, 1] > w - 0.5)
         arr[outside] = np.nan
-    return DemoLabels(steps=steps, step_index=step_index, pick_px=pick_px, place_px=place_px)
+    return labels
 
 
 def label_episode(ep, robot, kinematics) -> DemoLabels:

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .camera import CameraModel, CameraPoseError, camera_from_info
-
 from ..paths import package_config
+from .camera import CameraModel, CameraPoseError, camera_from_info
+from .kinematics import RobotKinematics
 
 
 @dataclass
@@ -52,6 +52,10 @@ class RobotConfig:
             raise FileNotFoundError(f"robot config {p} does not exist (shipped: {known})")
         raw: dict[str, Any] = yaml.safe_load(p.read_text()) or {}
         return cls(**raw, source=str(p))
+
+    def kinematics(self) -> RobotKinematics:
+        """Forward kinematics of this robot's description, to its end-effector frame."""
+        return RobotKinematics(self.description_path, self.ee_frame)
 
     def camera(self, k: np.ndarray | None, parent_frame: str, translation: np.ndarray | None,
                quaternion: np.ndarray | None, where: str) -> CameraModel:

@@ -29,13 +29,11 @@ def _frames(ep: Episode, labels, names: Sequence[str]) -> list[tuple[int, str, n
     aligned = align_to_text_steps(labels, len(ep.steps))
     texts = resolve_references(list(ep.steps))
     out = []
-    t = len(ep)
     for k, st in enumerate(labels.steps):
-        end = labels.steps[k + 1].start if k + 1 < len(labels.steps) else t
         first = ep.labels[st.start]
         obj = first == names.index(goals[k]["obj"]) + 1
         target = first == names.index(goals[k]["target"]) + 1 if goals[k].get("target") in names else None
-        for i in range(st.start, end):
+        for i in labels.step_frames(k):
             if np.isfinite(aligned.pick_px[i]).all() or np.isfinite(aligned.place_px[i]).all():
                 out.append((i, texts[min(int(aligned.step_index[i]), len(texts) - 1)], obj, target, st.kind,
                             aligned.pick_px[i], aligned.place_px[i]))
@@ -72,7 +70,7 @@ def affordance_metrics(model: TrimodalModel, episodes: Sequence[Episode], names:
         hw = tuple(images.shape[1:3])
         pick_logits = model.ground(vis, txt, hw, role=0).mask_logits  # (b, H, W)
         place_logits = model.ground(vis, txt, hw, role=1).mask_logits if model.cfg.heads.role_pool else None
-        for j, (_, (_, _, obj, target, kind, pick_px, place_px)) in enumerate(chunk):
+        for j, (ep, (frame, _, obj, target, kind, pick_px, place_px)) in enumerate(chunk):
             peak = np.unravel_index(int(pick_logits[j].argmax()), hw)
             if np.isfinite(pick_px).all():
                 if kind == "push":
@@ -80,7 +78,7 @@ def affordance_metrics(model: TrimodalModel, episodes: Sequence[Episode], names:
                 else:
                     pick_hits.append(bool(obj[peak]))
                     chance.append(float(obj.mean()))  # a pixel drawn at random lands on the object
-                    published = mask_from_peak(chunk[j][0].images[chunk[j][1][0]], pick_logits[j].numpy())
+                    published = mask_from_peak(ep.images[frame], pick_logits[j].numpy())
                     ious.append(float(mask_iou(torch.from_numpy(published)[None], torch.from_numpy(obj)[None])[0]))
                     raw_ious.append(float(mask_iou((pick_logits[j] > 0)[None], torch.from_numpy(obj)[None])[0]))
             if place_logits is not None and target is not None and np.isfinite(place_px).all():

@@ -22,7 +22,6 @@ from ..model.checkpoint import load_checkpoint
 from ..model.heads import decode_monotonic_steps, decode_segment
 from ..model.trimodal import TrimodalModel
 from ..robots.config import RobotConfig
-from ..robots.kinematics import RobotKinematics
 from .affordance_eval import affordance_metrics
 from .objective import policy_keypoints
 from .trainer import DataConfig, TokenTable, TrainConfig, make_batch
@@ -267,7 +266,7 @@ def evaluate_run(run: Path, bags: Sequence[str | Path], out: Path, max_frames: i
 
     names = data_cfg.object_names or [o.name for o in OBJECTS]
     robot = RobotConfig.load(data_cfg.robot)
-    kinematics = RobotKinematics(robot.description_path, robot.ee_frame)
+    kinematics = robot.kinematics()
     h = model.cfg.action.horizon
     out.mkdir(parents=True, exist_ok=True)
     groups = {"seen": split["train"], "held_out": split["held_out"]}

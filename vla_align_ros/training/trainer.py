@@ -316,10 +316,9 @@ def label_demonstrations(episodes: list, robot_name: str) -> tuple[list, list, l
     labels, one reason per skipped episode)."""
     from ..data.keyframes import LabelError, label_episode
     from ..robots.config import RobotConfig
-    from ..robots.kinematics import RobotKinematics
 
     robot = RobotConfig.load(robot_name)
-    kinematics = RobotKinematics(robot.description_path, robot.ee_frame)
+    kinematics = robot.kinematics()
     kept, labels, skipped = [], [], []
     for ep in episodes:
         try:
