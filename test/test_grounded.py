@@ -7,9 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vla_align_ros.control.arm_model import PandaArm
-from vla_align_ros.control.grounded import (VOCABULARY, GroundedPlanner, InstructionParseError, exclusive_logits,
-                                            mask_location, parse_instruction, resting_height)
+from vla_align_ros.sim.arm_model import PandaArm
+from vla_align_ros.policies.maps import exclusive_logits, mask_location
+from vla_align_ros.sim.rules_policy import (VOCABULARY, GroundedPlanner, InstructionParseError, parse_instruction,
+                                            resting_height)
 from vla_align_ros.sim.env import TabletopEnv
 from vla_align_ros.sim.scene import OBJECTS
 from vla_align_ros.sim.tasks import FAMILIES, make_task

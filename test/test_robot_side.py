@@ -21,7 +21,7 @@ def panda() -> tuple[RobotConfig, RobotKinematics]:
 
 def test_description_kinematics_match_the_simulator(panda) -> None:
     """Pinocchio on the shipped description file puts the end effector where MuJoCo does."""
-    from vla_align_ros.control.arm_model import PandaArm
+    from vla_align_ros.sim.arm_model import PandaArm
 
     _, kin = panda
     arm = PandaArm()
@@ -67,7 +67,7 @@ def test_shipped_description_is_the_simulators_arm() -> None:
 
 def test_camera_pose_from_a_tf_chain_matches_the_simulator() -> None:
     """/tf_static as a two-link chain (base -> mount -> optical) composes to the simulator's camera."""
-    from vla_align_ros.control.arm_model import PandaArm
+    from vla_align_ros.sim.arm_model import PandaArm
     from vla_align_ros.sim.env import TabletopEnv
 
     with TabletopEnv(image_size=(64, 64), render=False) as env:
@@ -185,7 +185,7 @@ def test_two_text_steps_for_one_grasp_and_release() -> None:
 def test_masks_grown_from_a_keyframe_pixel_match_the_simulators() -> None:
     """Regions grown from each object's projected centre (what a keyframe gives) against the
     simulator's own masks, over a few layouts."""
-    from vla_align_ros.control.arm_model import PandaArm
+    from vla_align_ros.sim.arm_model import PandaArm
     from vla_align_ros.data.pseudo_masks import grow_region, mask_from_peak
     from vla_align_ros.sim.env import TabletopEnv
     from vla_align_ros.sim.scene import OBJECTS

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from vla_align_ros.config import LossConfig
-from vla_align_ros.control.grounded import parse_instruction
+from vla_align_ros.sim.rules_policy import parse_instruction
 from vla_align_ros.data.attributes import (AttributeNegatives, attribute_variants, names_held_out,
                                            sample_attribute_negatives)
 from vla_align_ros.losses.contrastive import info_nce_directional

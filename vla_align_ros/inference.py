@@ -69,6 +69,8 @@ class InferenceSession:
         # map's own logits > 0 (False).
         self.grow_masks = grow_masks
         model = checkpoint if isinstance(checkpoint, TrimodalModel) else load_checkpoint(checkpoint)
+        # the checkpoint folder (what policies read beside the weights, e.g. skills.json); None for a model object
+        self.checkpoint_dir = None if isinstance(checkpoint, TrimodalModel) else Path(checkpoint)
         self.model: TrimodalModel = model.to(self.device).eval()
         self.cache_size = cache_size
         self._cache: OrderedDict[str, EncodedInstruction] = OrderedDict()
@@ -167,7 +169,7 @@ class InferenceSession:
                places: Sequence[str] = ()) -> dict[str, tuple[float, float, float]]:
         """Where each named object is (``red_cube``: the spatial head's mask of "the red cube"
         alone): {name: (row, col, confidence)} in pixels of ``image`` (H, W, 3) uint8. ``rivals``:
-        other objects that could be in view (``control.grounded.VOCABULARY``); each pixel then
+        other objects that could be in view (``sim.rules_policy.VOCABULARY``); each pixel then
         belongs to the phrase, named or rival, that scores it highest (``exclusive_logits``).
         ``places``: names that are where something goes; a model with roles (``heads.role_pool``)
         grounds them in its place role, the others in its object role."""
@@ -177,7 +179,7 @@ class InferenceSession:
     @torch.no_grad()
     def _locate(self, image: np.ndarray, names: list[str], rivals: tuple[str, ...] = (),
                 places: tuple[str, ...] = ()) -> dict[str, tuple[float, float, float]]:
-        from .control.grounded import exclusive_logits, mask_location
+        from .policies.maps import exclusive_logits, mask_location
         from .data.bag_dataset import object_name_phrase
 
         m = self.model
@@ -203,7 +205,7 @@ class InferenceSession:
 
     @torch.no_grad()
     def _locate_steps(self, image: np.ndarray, steps: tuple[str, ...]) -> list[tuple[tuple[float, float, float], ...]]:
-        from .control.grounded import mask_location
+        from .policies.maps import mask_location
 
         m = self.model
         txt = self._encoded(("steps",) + steps, list(steps))

@@ -89,7 +89,7 @@ def names_held_out(text: str, hold_out: Sequence[str]) -> bool:
     mined negative must never show the trainer a held-out composition. The parsed subgoals stand
     for the task, and their action kind (pick, place, push) for its family; unparseable text
     matches only ``instruction~`` patterns."""
-    from ..control.grounded import InstructionParseError, parse_instruction
+    from ..sim.rules_policy import InstructionParseError, parse_instruction
     from .bag_dataset import task_matches_hold_out
 
     try:

@@ -196,3 +196,10 @@ def align_to_text_steps(labels: DemoLabels, n_text_steps: int) -> DemoLabels:
         place_px[before] = np.nan  # "pick up A" says nothing of where A goes
         step_index[rows[rows > st.act]] += 1
     return DemoLabels(labels.steps, step_index, labels.pick_px, place_px)
+
+
+def ee_path(ep, kinematics) -> tuple[np.ndarray, np.ndarray]:
+    """An episode's end-effector path: (positions (T, 3), rotations (T, 3, 3)), base frame."""
+    names = ep.joint_names or kinematics.joint_names
+    poses = [kinematics.ee_pose(row, names) for row in ep.joints]
+    return np.stack([p for p, _ in poses]), np.stack([r for _, r in poses])

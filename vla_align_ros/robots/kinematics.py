@@ -16,7 +16,8 @@ class RobotDescriptionError(ValueError):
 
 
 class RobotKinematics:
-    """``ee_positions``: joint positions -> the end-effector frame's position in the base frame."""
+    """Forward kinematics (``ee_positions``, ``ee_pose``) and the end-effector Jacobian
+    (``twist_to_joint_delta``) of the description's joints, and their position limits."""
 
     def __init__(self, description: str | Path, ee_frame: str) -> None:
         import pinocchio as pin
@@ -50,6 +51,8 @@ class RobotKinematics:
         if self.model.nq != len(self.joint_names):
             raise RobotDescriptionError(f"{path}: only 1-dof joints are supported ({self.model.nq} positions for "
                                         f"{len(self.joint_names)} joints)")
+        self.lower = np.asarray(self.model.lowerPositionLimit, dtype=float)[self._q_cols]  # (J,) model order
+        self.upper = np.asarray(self.model.upperPositionLimit, dtype=float)[self._q_cols]
 
     def order(self, names: Sequence[str]) -> np.ndarray:
         """For each of the model's joints, its column in a state whose joints are ``names``;
@@ -76,3 +79,43 @@ class RobotKinematics:
             self._pin.framesForwardKinematics(self.model, self.data, q)
             out[t] = self.data.oMf[self._ee].translation
         return out
+
+    def _full_q(self, joints: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """Positions of ``names`` -> the model's q; joints not named (fingers) stay at zero."""
+        q = np.zeros(self.model.nq)
+        index = [self._q_index.get(n) for n in names]
+        missing = [n for n, i in zip(names, index) if i is None]
+        if missing:
+            raise RobotDescriptionError(f"{self.path.name}: no joints {missing} (it has {self.joint_names})")
+        q[np.asarray(index, dtype=np.int64)] = np.asarray(joints, dtype=float)
+        return q
+
+    def ee_pose(self, joints: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of the joints ``names`` -> end-effector (position (3,), rotation (3, 3)) in
+        the base frame."""
+        q = self._full_q(joints, names)
+        self._pin.framesForwardKinematics(self.model, self.data, q)
+        m = self.data.oMf[self._ee]
+        return np.array(m.translation), np.array(m.rotation)
+
+    def limits(self, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(lower (N,), upper (N,)) position limits of the joints ``names``."""
+        col = {n: i for i, n in enumerate(self.joint_names)}
+        missing = [n for n in names if n not in col]
+        if missing:
+            raise RobotDescriptionError(f"{self.path.name}: no joints {missing} (it has {self.joint_names})")
+        idx = [col[n] for n in names]
+        return self.lower[idx].copy(), self.upper[idx].copy()
+
+    def twist_to_joint_delta(self, joints: np.ndarray, names: Sequence[str], twist: np.ndarray, dt: float,
+                             damping: float = 0.05) -> np.ndarray:
+        """The change of the joints ``names`` (N,) that moves the end effector by ``twist``
+        [vx vy vz wx wy wz] (base frame, m/s and rad/s) over ``dt`` s: damped least squares on the
+        end-effector Jacobian (base-aligned axes at the frame's origin)."""
+        pin = self._pin
+        q = self._full_q(joints, names)
+        jac = pin.computeFrameJacobian(self.model, self.data, q, self._ee, pin.ReferenceFrame.LOCAL_WORLD_ALIGNED)
+        cols = np.asarray([self.model.joints[self.model.getJointId(n)].idx_v for n in names], dtype=np.int64)
+        j = np.asarray(jac)[:, cols]  # (6, N)
+        dq = j.T @ np.linalg.solve(j @ j.T + damping ** 2 * np.eye(6), np.asarray(twist, dtype=float))
+        return dq * dt

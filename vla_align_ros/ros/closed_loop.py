@@ -17,8 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..data.bag_dataset import task_matches_hold_out
 from ..paths import dds_env
+from ..sim.rollout import SPLITS, classify_task, select_seeds, write_strip  # noqa: F401 - the drivers' shared helpers
 
 
 @dataclass
@@ -182,55 +182,3 @@ def summarise(outcomes: Sequence[EpisodeOutcome]) -> dict[str, Any]:
             "seen": rate([o for o in outcomes if not o.held_out and not o.multi_step]),
             "held_out": rate([o for o in outcomes if o.held_out and not o.multi_step]),
             "multi_step": rate([o for o in outcomes if o.multi_step])}
-
-
-SPLITS = ("any", "seen", "held_out", "multi_step", "mixed")
-
-
-def classify_task(task: dict, hold_out: Sequence[str]) -> tuple[bool, bool]:
-    """A task dict (as sim_node publishes it) -> (matches a hold-out pattern, has several steps)."""
-    return any(task_matches_hold_out(task, task.get("instruction", ""), p) for p in hold_out), len(task["steps"]) > 1
-
-
-def select_seeds(first: int, count: int, split: str = "any",
-                 hold_out: Sequence[str] = ("target=yellow_plate",)) -> list[int]:
-    """``count`` episode seeds from ``first`` upward whose task falls in ``split``: seen
-    (single-step, no hold-out pattern), held_out (single-step, matching one), multi_step, any,
-    or mixed (seen, held_out and multi_step in turn)."""
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r}: use one of {SPLITS}")
-    if split == "any":
-        return list(range(first, first + count))
-    if split == "mixed":
-        parts = [select_seeds(first, (count + 2 - i) // 3, sp, hold_out)
-                 for i, sp in enumerate(("seen", "held_out", "multi_step"))]
-        return [p[i] for i in range(max(map(len, parts))) for p in parts if i < len(p)][:count]
-    from ..sim.env import TabletopEnv
-
-    seeds: list[int] = []
-    with TabletopEnv(render=False) as env:
-        for s in range(first, first + 50 * count + 100):
-            held, multi = classify_task(env.reset(s).as_dict(), hold_out)
-            if split == ("multi_step" if multi else "held_out" if held else "seen"):
-                seeds.append(s)
-                if len(seeds) == count:
-                    return seeds
-    raise ValueError(f"fewer than {count} {split} episodes among seeds {first}..{first + 50 * count + 99}")
-
-
-def write_strip(frames: list[np.ndarray], path: Path, count: int, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    idx = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
-    fig, axes = plt.subplots(1, len(idx), figsize=(2 * len(idx), 2.4), squeeze=False)
-    for ax, i in zip(axes[0], idx):
-        ax.imshow(frames[i])
-        ax.set_axis_off()
-        ax.set_title(f"frame {i}", fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

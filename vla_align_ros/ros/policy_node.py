@@ -165,7 +165,7 @@ class PolicyNode(ModelLifecycleNode):
                                         tuple(self.p_ws_low), tuple(self.p_ws_high))
         if len(self.p_gripper) != 2 or not self.p_gripper[0] < self.p_gripper[1]:
             raise ValueError(f"gripper_range={self.p_gripper}: need [low, high] with low < high")
-        from ..control.arm_model import PandaArm
+        from ..sim.arm_model import PandaArm
 
         self.arm = PandaArm()
         # The plan's forward kinematics runs on the inference thread: its own model data, so it
@@ -295,7 +295,7 @@ class PolicyNode(ModelLifecycleNode):
         """policy_mode=grounded: parse the instruction into subgoals for a fresh plan (the
         inference thread builds it at the next frame). Unparseable: a counted drop, no plan, and
         so no motion."""
-        from ..control.grounded import InstructionParseError, parse_instruction
+        from ..sim.rules_policy import InstructionParseError, parse_instruction
 
         try:
             goals = parse_instruction(text)
@@ -400,7 +400,7 @@ class PolicyNode(ModelLifecycleNode):
     def _grounded_chunk(self, img: np.ndarray, instruction: Any) -> np.ndarray | None:
         """Inference thread, policy_mode=grounded: locate the named objects (first frames), then
         the plan's action for the arm's pose now, held for the chunk's H steps. None: no plan."""
-        from ..control.grounded import VOCABULARY, GroundedPlanner
+        from ..sim.rules_policy import VOCABULARY, GroundedPlanner
 
         with self._lock:
             goals = self._goals

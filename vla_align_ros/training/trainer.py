@@ -360,7 +360,8 @@ def prepare_data(bags: Sequence[str | Path], cfg: TrainConfig) -> dict[str, Any]
     parts = {k: episodes_to_samples([episodes[i] for i in v], h, names, grip, vel,
                                     None if demos is None else [demos[i] for i in v]) if v else None
              for k, v in split.items()}
-    return {"episodes": episodes, "stats": stats, "split": split, "samples": parts, "skipped": skipped}
+    return {"episodes": episodes, "demos": demos, "stats": stats, "split": split, "samples": parts,
+            "skipped": skipped}
 
 
 def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, resume: bool = False,

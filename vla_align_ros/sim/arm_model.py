@@ -1,14 +1,14 @@
-"""The Panda's kinematics for the command path: end-effector position from joint angles (for
-the workspace limit) and a twist turned into a joint target (for joint_trajectory_controller).
-Uses the same MuJoCo Panda model as the simulator."""
+"""The simulated Panda's kinematics and camera straight from the MuJoCo model: the reference the
+robot side's Pinocchio kinematics (``robots.RobotKinematics``) and camera_info/TF camera are
+tested against."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..sim.kinematics import ArmKinematics  # first: the sim package chooses MUJOCO_GL before mujoco loads
-from ..sim.scene import build_model, camera_intrinsics
-from .grounded import CameraModel
+from ..robots.camera import CameraModel
+from .kinematics import ArmKinematics  # the sim package chooses MUJOCO_GL before mujoco loads
+from .scene import build_model, camera_intrinsics
 
 import mujoco  # noqa: E402
 

@@ -1,5 +1,7 @@
-"""The grounded policy: the learned spatial head says where each named object is in the image,
-the calibrated camera puts it on the table, and a servo plan drives the end effector there.
+"""The ``rules`` baseline policy: a rule parser over the simulator's object names decides what to
+do, the spatial head says where each named object is in the image, the calibrated camera puts it
+on the table, and the scripted expert's phase plan drives the end effector there. It knows the
+simulator's vocabulary and plan by construction; it is kept to compare the default policy with.
 
 Pure NumPy (plus the arm's forward kinematics passed in as a function), no ROS, no torch:
 
@@ -7,26 +9,28 @@ Pure NumPy (plus the arm's forward kinematics passed in as a function), no ROS, 
   a rule parser over the tabletop vocabulary (colours, cube/block, plate/dish, pick/place/push
   verbs). Text it cannot parse raises ``InstructionParseError`` with the reason.
 - ``CameraModel``: pixel -> ray in the base frame -> point on a horizontal plane.
-- ``VOCABULARY`` and ``exclusive_logits``: every object the parser can name grounds the same
-  image, and each pixel counts only for the phrase that scores it highest, so "the yellow plate"
-  cannot be located on the yellow cube that its mask also lights up.
-- ``mask_location``: the grounded mask's pixel location (centroid of the blob around the peak).
+- ``VOCABULARY``: every object the parser can name grounds the same image, and each pixel counts
+  only for the phrase that scores it highest (``policies.maps.exclusive_logits``), so "the yellow
+  plate" cannot be located on the yellow cube that its mask also lights up.
 - ``GroundedPlanner``: localise every named object over the first frames (median), then run the
   same phase plan the scripted expert runs (``sim.expert.ScriptedExpert``) on the perceived
   positions, one action per frame.
+- ``RulesPolicy``: the above behind the ``policies.Policy`` interface.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
+from ..policies.base import ActionChunk, Observation, Policy, Refusal
 from ..robots.camera import CameraModel
-from ..sim.scene import COLORS, CUBE_HALF, OBJECTS, PLATE_HALF_HEIGHT
-from ..sim.tasks import NOUN_KIND, OBJECT_MENTION, Subgoal
+from ..text_input import split_steps
+from .scene import COLORS, CUBE_HALF, OBJECTS, PLATE_HALF_HEIGHT
+from .tasks import NOUN_KIND, OBJECT_MENTION, Subgoal
 
 _PUSH_RE = re.compile(r"\b(push|slide|shove)")
 _DIRECTION_RE = re.compile(r"\b(left|right)(wards)?\b")
@@ -66,34 +70,6 @@ def parse_instruction(text: str) -> list[Subgoal]:
 
 
 VOCABULARY: tuple[str, ...] = tuple(o.name for o in OBJECTS)  # what the parser names, in label order
-EXCLUDED_LOGIT = -30.0  # sigmoid ~1e-13: a pixel another phrase claims
-
-
-def exclusive_logits(logits: np.ndarray) -> np.ndarray:
-    """(P, H, W) mask logits of P phrases on one image -> the same, with every pixel kept only for
-    the phrase that scores it highest (``EXCLUDED_LOGIT`` for the others). A phrase's mask may
-    light up everything of its colour; its rival of the other shape scores its own object
-    higher, so what is left is the object the phrase names."""
-    best = logits.argmax(axis=0)  # (H, W)
-    keep = np.arange(len(logits))[:, None, None] == best[None]  # (P, H, W)
-    return np.where(keep, logits, logits.dtype.type(EXCLUDED_LOGIT))
-
-
-def mask_location(logits: np.ndarray, radius: int = 6) -> tuple[float, float, float]:
-    """(H, W) mask logits -> (row, col, confidence): the probability-weighted centroid of the
-    pixels above 0.5 within ``radius`` of the strongest pixel (a second blob elsewhere does not
-    pull it), and the peak probability."""
-    h, w = logits.shape
-    peak = int(np.argmax(logits))
-    pr, pc = divmod(peak, w)
-    r0, r1, c0, c1 = max(0, pr - radius), min(h, pr + radius + 1), max(0, pc - radius), min(w, pc + radius + 1)
-    win = 1.0 / (1.0 + np.exp(-np.clip(logits[r0:r1, c0:c1].astype(np.float64), -30, 30)))
-    wgt = np.where(win > 0.5, win, 0.0)
-    conf = float(win.max())
-    if wgt.sum() <= 0:
-        return float(pr), float(pc), conf
-    rows, cols = np.mgrid[r0:r1, c0:c1]
-    return float((wgt * rows).sum() / wgt.sum()), float((wgt * cols).sum() / wgt.sum()), conf
 
 
 def resting_height(name: str) -> float:
@@ -195,7 +171,7 @@ class GroundedPlanner:
             self.sightings.setdefault(name, []).append(point)
         if all(len(self.sightings.get(n, [])) >= self.localise_frames for n in self.objects):
             self.positions = {n: np.median(np.stack(v), axis=0) for n, v in self.sightings.items()}
-            from ..sim.expert import ScriptedExpert
+            from .expert import ScriptedExpert
 
             family = "place_two" if len(self.subgoals) > 1 else self.subgoals[0].kind
             self._world = _PerceivedWorld(_PlanTask(list(self.subgoals), family), self.positions)
@@ -233,3 +209,39 @@ class GroundedPlanner:
         last = a.step_index >= len(self.subgoals) - 1
         return PlannerAction(np.asarray(a.twist, dtype=float), self._gripper, a.phase,
                              finishing=last and a.phase in _FINAL_PHASES[self.subgoals[-1].kind])
+
+
+class RulesPolicy(Policy):
+    """``parse_instruction`` + ``GroundedPlanner`` behind the policy interface (the baseline)."""
+
+    name = "rules"
+
+    def __init__(self, session: Any, robot: Any, **_: Any) -> None:
+        self.session, self.robot = session, robot
+        self.goals: list[Subgoal] = []
+        self.planner: GroundedPlanner | None = None
+
+    def reset(self, instruction: str) -> str:
+        self.planner = None
+        try:
+            self.goals = parse_instruction(instruction)
+        except InstructionParseError as e:
+            self.goals = []
+            raise Refusal("unparsed", str(e)) from e
+        self.steps = split_steps(instruction)
+        return "; ".join(f"{g.kind} {g.obj}" + (f" onto {g.target}" if g.target else "") for g in self.goals)
+
+    def act(self, obs: Observation) -> ActionChunk:
+        if not self.goals:
+            raise Refusal("no_instruction", "reset the policy with a parsable instruction first")
+        if self.planner is None:
+            self.planner = GroundedPlanner(self.goals, self.robot.camera_for(obs.image.shape[:2]), self.robot.ee_pose,
+                                           gripper_max=self.robot.gripper_open)
+        planner = self.planner
+        if not planner.localised:
+            found = planner.step_locations(self.session.locate_steps(obs.image, self.steps))
+            planner.observe(found if found is not None else
+                            self.session.locate(obs.image, planner.objects, rivals=VOCABULARY, places=planner.places))
+        a = planner.act(np.asarray(obs.joints, dtype=float))
+        row = np.concatenate([a.twist, [a.gripper]]).astype(np.float32)  # (7,)
+        return ActionChunk(np.repeat(row[None], self.session.horizon, axis=0), phase=a.phase, finishing=a.finishing)

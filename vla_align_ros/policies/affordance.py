@@ -1,0 +1,166 @@
+"""The default policy: the model decides what to do and where, demonstrated motions carry it out.
+
+- *What*: the intent head (``skills.SkillModel``) classifies the instruction into one of the
+  motions the demonstrations showed (e.g. ``place:0``, ``grasp``, ``push:-y``,
+  ``place:0 + place:0``) or ``none``. ``none``, or no class above ``min_intent``, is a refusal.
+- *Where*: for each motion step in turn, the step's phrase (``text_input.split_steps``) is
+  grounded by the spatial head's pick and place maps (``InferenceSession.locate_steps``); their
+  peaks are lifted onto horizontal planes at the heights the demonstrations' keyframes give
+  (the camera from camera_info and TF). A step whose maps never reach ``min_confidence`` within
+  ``look_frames`` frames is a refusal (``not_in_view``).
+- *How*: generic primitives (``primitives``) with the demonstrated heights, push length and hand
+  orientation, driven by the robot description's forward kinematics.
+
+Each step is located on the frames just before it runs: after a step the scene is looked at
+again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..text_input import split_steps
+from .base import ActionChunk, Observation, Policy, Refusal
+from .primitives import PrimitiveStep, ServoGains, drive, pick_waypoints, place_waypoints, push_waypoints
+from .robot import RobotInterface
+from .skills import SentenceEncoder, SkillModel, StepSkill
+
+FINAL_PHASES = {"place": ("release", "retreat"), "grasp": ("lift",), "push": ("push", "retreat")}
+
+
+class AffordancePolicy(Policy):
+    name = "affordance"
+
+    def __init__(self, session: Any, robot: RobotInterface, skills: SkillModel | None = None,
+                 encoder: SentenceEncoder | None = None, min_intent: float = 0.5, min_confidence: float = 0.5,
+                 localise_frames: int = 3, look_frames: int = 12, gains: ServoGains = ServoGains()) -> None:
+        if skills is None:
+            if session.checkpoint_dir is None:
+                raise ValueError("the affordance policy needs the checkpoint's skills.json (pass skills=)")
+            skills = SkillModel.load(session.checkpoint_dir)
+        self.session, self.robot, self.skills = session, robot, skills
+        self.encoder = encoder or SentenceEncoder()
+        self.min_intent, self.min_confidence = min_intent, min_confidence
+        self.localise_frames, self.look_frames = localise_frames, look_frames
+        self.gains = gains
+        self.orientation = np.asarray(skills.orientation)
+        self._reset_plan([], [])
+
+    def _reset_plan(self, tokens: list[str], phrases: list[tuple[str, str]]) -> None:
+        self.tokens = tokens  # the motion's step tokens
+        self.phrases = phrases  # per motion step: (phrase whose pick map says where, phrase whose place map says where to)
+        self.step = 0
+        self._sightings: list[tuple[np.ndarray, np.ndarray | None]] = []
+        self._looked = 0
+        self._best = 0.0
+        self._motion: Iterator[PrimitiveStep] | None = None
+        self._q = np.zeros(len(self.robot.joint_names))
+        self.located: list[dict[str, list[float]]] = []  # per step, where it acted (base frame), for logs
+        self._gripper = self.robot.gripper_open
+
+    # ---- what ----------------------------------------------------------------------------------
+    def intent(self, instruction: str) -> tuple[list[str], float, np.ndarray]:
+        """(step tokens of the most likely motion ([] for none), its probability, all probabilities)."""
+        probs = self.skills.intent_probabilities(self.encoder([instruction])[0])
+        k = int(np.argmax(probs))
+        return self.skills.intents[k], float(probs[k]), probs
+
+    def reset(self, instruction: str) -> str:
+        self._reset_plan([], [])
+        tokens, p, probs = self.intent(instruction)
+        if not tokens:
+            raise Refusal("not_a_command", f"{instruction!r} does not ask for a motion (p(none) = {p:.2f})")
+        if p < self.min_intent:
+            names = self.skills.intent_names
+            top = ", ".join(f"{names[i]} {probs[i]:.2f}" for i in np.argsort(-probs)[:2])
+            raise Refusal("unclear", f"{instruction!r} matches no demonstrated motion well enough ({top})")
+        parts = split_steps(instruction)
+        n = len(tokens)
+        if len(parts) == n:
+            phrases = [(s, s) for s in parts]
+        elif len(parts) == 2 * n:
+            phrases = [(parts[2 * k], parts[2 * k + 1]) for k in range(n)]
+        elif n == 1:
+            phrases = [(instruction, instruction)]
+        else:
+            raise Refusal("unclear", f"{instruction!r} reads as {len(parts)} step(s) but its motion "
+                                     f"({' + '.join(tokens)}) has {n}")
+        self._reset_plan(tokens, phrases)
+        return f"{' + '.join(tokens)} (p={p:.2f}) over " + " | ".join(
+            a if a == b else f"{a} / {b}" for a, b in phrases)
+
+    # ---- where ---------------------------------------------------------------------------------
+    def _skill(self) -> StepSkill:
+        return self.skills.skills[self.tokens[self.step]]
+
+    def _look(self, image: np.ndarray) -> None:
+        """One frame's sighting of the current step's pick (and place) point."""
+        skill = self._skill()
+        pick_phrase, place_phrase = self.phrases[self.step]
+        texts = [pick_phrase] if pick_phrase == place_phrase or skill.kind != "place" else [pick_phrase, place_phrase]
+        maps = self.session.locate_steps(image, texts)
+        pick, place = maps[0][0], maps[-1][1] if skill.kind == "place" and len(maps[-1]) > 1 else None
+        conf = min(pick[2], place[2]) if place is not None else pick[2]
+        self._best = max(self._best, conf)
+        self._looked += 1
+        if conf < self.min_confidence:
+            return
+        camera = self.robot.camera_for(image.shape[:2])
+        tz = self.robot.table_z
+        try:
+            p = camera.backproject(pick[0], pick[1], tz + 0.5 * skill.grasp_h)
+            q = None if place is None else camera.backproject(place[0], place[1], tz + skill.release_h - skill.grasp_h)
+        except ValueError:  # a pixel whose ray misses the table
+            return
+        self._sightings.append((p, q))
+
+    def _start_motion(self) -> None:
+        skill, r = self._skill(), self.robot
+        pick = np.median(np.stack([s[0] for s in self._sightings]), axis=0)
+        tz, opened, closed = r.table_z, r.gripper_open, r.gripper_closed
+        where = {"pick": pick.round(4).tolist()}
+        if skill.kind == "push":
+            wps = push_waypoints(pick, np.asarray(skill.push), tz + skill.grasp_h, tz + skill.lift_h, closed, self._pose)
+        else:
+            wps = pick_waypoints(pick, tz + skill.grasp_h, tz + skill.lift_h, opened, closed, self._pose)
+            if skill.kind == "place":
+                place = np.median(np.stack([s[1] for s in self._sightings]), axis=0)
+                where["place"] = place.round(4).tolist()
+                wps += place_waypoints(place, tz + skill.release_h, tz + skill.lift_h, opened, closed, self._pose)
+        self.located.append(where)
+        self._motion = drive(iter(wps), self._pose, self.orientation, self.gains)
+
+    def _pose(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.robot.ee_pose(self._q)
+
+    # ---- acting --------------------------------------------------------------------------------
+    def _chunk(self, twist: np.ndarray, phase: str, finishing: bool = False) -> ActionChunk:
+        row = np.concatenate([twist, [self._gripper]]).astype(np.float32)  # (7,)
+        return ActionChunk(np.repeat(row[None], self.session.horizon, axis=0), phase=phase, finishing=finishing,
+                           info={"step": self.step, "steps": len(self.tokens)})
+
+    def act(self, obs: Observation) -> ActionChunk:
+        if not self.tokens:
+            raise Refusal("no_instruction", "reset the policy with an instruction first")
+        self._q = np.asarray(obs.joints, dtype=float)
+        while self.step < len(self.tokens):
+            if self._motion is None:
+                self._look(obs.image)
+                if len(self._sightings) >= self.localise_frames:
+                    self._start_motion()
+                else:
+                    if self._looked >= self.look_frames:
+                        raise Refusal("not_in_view", f"step {self.step + 1} ({self.phrases[self.step][0]!r}): the "
+                                                     f"model's maps never reach {self.min_confidence:.2f} "
+                                                     f"(best {self._best:.2f} in {self._looked} frames)")
+                    return self._chunk(np.zeros(6), "localise")
+            s = next(self._motion, None)
+            if s is not None:
+                self._gripper = float(s.gripper)
+                last = self.step == len(self.tokens) - 1
+                return self._chunk(s.twist, s.phase, last and s.phase in FINAL_PHASES[self._skill().kind])
+            self.step += 1  # this step's primitives are done: look again before the next
+            self._motion, self._sightings, self._looked, self._best = None, [], 0, 0.0
+        return self._chunk(np.zeros(6), "done", finishing=True)

@@ -1,0 +1,180 @@
+"""In-process rollouts: a ``policies.Policy`` against the simulator in one process, no DDS, so
+a policy change is measured on a hundred episodes in minutes. The loop mirrors policy_node: a
+camera frame every ``steps_per_frame`` control steps, the chunk's rows played in between
+through the same safety filter (``control.filter_twist``), joint positions read as
+joint_states would give them, the camera from camera_info and the camera's pose (TF).
+
+An episode's outcome: the task's success (the simulator's check), whether and why the policy
+refused, and how far the hand moved (for instructions that must not move the arm)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..control.safety import Outcome, TwistLimits, filter_gripper, filter_twist
+from ..data.bag_dataset import task_matches_hold_out
+from ..policies.base import Observation, Policy, Refusal
+from ..policies.robot import RobotInterface
+from ..robots.camera import camera_from_info
+from ..robots.config import RobotConfig
+from .env import TabletopEnv
+
+SPLITS = ("mixed", "any", "seen", "held_out", "multi_step")
+MOVED_M = 0.01  # the hand moved when it went further than this from where it started
+
+
+@dataclass
+class RolloutResult:
+    seed: int
+    family: str
+    instruction: str
+    success: bool
+    refused: str = ""  # the refusal's reason code ("" = none)
+    detail: str = ""  # the refusal's or the plan's account
+    moved_m: float = 0.0  # furthest the hand got from its start, m
+    gripper_moved: bool = False  # the fingers' opening changed by more than 5 mm
+    phase: str = ""  # the policy's last phase
+    steps: int = 0  # control steps run
+    seconds: float = 0.0  # wall time
+    refused_after_s: float | None = None  # simulated seconds until the refusal
+    frames: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    @property
+    def no_motion(self) -> bool:
+        return self.moved_m < MOVED_M and not self.gripper_moved
+
+
+def sim_robot(env: TabletopEnv, robot: str = "panda", gripper_open: float = 0.08) -> RobotInterface:
+    """The robot side's view of the simulated arm: the robot description through Pinocchio and
+    the camera from intrinsics and the camera's pose, as camera_info and /tf_static give them."""
+    cfg = RobotConfig.load(robot)
+    kin = cfg.kinematics()
+    pos, quat = env.camera_pose()
+    camera = camera_from_info(env.intrinsics().reshape(-1), pos, quat, "simulator camera")
+    arm = [n for n in kin.joint_names if n not in cfg.gripper_joints]
+    return RobotInterface(kin, arm, camera, (env.height, env.width), cfg.table_z, gripper_open, 0.0)
+
+
+def run_episode(policy: Policy, env: TabletopEnv, robot: RobotInterface, seed: int, instruction: str | None = None,
+                family: str | None = None, max_steps: int = 600, steps_per_frame: int = 2, frames_every: int = 0,
+                state_fn: Callable[[TabletopEnv], np.ndarray] | None = None,
+                limits: TwistLimits = TwistLimits(max_linear_change=0.08, max_angular_change=0.4)) -> RolloutResult:
+    """One episode of ``policy`` on the layout and task of ``seed`` (and ``family``), saying
+    ``instruction`` (default: the task's own). Success is judged by the task's check."""
+    t_wall = time.perf_counter()
+    task = env.reset(seed=seed, family=family)
+    text = instruction or task.instruction
+    res = RolloutResult(seed, task.family, text, False)
+    ee0, width0 = env.ee_position(), env.gripper_width()
+    dt = env.control_dt
+    try:
+        res.detail = policy.reset(text)
+    except Refusal as r:
+        res.refused, res.detail, res.refused_after_s = r.reason, r.detail, 0.0
+    prev = None
+    step = 0
+    while not res.refused and step < max_steps:
+        rgb = env.render(segmentation=False).rgb
+        if frames_every and (step // steps_per_frame) % frames_every == 0:
+            res.frames.append(rgb.copy())
+        obs = Observation(rgb, env.joint_positions(), None if state_fn is None else state_fn(env), step * dt)
+        try:
+            chunk = policy.act(obs)
+        except Refusal as r:
+            res.refused, res.detail, res.refused_after_s = r.reason, r.detail, round(step * dt, 2)
+            break
+        res.phase = chunk.phase
+        if chunk.phase == "done":
+            break
+        for k in range(steps_per_frame):
+            row = chunk.actions[min(k, len(chunk.actions) - 1)]
+            r = filter_twist(row[:6], env.ee_position(), prev, limits, dt)
+            if r.outcome is Outcome.DROPPED:
+                env.command_twist(np.zeros(6))
+                prev = None
+            else:
+                env.command_twist(r.command)
+                prev = r.command
+            g = filter_gripper(float(row[6]), 0.0, 0.08) if len(row) > 6 else None
+            if g is not None and g.command is not None:
+                env.command_gripper(float(g.command[0]))
+            env.step()
+            step += 1
+            res.moved_m = max(res.moved_m, float(np.linalg.norm(env.ee_position() - ee0)))
+    env.command_twist(np.zeros(6))
+    for _ in range(10):  # let things come to rest before judging
+        env.step()
+    res.moved_m = max(res.moved_m, float(np.linalg.norm(env.ee_position() - ee0)))
+    res.gripper_moved = abs(env.gripper_width() - width0) > 0.005
+    res.success = bool(env.success()) and not res.refused
+    res.steps = step
+    res.seconds = round(time.perf_counter() - t_wall, 2)
+    return res
+
+
+def classify_task(task: dict, hold_out: Sequence[str]) -> tuple[bool, bool]:
+    """A task dict (as sim_node publishes it) -> (matches a hold-out pattern, has several steps)."""
+    return any(task_matches_hold_out(task, task.get("instruction", ""), p) for p in hold_out), len(task["steps"]) > 1
+
+
+def select_seeds(first: int, count: int, split: str = "any",
+                 hold_out: Sequence[str] = ("target=yellow_plate",)) -> list[int]:
+    """``count`` episode seeds from ``first`` upward whose task falls in ``split``: seen
+    (single-step, no hold-out pattern), held_out (single-step, matching one), multi_step, any,
+    or mixed (seen, held_out and multi_step in turn)."""
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: use one of {SPLITS}")
+    if split == "any":
+        return list(range(first, first + count))
+    if split == "mixed":
+        parts = [select_seeds(first, (count + 2 - i) // 3, sp, hold_out)
+                 for i, sp in enumerate(("seen", "held_out", "multi_step"))]
+        return [p[i] for i in range(max(map(len, parts))) for p in parts if i < len(p)][:count]
+    seeds: list[int] = []
+    with TabletopEnv(render=False) as env:
+        for s in range(first, first + 50 * count + 100):
+            held, multi = classify_task(env.reset(s).as_dict(), hold_out)
+            if split == ("multi_step" if multi else "held_out" if held else "seen"):
+                seeds.append(s)
+                if len(seeds) == count:
+                    return seeds
+    raise ValueError(f"fewer than {count} {split} episodes among seeds {first}..{first + 50 * count + 99}")
+
+
+def write_strip(frames: list[np.ndarray], path: Path, count: int, title: str) -> None:
+    """A row of ``count`` frames spread over the episode, titled, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    idx = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
+    fig, axes = plt.subplots(1, len(idx), figsize=(2 * len(idx), 2.4), squeeze=False)
+    for ax, i in zip(axes[0], idx):
+        ax.imshow(frames[i])
+        ax.set_axis_off()
+        ax.set_title(f"frame {i}", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def summarise(results: Sequence[RolloutResult]) -> dict[str, Any]:
+    n = len(results)
+    return {"episodes": n, "success": sum(r.success for r in results),
+            "success_rate": round(sum(r.success for r in results) / n, 3) if n else None,
+            "refused": sum(bool(r.refused) for r in results),
+            "no_motion": sum(r.no_motion for r in results),
+            "refusals": {k: sum(r.refused == k for r in results) for k in sorted({r.refused for r in results} - {""})}}
+
+
+def result_row(r: RolloutResult) -> dict[str, Any]:
+    d = asdict(r)
+    d.pop("frames")
+    return d
