@@ -21,9 +21,12 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("checkpoint", description="trained run folder (vla-align train --out)"),
         DeclareLaunchArgument("device", default_value="cpu", description="torch device: cpu, cuda, cuda:N or auto"),
         DeclareLaunchArgument("seed", default_value="5000", description="seed of the first simulated episode"),
-        DeclareLaunchArgument("policy_mode", default_value="grounded",
-                              description="grounded (the spatial head locates the objects the instruction names, a "
-                                          "servo plan moves them) or learned (the policy head's action chunks)"),
+        DeclareLaunchArgument("robot", default_value="panda_sim",
+                              description="robot description config: a config/robots name or a YAML file"),
+        DeclareLaunchArgument("policy", default_value="affordance",
+                              description="affordance (the model's intent and pick/place maps drive motion "
+                                          "primitives), chunk (the learned action chunks) or rules (the rule-parser "
+                                          "baseline)"),
         DeclareLaunchArgument("sim_params", default_value=os.path.join(share, "config", "sim", "sim_node.yaml"),
                               description="sim_node parameter file"),
         DeclareLaunchArgument("perception_params", default_value=os.path.join(share, "config", "nodes", "perception_node.yaml"),
@@ -39,6 +42,6 @@ def generate_launch_description() -> LaunchDescription:
                       parameters=[LaunchConfiguration("perception_params"), common])
     policy = Node(package="vla_align_ros", executable="policy_node", name="policy_node", output="screen",
                   parameters=[LaunchConfiguration("policy_params"),
-                              {**common, "policy_mode": LaunchConfiguration("policy_mode")}])
+                              {**common, "policy": LaunchConfiguration("policy"), "robot": LaunchConfiguration("robot")}])
     dds = SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile"))
     return LaunchDescription(args + [dds, sim, perception, policy])

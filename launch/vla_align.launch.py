@@ -21,9 +21,12 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("device", default_value="cpu", description="torch device: cpu, cuda, cuda:N or auto"),
         DeclareLaunchArgument("command_mode", default_value="twist",
                               description="twist (Cartesian servo) or joint_trajectory (joint_trajectory_controller)"),
-        DeclareLaunchArgument("policy_mode", default_value="grounded",
-                              description="grounded (the spatial head locates the objects the instruction names, a "
-                                          "servo plan moves them) or learned (the policy head's action chunks)"),
+        DeclareLaunchArgument("robot", default_value="panda",
+                              description="robot description config: a config/robots name or a YAML file"),
+        DeclareLaunchArgument("policy", default_value="affordance",
+                              description="affordance (the model's intent and pick/place maps drive motion "
+                                          "primitives), chunk (the learned action chunks) or rules (the rule-parser "
+                                          "baseline)"),
         DeclareLaunchArgument("perception_params", default_value=os.path.join(share, "config", "nodes", "perception_node.yaml"),
                               description="perception_node parameter file"),
         DeclareLaunchArgument("policy_params", default_value=os.path.join(share, "config", "nodes", "policy_node.yaml"),
@@ -35,6 +38,6 @@ def generate_launch_description() -> LaunchDescription:
     policy = Node(package="vla_align_ros", executable="policy_node", name="policy_node", output="screen",
                   parameters=[LaunchConfiguration("policy_params"),
                               {**common, "command_mode": LaunchConfiguration("command_mode"),
-                               "policy_mode": LaunchConfiguration("policy_mode")}])
+                               "policy": LaunchConfiguration("policy"), "robot": LaunchConfiguration("robot")}])
     dds = SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile"))
     return LaunchDescription(args + [dds, perception, policy])

@@ -28,9 +28,9 @@ def run_scenario(ckpt: Path, scenario: str, offset: int, fault: str = "none", pa
                  sample_rss: bool = False, timeout: float = 300.0) -> tuple[dict, str, int, list[int]]:
     env = ros_env(offset)
     env.update({"VLA_CHECKPOINT": str(ckpt), "VLA_FAULT": fault, "PYTHONPATH": str(REPO)}, **(env_extra or {}))
-    # policy_mode learned: every frame's chunk comes from the (perturbed) model
+    # policy chunk: every frame's chunk comes from the (perturbed) model
     node = subprocess.Popen([sys.executable, str(HERE / "fault_policy_node.py"), "--ros-args",
-                             "-p", "policy_mode:=learned", *(params if params is not None else TIMING)],
+                             "-p", "policy:=chunk", *(params if params is not None else TIMING)],
                             env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     rss: list[int] = []

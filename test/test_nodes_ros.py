@@ -172,7 +172,7 @@ def test_nodes_lifecycle_masks_commands_watchdog_and_estop(tiny_checkpoint):
     env = ros_env(10)
     procs = {name: subprocess.Popen([str(VENV_BIN / name), "--ros-args", "-p", f"checkpoint:={tiny_checkpoint}",
                                      *(["-p", "image_max_age_s:=0.4", "-p", "command_timeout_s:=0.4",
-                                        "-p", "policy_mode:=learned"]  # chunks from every frame's forward
+                                        "-p", "policy:=chunk"]  # chunks from every frame's forward
                                        if name == "policy_node" else [])],
                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for name in ("perception_node", "policy_node")}

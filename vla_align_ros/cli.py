@@ -14,6 +14,8 @@ from .paths import dds_env, package_config, shipped_model
 def _cmd_demo(args: argparse.Namespace) -> int:
     if args.synthetic:
         return _synthetic_demo(args)
+    if args.instruction:
+        return _instruction_demo(args)
     os.environ.update(dds_env())  # this process and the nodes it starts: this host only, shared memory
     seed = 5000 if args.seed is None else args.seed
     if args.train:
@@ -21,7 +23,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
         summary = run_pipeline_demo(Path(args.out), record_episodes_n=args.record_episodes, train_steps=args.steps or 300,
                                     loop_episodes=args.episodes, timeout_s=args.timeout, seed=seed,
-                                    progress=not args.quiet, policy_mode=args.policy_mode, split=args.split)
+                                    progress=not args.quiet, policy=args.policy, split=args.split)
         _print_closed_loop(summary, Path(args.out) / "closed_loop")
         return 0
     from .ros.closed_loop import run_closed_loop
@@ -35,9 +37,61 @@ def _cmd_demo(args: argparse.Namespace) -> int:
               f"steps on 240 recorded episodes; `make checkpoint` rebuilds it, `vla-align demo --train` records and "
               f"trains one)")
     summary = run_closed_loop(checkpoint, args.out, episodes=args.episodes, seed=seed, hold_out=hold_out,
-                              timeout_s=args.timeout, progress=not args.quiet, policy_mode=args.policy_mode,
+                              timeout_s=args.timeout, progress=not args.quiet, policy=args.policy,
                               split=args.split)
     _print_closed_loop(summary, Path(args.out))
+    return 0
+
+
+def _instruction_demo(args: argparse.Namespace) -> int:
+    """One in-process episode with the user's own words: what the policy made of them, the
+    outcome, and a strip of frames."""
+    from .inference import InferenceSession
+    from .policies import make_policy
+    from .sim.env import TabletopEnv
+    from .sim.rollout import run_episode, sim_robot, write_strip
+
+    checkpoint = Path(args.checkpoint) if args.checkpoint else shipped_model("sim_tiny")
+    seed = 5000 if args.seed is None else args.seed
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    session = InferenceSession(checkpoint / "checkpoint")
+    with TabletopEnv(image_size=(96, 96)) as env:
+        robot = sim_robot(env)
+        policy = make_policy(args.policy, session, robot)
+        r = run_episode(policy, env, robot, seed, args.instruction, frames_every=3)
+        objects = ", ".join(o.replace("_", " ") for o in env.task.objects)
+    session.close()
+    print(f"[demo] seed {seed}: on the table: {objects}")
+    print(f"[demo] {args.policy} policy, instruction {args.instruction!r}")
+    if r.refused:
+        print(f"[demo] refused ({r.refused}): {r.detail}; the hand moved {r.moved_m * 100:.1f} cm")
+    else:
+        print(f"[demo] plan: {r.detail}")
+        print(f"[demo] the scene's own task was {env.task.instruction!r}: "
+              f"{'achieved' if r.success else 'not achieved'} after {r.steps} control steps (last phase {r.phase!r})")
+    if r.frames:
+        path = out / "instruction_strip.png"
+        write_strip(r.frames, path, 8, f"{args.instruction!r}: " + (f"refused ({r.refused})" if r.refused else r.phase))
+        print(f"[demo] strip: {path}")
+    return 0
+
+
+def _cmd_rollout(args: argparse.Namespace) -> int:
+    from .sim.policy_eval import evaluate_policies, markdown_table
+
+    checkpoint = Path(args.checkpoint) if args.checkpoint else shipped_model("sim_tiny")
+    summary = evaluate_policies(checkpoint, args.policies, args.out, episodes=args.episodes,
+                                multi_step_episodes=args.multi_step_episodes, splits=args.splits, seed=args.seed)
+    print(markdown_table(summary["table"]))
+    print(f"[rollout] {Path(args.out) / 'rollouts.md'}, {Path(args.out) / 'rollouts.json'}")
+    return 0
+
+
+def _cmd_skills(args: argparse.Namespace) -> int:
+    from .training.skills import skills_for_run
+
+    skills_for_run(args.bags, args.run)
     return 0
 
 
@@ -59,7 +113,7 @@ def _print_closed_loop(summary: dict, folder: Path) -> None:
         r = summary[name]
         rate = "-" if r["success_rate"] is None else f"{r['success_rate']:.2f}"
         print(f"{name:<12} {r['episodes']:>8} {r['successes']:>9} {rate:>6}")
-    print(f"policy_mode: {summary.get('policy_mode', '?')}")
+    print(f"policy: {summary.get('policy', '?')}")
     print(f"\nepisodes: {folder / 'closed_loop.json'}  strip: {folder / 'episode_strip.png'}")
 
 
@@ -237,15 +291,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("mixed", "any", "seen", "held_out", "multi_step"), default="mixed",
                    help="closed-loop episodes from --seed upward: seen, held_out (the run's hold-out patterns, "
                         "default target=yellow_plate) and multi_step in turn (mixed), one of them, or any")
-    p.add_argument("--policy-mode", choices=("grounded", "learned"), default="grounded",
-                   help="closed loop: policy_node's policy_mode (grounded: located objects + servo plan; learned: "
-                        "the policy head's chunks)")
+    p.add_argument("--policy", choices=("affordance", "chunk", "rules"), default="affordance",
+                   help="policy_node's policy: affordance (the model's intent and pick/place maps drive motion "
+                        "primitives), chunk (the learned action chunks), rules (the rule-parser baseline)")
+    p.add_argument("--instruction", default="", help="run one in-process episode with these words on the layout of "
+                                                    "--seed and write a strip (no DDS)")
     p.add_argument("--config", default="", help="--synthetic: model config YAML (default config/model/tiny.yaml)")
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--steps", type=int, default=None, help="training steps (default 300; --synthetic: 600)")
     p.add_argument("--seed", type=int, default=None, help="closed loop: first episode seed (5000); synthetic: 0")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("rollout", help="policies side by side on in-process simulator rollouts (no DDS): seen, "
+                                       "held-out, multi-step, outside-the-template wordings, must-not-move")
+    p.add_argument("--checkpoint", default="", help="trained run folder (default: the shipped models/sim_tiny)")
+    p.add_argument("--policies", nargs="+", default=["affordance", "rules"], choices=("affordance", "chunk", "rules"))
+    p.add_argument("--episodes", type=int, default=50, help="episodes per split")
+    p.add_argument("--multi-step-episodes", type=int, default=30)
+    p.add_argument("--splits", nargs="+", default=["seen", "held_out", "multi_step", "paraphrase", "must_not_move"],
+                   choices=("seen", "held_out", "multi_step", "paraphrase", "must_not_move"))
+    p.add_argument("--seed", type=int, default=5000, help="first episode seed (layouts from 5000 are never trained on)")
+    p.add_argument("--out", default="runs/rollouts")
+    p.set_defaults(func=_cmd_rollout)
+
+    p = sub.add_parser("skills", help="build RUN/checkpoint/skills.json (motions, heights and the intent head) from "
+                                      "the recording the run was trained on")
+    p.add_argument("--bags", nargs="+", required=True, help="the run's training recordings")
+    p.add_argument("--run", required=True, help="trained run folder")
+    p.set_defaults(func=_cmd_skills)
 
     p = sub.add_parser("record", help="record scripted-expert demonstrations (or live topics) to a rosbag2")
     p.add_argument("--out", required=True, help="bag folder to create")

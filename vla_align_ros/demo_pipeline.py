@@ -17,7 +17,7 @@ from .paths import package_config
 
 def run_pipeline_demo(out: Path, record_episodes_n: int = 60, train_steps: int = 300, loop_episodes: int = 6,
                       timeout_s: float = 30.0, seed: int = 5000, progress: bool = True,
-                      log: Callable[[str], None] = print, policy_mode: str = "grounded",
+                      log: Callable[[str], None] = print, policy: str = "affordance",
                       split: str = "mixed") -> dict[str, Any]:
     from .model.checkpoint import MANIFEST
     from .ros.closed_loop import run_closed_loop
@@ -56,7 +56,7 @@ def run_pipeline_demo(out: Path, record_episodes_n: int = 60, train_steps: int =
     t0 = time.perf_counter()
     summary = run_closed_loop(run, out / "closed_loop", episodes=loop_episodes, seed=seed,
                               hold_out=cfg.data.hold_out, timeout_s=timeout_s, progress=progress,
-                              policy_mode=policy_mode, split=split)
+                              policy=policy, split=split)
     timings["closed_loop_s"] = round(time.perf_counter() - t0, 1)
     summary["timings"] = timings
     (out / "demo.json").write_text(json.dumps(summary, indent=2))

@@ -171,3 +171,13 @@ def load_checkpoint(ckpt_dir: str | Path, map_location: str | torch.device = "cp
         raise CheckpointError(f"{d / WEIGHTS} does not match its config: " + "; ".join(parts))
     model.load_state_dict(state, strict=True)
     return model.to(map_location)
+
+
+def add_to_manifest(ckpt_dir: str | Path, name: str) -> None:
+    """List ``name`` (a file in the checkpoint folder) in its manifest with its sha256, so loading
+    verifies it like the weights."""
+    d = Path(ckpt_dir)
+    path = d / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["files"][name] = sha256_file(d / name)
+    _atomic_write_bytes(path, json.dumps(manifest, indent=2, sort_keys=True).encode())

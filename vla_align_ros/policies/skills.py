@@ -58,6 +58,10 @@ class SkillModel:
         d["skills"] = {k: asdict(v) for k, v in self.skills.items()}
         path = Path(folder) / SKILLS_FILE
         path.write_text(json.dumps(d, indent=1) + "\n", encoding="utf-8")
+        if (Path(folder) / "manifest.json").is_file():  # verified on load like the weights
+            from ..model.checkpoint import add_to_manifest
+
+            add_to_manifest(folder, SKILLS_FILE)
         return path
 
     @classmethod

@@ -81,7 +81,7 @@ class Processes:
 def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10, seed: int = 5000,
                     hold_out: Sequence[str] = ("target=yellow_plate",), timeout_s: float = 30.0,
                     image_size: int = 96, strip_frames: int = 8, progress: bool = True,
-                    policy_mode: str = "grounded", split: str = "any") -> dict[str, Any]:
+                    policy: str = "affordance", split: str = "any") -> dict[str, Any]:
     import rclpy
     from rclpy.node import Node
     from sensor_msgs.msg import Image
@@ -102,7 +102,8 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
                                                       "seed": seeds[0], "announce_instruction": True}))
     procs.start("perception_node", node_command("perception_node", {"checkpoint": str(checkpoint), "autostart": True}))
     procs.start("policy_node", node_command("policy_node", {"checkpoint": str(checkpoint), "autostart": True,
-                                                            "policy_mode": policy_mode}))
+                                                            "policy": policy,
+                                                            "robot": "panda_sim"}))
     rclpy.init()
     node = Node("vla_align_closed_loop")
     state: dict[str, Any] = {"task": None, "success": False, "frames": []}
@@ -158,7 +159,7 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
         codes = procs.stop()
     summary = summarise(outcomes)
     summary["exit_codes"] = codes
-    summary["policy_mode"] = policy_mode
+    summary["policy"] = policy
     summary["split"] = split
     (out / "closed_loop.json").write_text(json.dumps({"summary": summary, "episodes": [asdict(o) for o in outcomes]},
                                                      indent=2))

@@ -1,7 +1,13 @@
-"""``policy_node``: camera + instruction + joint_states -> action chunks -> safety filter -> arm.
+"""``policy_node``: camera + instruction + joint_states -> a policy (``policies``) -> action
+chunks -> safety filter -> arm.
 
-A lifecycle node: configure loads the checkpoint onto the configured device, activate starts
-commanding, deactivate sends one hold and goes quiet, cleanup frees the model.
+A lifecycle node: configure loads the checkpoint onto the configured device and the policy named
+by the ``policy`` parameter, activate starts commanding, deactivate sends one hold and goes
+quiet, cleanup frees the model. The robot is its description (the ``robot`` parameter: a
+``config/robots`` name or YAML file, read through Pinocchio), the camera its camera_info and the
+optical frame's pose on /tf_static (or the robot config's ``camera_pose``): nothing here knows
+the simulator. An instruction the policy refuses (a question, a negation, nothing to act on in
+view) is a counted drop with the reason on the status topic, and the arm does not move.
 
 The executor thread only converts images and hands the newest frame to the session's inference
 thread (``ModelLifecycleNode._submit_frame``); the model runs there and publishes the chunk.
@@ -28,8 +34,8 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration as RclDuration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image, JointState
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Float64, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
@@ -38,14 +44,19 @@ from ..control.freshness import StampFilter
 from ..control.safety import JointLimits, Outcome, joint_indices
 from ..data.joint_state import VelocityTracker, model_state
 from ..image_conv import ImageError, image_to_array
+from ..policies import DEFAULT_POLICY, POLICIES, Observation, Refusal, RobotInterface, make_policy
 from ..text_input import InstructionError, InstructionGate
 from .model_node import ModelLifecycleNode
 from .params import describe
 from .qos import CAMERA_QOS, INSTRUCTION_QOS
 
+try:  # a ROS install has tf2_msgs; the PyPI wheels do not (then the robot config's camera_pose gives the pose)
+    from tf2_msgs.msg import TFMessage
+except ImportError:
+    TFMessage = None
+
 ARM_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
 FINGERS = ["panda_finger_joint1", "panda_finger_joint2"]
-EE_TWIST_DIMS = ["vx", "vy", "vz", "wx", "wy", "wz", "gripper"]
 
 
 def duration_to_msg(seconds: float) -> Any:
@@ -63,9 +74,11 @@ class PolicyNode(ModelLifecycleNode):
         p = self.declare_parameter
         self.p_mode = p("command_mode", "twist", describe("'twist' (TwistStamped to a Cartesian servo) or "
                                                           "'joint_trajectory' (joint_trajectory_controller)")).value
-        self.p_policy = p("policy_mode", "grounded", describe(
-            "'grounded': the spatial head locates the objects the instruction names and a servo plan moves "
-            "them; 'learned': the policy head's action chunks drive the arm directly")).value
+        self.p_policy = p("policy", DEFAULT_POLICY, describe(
+            "'affordance': the model's intent head and pick/place maps drive motion primitives; 'chunk': the "
+            "learned action-chunk head; 'rules': the rule-parser baseline")).value
+        self.p_robot = p("robot", "panda", describe("robot description config: a config/robots name or a YAML "
+                                                    "file (description, ee_frame, base_frame, table_z, ...)")).value
         self.p_rate = p("control_rate_hz", 20.0, describe("rate commands are sent at", lo=1.0, hi=500.0)).value
         self.p_image_age = p("image_max_age_s", 0.5, describe("no command from an image older than this",
                                                               read_only=False, lo=0.01, hi=10.0)).value
@@ -99,7 +112,8 @@ class PolicyNode(ModelLifecycleNode):
                                                                "(0 = do not wait; mismatches are then counted drops)",
                                                                lo=0.0, hi=60.0)).value
         self.t = {k: p(f"topics.{k}", v, describe(f"topic: {k}")).value for k, v in {
-            "image": "/camera/image_raw", "instruction": "/instruction", "joint_states": "/joint_states",
+            "image": "/camera/image_raw", "camera_info": "/camera/camera_info", "tf_static": "/tf_static",
+            "instruction": "/instruction", "joint_states": "/joint_states",
             "twist_cmd": "/servo_node/delta_twist_cmds", "joint_trajectory_cmd": "/joint_trajectory_controller/joint_trajectory",
             "gripper_cmd": "/gripper/command", "action_chunk": "~/action_chunk", "estop": "/estop",
             "estop_reset": "/estop_reset", "status": "~/status"}.items()}
@@ -120,11 +134,10 @@ class PolicyNode(ModelLifecycleNode):
         self.counters = SafetyCounters()
         self.drops = {}
         self.inference_ms: list[float] = []
-        # policy_mode=grounded: (instruction, parsed subgoals or None, plan number), and the plan
-        # the inference thread runs for it ((plan number, GroundedPlanner), that thread only)
-        self._goals: tuple[str, list | None, int] | None = None
-        self._plan_count = 0
-        self._planner: tuple[int, Any] | None = None
+        # the instruction the policy was last reset with (None: none, or it refused; inference thread)
+        self._plan: str | None = None
+        self.plan_text = ""  # what the policy made of it
+        self.last_refusal: dict[str, str] | None = None
 
     def _on_set_parameters(self, params) -> Any:
         """Run-time changes: timeouts and speed limits. Out of range or inconsistent values are
@@ -151,31 +164,30 @@ class PolicyNode(ModelLifecycleNode):
         return SetParametersResult(successful=True)
 
     watchdog: Watchdog | None = None
-    plan_phase = ""  # policy_mode=grounded: the plan's phase at the last frame
-    plan_finishing = False  # ... and whether only the retreat is left (a repeated instruction then restarts it)
+    policy: Any = None
+    plan_phase = ""  # the policy's phase at the last frame
+    plan_finishing = False  # ... and whether the task is achieved (a repeated instruction then restarts it)
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def _configure(self) -> TransitionCallbackReturn:
         # Validation first: nothing is created when a parameter is wrong.
         if self.p_mode not in ("twist", "joint_trajectory"):
             raise ValueError(f"command_mode={self.p_mode!r}: use 'twist' or 'joint_trajectory'")
-        if self.p_policy not in ("grounded", "learned"):
-            raise ValueError(f"policy_mode={self.p_policy!r}: use 'grounded' or 'learned'")
+        if self.p_policy not in POLICIES:
+            raise ValueError(f"policy={self.p_policy!r}: use one of {sorted(POLICIES)}")
         self.twist_limits = TwistLimits(self.p_max_lin, self.p_max_ang, self.p_lin_step, self.p_ang_step,
                                         tuple(self.p_ws_low), tuple(self.p_ws_high))
         if len(self.p_gripper) != 2 or not self.p_gripper[0] < self.p_gripper[1]:
             raise ValueError(f"gripper_range={self.p_gripper}: need [low, high] with low < high")
-        from ..sim.arm_model import PandaArm
+        from ..robots.config import RobotConfig
 
-        self.arm = PandaArm()
-        # The plan's forward kinematics runs on the inference thread: its own model data, so it
-        # never races the control timer's workspace check on self.arm.
-        self.plan_arm = PandaArm() if self.p_policy == "grounded" else None
-        if len(self.p_joint_names) != len(self.arm.lower):
-            raise ValueError(f"joint_names has {len(self.p_joint_names)} joints {self.p_joint_names}; "
-                             f"the arm model has {len(self.arm.lower)}")
+        self.robot_cfg = RobotConfig.load(self.p_robot)
+        # The control timer's kinematics (workspace check, joint targets); the policy has its own
+        # (inference thread), so the two never share Pinocchio's data.
+        self.kin = self.robot_cfg.kinematics()
+        lower, upper = self.kin.limits(self.p_joint_names)  # unknown joint names: a clear error here
         dt = 1.0 / self.p_rate
-        self.joint_limits = JointLimits(self.p_joint_names, self.arm.lower.tolist(), self.arm.upper.tolist(),
+        self.joint_limits = JointLimits(self.p_joint_names, lower.tolist(), upper.tolist(),
                                         [2.0] * len(self.p_joint_names), max_step=2.0 * dt)
         if self.p_js_wait > 0:
             self._check_joint_states(self.p_js_wait)
@@ -186,6 +198,13 @@ class PolicyNode(ModelLifecycleNode):
                              f"{len(self.p_state_names)}: {self.p_state_names}")
         self._velocity = VelocityTracker() if self.session.model.cfg.action.velocity else None
         self._reset_state()
+        self.robot = RobotInterface(self.robot_cfg.kinematics(), list(self.p_joint_names), None, (0, 0),
+                                    self.robot_cfg.table_z, float(self.p_gripper[1]), float(self.p_gripper[0]))
+        self._camera_parts: dict[str, Any] = {"tf": {}}
+        if self.robot_cfg.camera_pose is not None:
+            self._camera_parts["pose"] = ("", self.robot_cfg.camera_pose["translation"],
+                                          self.robot_cfg.camera_pose["quaternion"])
+        self.policy = make_policy(self.p_policy, self.session, self.robot)
         self.watchdog = Watchdog(["image", "model"], self.p_timeout)
         self.stamps = StampFilter(self.p_image_age, self.p_future)
         self.gate = InstructionGate(self.p_instr_interval)
@@ -218,13 +237,21 @@ class PolicyNode(ModelLifecycleNode):
             return self.create_subscription(msg_type, t[key], cb, qos, callback_group=group,
                                             event_callbacks=self._qos_events(t[key], publisher=False))
 
+        latched = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._sub_list = [
             sub(Image, "image", self._on_image, CAMERA_QOS, self.g_infer),
+            sub(CameraInfo, "camera_info", self._on_camera_info, CAMERA_QOS, self.g_control),
             sub(String, "instruction", self._on_instruction, INSTRUCTION_QOS, self.g_infer),
             sub(JointState, "joint_states", self._on_joints, 10, self.g_control),
             sub(Bool, "estop", self._on_estop, 10, self.g_control),
             sub(Bool, "estop_reset", self._on_estop_reset, 10, self.g_control),
         ]
+        if TFMessage is not None:
+            self._sub_list.append(sub(TFMessage, "tf_static", self._on_tf_static, latched, self.g_control))
+        elif self.robot_cfg.camera_pose is None and self.p_policy != "chunk":
+            raise ValueError(f"tf2_msgs is not installed, so /tf_static cannot be read, and robot {self.p_robot!r} has "
+                             "no camera_pose: give the camera's pose in the robot config")
         self._timer_list = [self.create_timer(1.0 / self.p_rate, self._control, callback_group=self.g_control),
                             self.create_timer(1.0, self._publish_status, callback_group=self.g_control)]
         self.get_logger().info(f"configured: {self.p_mode} commands at {self.p_rate} Hz on {self.session.device}")
@@ -275,7 +302,7 @@ class PolicyNode(ModelLifecycleNode):
         try:
             text = self.gate.accept(msg.data, time.monotonic())
             if self.session.instruction is not None and text == self.session.instruction.text:
-                if self.p_policy == "grounded" and self.plan_finishing:
+                if self.plan_finishing:
                     self._new_plan(text)  # said again once the task is done (retreating or still): do it again
                 return  # the same instruction again (latched topics resend it): nothing changes
             enc = self.session.set_instruction(text)
@@ -286,27 +313,41 @@ class PolicyNode(ModelLifecycleNode):
         with self._lock:
             self._chunk = None
             self._prev_cmd = None
-        plan = self._new_plan(enc.text) if self.p_policy == "grounded" else None
-        plan_text = "" if plan is None else " -> " + "; ".join(
-            f"{g.kind} {g.obj}" + (f" onto {g.target}" if g.target else "") for g in plan)
-        self.get_logger().info(f"instruction: {enc.text!r} ({len(enc.steps)} step(s)){plan_text}")
+        self.get_logger().info(f"instruction: {enc.text!r} ({len(enc.steps)} step(s))")
+        self._new_plan(enc.text)
 
-    def _new_plan(self, text: str) -> list | None:
-        """policy_mode=grounded: parse the instruction into subgoals for a fresh plan (the
-        inference thread builds it at the next frame). Unparseable: a counted drop, no plan, and
-        so no motion."""
-        from ..sim.rules_policy import InstructionParseError, parse_instruction
-
-        try:
-            goals = parse_instruction(text)
-        except InstructionParseError as e:
-            self._drop("instruction_unparsed", str(e))
-            goals = None
-        with self._lock:
-            self._plan_count += 1
-            self._goals = (text, goals, self._plan_count)
+    def _new_plan(self, text: str) -> None:
+        """Reset the policy with ``text`` on the inference thread (where it acts), now rather than
+        at the next frame: a refusal is a counted drop with its reason at once, and no motion."""
         self.plan_phase, self.plan_finishing = "", False
-        return goals
+        with self._lock:
+            self._plan = None
+        try:
+            self.session.submit(lambda: self._reset_policy(text))
+        except RuntimeError:  # the session is closing
+            pass
+
+    def _reset_policy(self, text: str) -> None:
+        """Inference thread."""
+        if self.session is None or self.session.instruction is None or self.session.instruction.text != text:
+            return  # superseded by a newer instruction
+        try:
+            account = self.policy.reset(text)
+        except Refusal as r:
+            self._refused(text, r)
+            return
+        with self._lock:
+            self._plan = text
+        self.plan_text, self.last_refusal = account, None
+        self.get_logger().info(f"{self.p_policy} policy: {text!r} -> {account}")
+
+    def _refused(self, text: str, r: Refusal) -> None:
+        with self._lock:
+            self._plan = None
+            self._chunk = None
+        self.last_refusal = {"instruction": text, "reason": r.reason, "detail": r.detail}
+        self.plan_text = ""
+        self._drop(f"refused_{r.reason}", f"the arm will not move for {text!r}: {r.detail}")
 
     def _on_joints(self, msg: JointState) -> None:
         names = list(msg.name)
@@ -328,6 +369,47 @@ class PolicyNode(ModelLifecycleNode):
         self._state, self._arm_q = state, pos[arm_idx]
         if self.session is not None:
             self.session.latest_state = self._state
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        if self._camera_parts.get("k") is None or self._camera_parts.get("hw") != (msg.height, msg.width):
+            self._camera_parts.update(k=list(msg.k), hw=(int(msg.height), int(msg.width)),
+                                      frame=msg.header.frame_id)
+            self._update_camera()
+
+    def _on_tf_static(self, msg: TFMessage) -> None:
+        for tf in msg.transforms:
+            tr, rot = tf.transform.translation, tf.transform.rotation
+            self._camera_parts["tf"][tf.child_frame_id] = (tf.header.frame_id, [tr.x, tr.y, tr.z],
+                                                            [rot.x, rot.y, rot.z, rot.w])
+        self._update_camera()
+
+    def _update_camera(self) -> None:
+        """The camera model from camera_info and the optical frame's pose (composed up the
+        /tf_static tree to the base frame, or the robot config's camera_pose)."""
+        from ..robots.camera import CameraPoseError, chain_to_root
+
+        parts = self._camera_parts
+        if parts.get("k") is None:
+            return
+        frame = parts.get("frame", "")
+        pose = parts.get("pose")
+        if frame in parts["tf"]:
+            try:
+                pose = chain_to_root(parts["tf"], frame)
+            except CameraPoseError as e:
+                self._drop("camera_pose", str(e))
+                return
+        if pose is None:
+            return
+        try:
+            camera = self.robot_cfg.camera(parts["k"], pose[0], pose[1], pose[2], f"camera {frame!r}")
+        except CameraPoseError as e:
+            self._drop("camera_pose", str(e))
+            return
+        if self.robot.camera is None:
+            self.get_logger().info(f"camera {frame!r} calibrated: intrinsics from camera_info, pose in "
+                                   f"{self.robot_cfg.base_frame!r}")
+        self.robot.camera, self.robot.camera_hw = camera, parts["hw"]
 
     def _on_estop(self, msg: Bool) -> None:
         was = self.estop.latched
@@ -365,13 +447,23 @@ class PolicyNode(ModelLifecycleNode):
         msg, img, state, received = job
         t0 = time.perf_counter()
         instruction = self.session.instruction
+        with self._lock:
+            plan = self._plan
+        if plan is None or instruction is None or plan != instruction.text or self._arm_q is None:
+            return  # no accepted instruction (or no joint state yet): no chunk, so the watchdog holds the arm
+        if self.robot.camera is None and self.p_policy != "chunk":
+            self._drop("camera_unknown", f"no camera model yet: waiting for {self.t['camera_info']} and the "
+                                         f"optical frame's pose on {self.t['tf_static']} (or the robot's camera_pose)")
+            return
         try:
-            if self.p_policy == "grounded":
-                actions = self._grounded_chunk(img, instruction)
-                if actions is None:
-                    return  # no plan for this instruction: no chunk, so the watchdog holds the arm
-            else:
-                actions = self.session.step(img, state, key=(msg.header.stamp.sec, msg.header.stamp.nanosec)).actions
+            chunk = self.policy.act(Observation(img, self._arm_q, state,
+                                                msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
+        except Refusal as r:
+            with self._state_lock:
+                if self._active and self._moving:
+                    self._send_hold(f"refused: {r.reason}")
+            self._refused(instruction.text, r)
+            return
         except Exception as e:  # noqa: BLE001 - a model failure must hold the arm, not kill the node
             with self._state_lock:
                 if self._active and self._moving:
@@ -381,6 +473,8 @@ class PolicyNode(ModelLifecycleNode):
             self._inference_failed(e)
             return
         self._inference_ok()
+        actions = chunk.actions
+        self.plan_phase, self.plan_finishing = chunk.phase, chunk.finishing
         self.inference_ms.append((time.perf_counter() - t0) * 1e3)
         with self._state_lock:
             if not self._active:
@@ -395,46 +489,16 @@ class PolicyNode(ModelLifecycleNode):
             with self._lock:
                 self._chunk = (actions, received)
             self.watchdog.feed("model", time.monotonic())
-            self._publish_chunk(msg, actions)
+            self._publish_chunk(msg, chunk)
 
-    def _grounded_chunk(self, img: np.ndarray, instruction: Any) -> np.ndarray | None:
-        """Inference thread, policy_mode=grounded: locate the named objects (first frames), then
-        the plan's action for the arm's pose now, held for the chunk's H steps. None: no plan."""
-        from ..sim.rules_policy import VOCABULARY, GroundedPlanner
-
-        with self._lock:
-            goals = self._goals
-        if goals is None or instruction is None or goals[0] != instruction.text or goals[1] is None:
-            return None
-        if self._planner is None or self._planner[0] != goals[2]:
-            camera = self.plan_arm.camera_model(img.shape[1], img.shape[0])
-            self._planner = (goals[2], GroundedPlanner(goals[1], camera, self.plan_arm.ee_pose,
-                                                       gripper_max=self.p_gripper[1]))
-        planner = self._planner[1]
-        if not planner.localised:
-            # where the instruction's own steps act (the maps the model was trained as), or, for a
-            # model without place maps, each object's name grounded alone against its rivals
-            found = planner.step_locations(self.session.locate_steps(img, instruction.steps))
-            planner.observe(found if found is not None else
-                            self.session.locate(img, planner.objects, rivals=VOCABULARY, places=planner.places))
-            if planner.localised:  # once per plan: where the plan will go, for reading a failure afterwards
-                where = ", ".join(f"{n} ({p[0]:+.3f}, {p[1]:+.3f}, {p[2]:+.3f})" for n, p in planner.positions.items())
-                self.get_logger().info(f"located (base frame, m): {where}")
-        q = self._arm_q
-        if q is None:
-            return None
-        a = planner.act(q)
-        self.plan_phase, self.plan_finishing = a.phase, a.finishing
-        row = np.concatenate([a.twist, [a.gripper]]).astype(np.float32)  # (7,)
-        return np.repeat(row[None], self.session.horizon, axis=0)  # (H, 7)
-
-    def _publish_chunk(self, img: Image, actions: np.ndarray) -> None:
+    def _publish_chunk(self, img: Image, chunk: Any) -> None:
         from vla_align_msgs.msg import ActionChunk
 
+        actions = chunk.actions
         m = ActionChunk()
         m.header = img.header
-        m.action_space = "ee_twist"
-        m.dimension_names = EE_TWIST_DIMS[: actions.shape[1]]
+        m.action_space = chunk.space
+        m.dimension_names = list(chunk.dims[: actions.shape[1]])
         m.horizon = int(actions.shape[0])
         m.time_step = float(1.0 / self.p_rate)
         m.data = actions.astype(np.float32).reshape(-1).tolist()
@@ -482,7 +546,7 @@ class PolicyNode(ModelLifecycleNode):
     def _command(self, twist: np.ndarray, gripper: float | None) -> None:
         dt = 1.0 / self.p_rate
         q = self._arm_q
-        ee = self.arm.ee_position(q)
+        ee = self.kin.ee_pose(q, self.p_joint_names)[0]
         r = filter_twist(twist, ee, self._prev_cmd, self.twist_limits, dt)
         self.counters.add(r)
         if r.outcome is Outcome.DROPPED:
@@ -491,12 +555,12 @@ class PolicyNode(ModelLifecycleNode):
         stamp = self.get_clock().now().to_msg()
         if self.p_mode == "twist":
             msg = TwistStamped()
-            msg.header.stamp, msg.header.frame_id = stamp, "panda_link0"
+            msg.header.stamp, msg.header.frame_id = stamp, self.robot_cfg.base_frame
             (msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z, msg.twist.angular.x, msg.twist.angular.y,
              msg.twist.angular.z) = (float(v) for v in r.command)
             self.pub_twist.publish(msg)
         else:
-            target = self.arm.twist_to_joint_target(q, r.command, dt)
+            target = q + self.kin.twist_to_joint_delta(q, self.p_joint_names, r.command, dt)
             jr = filter_joint_target(target, q, None, self.joint_limits, dt)
             self.counters.add(jr)
             if jr.outcome is Outcome.DROPPED:
@@ -525,7 +589,7 @@ class PolicyNode(ModelLifecycleNode):
         self.counters.counts["holds"] = self.counters.counts.get("holds", 0) + 1
         if self.p_mode == "twist":
             msg = TwistStamped()
-            msg.header.stamp, msg.header.frame_id = self.get_clock().now().to_msg(), "panda_link0"
+            msg.header.stamp, msg.header.frame_id = self.get_clock().now().to_msg(), self.robot_cfg.base_frame
             self.pub_twist.publish(msg)
         elif self._arm_q is not None:
             self._publish_joint_target(self._arm_q, 1.0 / self.p_rate)
@@ -539,8 +603,8 @@ class PolicyNode(ModelLifecycleNode):
         self.pub_status.publish(String(data=json.dumps({
             "active": self._active, "estop": self.estop.latched, "stale": self.watchdog.stale(now),
             "deadline_events": self.deadline_events, "fault": self._fault,
-            "safety": self.counters.counts, "drops": self.drops, "policy_mode": self.p_policy,
-            "plan_phase": self.plan_phase,
+            "safety": self.counters.counts, "drops": self.drops, "policy": self.p_policy,
+            "plan": self.plan_text, "plan_phase": self.plan_phase, "refusal": self.last_refusal,
             "inference_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
             "inference_ms_p99": float(np.percentile(lat, 99)) if lat.size else None})))
 

@@ -34,6 +34,11 @@ from ..sim.topics import BASE_FRAME, CAMERA_FRAME, SimTopics
 from .params import describe
 from .qos import INSTRUCTION_QOS
 
+try:  # a ROS install has tf2_msgs; the PyPI wheels do not (then the camera's pose is not broadcast)
+    from tf2_msgs.msg import TFMessage
+except ImportError:
+    TFMessage = None
+
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -73,6 +78,8 @@ class SimNode(Node):
         self.pub_clock = self.create_publisher(Clock, t.clock, 10)
         self.pub_image = self.create_publisher(Image, t.image, qos_profile_sensor_data)
         self.pub_info = self.create_publisher(CameraInfo, t.camera_info, qos_profile_sensor_data)
+        # the camera's pose, as a static broadcaster gives it
+        self.pub_tf_static = self.create_publisher(TFMessage, t.tf_static, LATCHED) if TFMessage else None
         self.pub_joints = self.create_publisher(JointState, t.joint_states, 10)
         self.pub_instruction = self.create_publisher(String, t.instruction, INSTRUCTION_QOS)
         self.pub_seg = self.create_publisher(Image, t.gt_segmentation, qos_profile_sensor_data)
@@ -100,12 +107,27 @@ class SimNode(Node):
                 self.command_timeout = prm.value
         return SetParametersResult(successful=True)
 
+    def _publish_camera_pose(self) -> None:
+        """The camera's optical frame in the base frame on /tf_static (latched)."""
+        from geometry_msgs.msg import TransformStamped
+
+        if self.pub_tf_static is None:
+            return
+        pos, quat = self.env.camera_pose()
+        tf = TransformStamped()
+        tf.header.stamp, tf.header.frame_id, tf.child_frame_id = self.get_clock().now().to_msg(), BASE_FRAME, CAMERA_FRAME
+        (tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z) = (float(v) for v in pos)
+        (tf.transform.rotation.x, tf.transform.rotation.y, tf.transform.rotation.z,
+         tf.transform.rotation.w) = (float(v) for v in quat)
+        self.pub_tf_static.publish(TFMessage(transforms=[tf]))
+
     def _reset(self, seed: int) -> None:
         task = self.env.reset(seed=seed, family=self.family or None)
         self._twist = None
         self._trajectory = None
         self.pub_task.publish(String(data=json.dumps(task.as_dict())))
         self.pub_success.publish(Bool(data=False))
+        self._publish_camera_pose()
         if self.announce:
             self.pub_instruction.publish(String(data=task.instruction))
 

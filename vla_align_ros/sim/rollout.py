@@ -60,15 +60,17 @@ def sim_robot(env: TabletopEnv, robot: str = "panda", gripper_open: float = 0.08
     return RobotInterface(kin, arm, camera, (env.height, env.width), cfg.table_z, gripper_open, 0.0)
 
 
-def run_episode(policy: Policy, env: TabletopEnv, robot: RobotInterface, seed: int, instruction: str | None = None,
+def run_episode(policy: Policy, env: TabletopEnv, robot: RobotInterface, seed: int,
+                instruction: str | Callable[[Any], str] | None = None,
                 family: str | None = None, max_steps: int = 600, steps_per_frame: int = 2, frames_every: int = 0,
                 state_fn: Callable[[TabletopEnv], np.ndarray] | None = None,
                 limits: TwistLimits = TwistLimits(max_linear_change=0.08, max_angular_change=0.4)) -> RolloutResult:
     """One episode of ``policy`` on the layout and task of ``seed`` (and ``family``), saying
-    ``instruction`` (default: the task's own). Success is judged by the task's check."""
+    ``instruction`` (default: the task's own; a callable makes it from the task). Success is
+    judged by the task's check."""
     t_wall = time.perf_counter()
     task = env.reset(seed=seed, family=family)
-    text = instruction or task.instruction
+    text = instruction(task) if callable(instruction) else instruction or task.instruction
     res = RolloutResult(seed, task.family, text, False)
     ee0, width0 = env.ee_position(), env.gripper_width()
     dt = env.control_dt

@@ -487,6 +487,13 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
             tmp = run_dir / ".checkpoint.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             save_checkpoint(model, tmp, metadata=meta)
+            if data["demos"] is not None:  # what the demonstrations taught about acting (policies.affordance)
+                from .skills import build_skill_model
+                from ..robots.config import RobotConfig
+
+                robot = RobotConfig.load(cfg.data.robot)
+                build_skill_model(data["episodes"], data["demos"], data["split"]["train"], robot, robot.kinematics(),
+                                  seed=cfg.seed).save(tmp)
             os.replace(tmp, run_dir / "checkpoint")
     return {"finished": finished, "steps": end, "log": log, "split": data["split"], "sync": data["stats"].as_dict(),
             "skipped": data["skipped"]}
