@@ -62,6 +62,7 @@ class AffordancePolicy(Policy):
         self._q = np.zeros(len(self.robot.joint_names))
         self.located: list[dict[str, list[float]]] = []  # per step, where it acted (base frame), for logs
         self._gripper = self.robot.gripper_open
+        self._announce: dict[str, list[float]] | None = None
 
     # ---- what ----------------------------------------------------------------------------------
     def intent(self, instruction: str) -> tuple[list[str], float, np.ndarray]:
@@ -132,6 +133,7 @@ class AffordancePolicy(Policy):
                 where["place"] = place.round(4).tolist()
                 wps += place_waypoints(place, tz + skill.release_h, tz + skill.lift_h, opened, closed, self._pose)
         self.located.append(where)
+        self._announce = where  # reported once, with the step's first action
         self._motion = drive(iter(wps), self._pose, self.orientation, self.gains)
 
     def _pose(self) -> tuple[np.ndarray, np.ndarray]:
@@ -140,8 +142,11 @@ class AffordancePolicy(Policy):
     # ---- acting --------------------------------------------------------------------------------
     def _chunk(self, twist: np.ndarray, phase: str, finishing: bool = False) -> ActionChunk:
         row = np.concatenate([twist, [self._gripper]]).astype(np.float32)  # (7,)
+        info: dict[str, Any] = {"step": self.step, "steps": len(self.tokens)}
+        if self._announce is not None:
+            info["located"], self._announce = self._announce, None
         return ActionChunk(np.repeat(row[None], self.session.horizon, axis=0), phase=phase, finishing=finishing,
-                           info={"step": self.step, "steps": len(self.tokens)})
+                           info=info)
 
     def act(self, obs: Observation) -> ActionChunk:
         if not self.tokens:

@@ -68,8 +68,8 @@ class SkillModel:
     def load(cls, folder: str | Path) -> "SkillModel":
         path = Path(folder) / SKILLS_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: build it from the training recording with "
-                                    f"`vla-align skills --bags BAG --checkpoint {Path(folder)}`")
+            raise FileNotFoundError(f"{path} is missing: build it from the recording the run was trained on with "
+                                    f"`vla-align skills --bags BAG --run {Path(folder).parent}`")
         d = json.loads(path.read_text(encoding="utf-8"))
         d["skills"] = {k: StepSkill(**{**v, "push": tuple(v["push"])}) for k, v in d["skills"].items()}
         return cls(**d)

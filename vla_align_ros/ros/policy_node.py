@@ -475,6 +475,9 @@ class PolicyNode(ModelLifecycleNode):
         self._inference_ok()
         actions = chunk.actions
         self.plan_phase, self.plan_finishing = chunk.phase, chunk.finishing
+        if "located" in chunk.info:  # where a step will act: what a failed episode is read from
+            where = ", ".join(f"{k} ({', '.join(f'{v:+.3f}' for v in p)})" for k, p in chunk.info["located"].items())
+            self.get_logger().info(f"step {chunk.info.get('step', 0) + 1}: located (base frame, m): {where}")
         self.inference_ms.append((time.perf_counter() - t0) * 1e3)
         with self._state_lock:
             if not self._active:

@@ -53,7 +53,7 @@ def evaluate_policies(checkpoint: str | Path, policies: Sequence[str], out: str 
 
     def state(env: Any) -> np.ndarray:  # the chunk head's state: arm + finger positions, then velocities
         q = np.r_[env.joint_positions(), env.data.qpos[env.ids.finger_qpos]].astype(np.float32)
-        return np.r_[q, tracker.update(env.time(), q, np.zeros(0, np.float32))]
+        return np.r_[q, tracker.update(env.time, q, np.zeros(0, np.float32))]
 
     table: dict[str, dict[str, Any]] = {}
     rows: dict[str, list[dict]] = {}

@@ -8,9 +8,10 @@
 - an episode's motion is its tokens in order; motions shown in at least ``MIN_EXAMPLES``
   training episodes are the intent classes, plus ``none``;
 - the intent head is a multinomial logistic regression on the pretrained sentence embedding of
-  the training instructions, labelled with their episodes' motions. Its ``none`` examples are
-  non-commands synthesised from the same instructions (negated, or asked about as questions)
-  and small talk (``NON_COMMAND_TEMPLATES``). Held-out episodes contribute nothing.
+  the training instructions, labelled with their episodes' motions, and the same instructions
+  asked politely (``POLITE``, same label). Its ``none`` examples are non-commands synthesised from
+  the same instructions (``NEGATIONS``, ``QUESTIONS``) and small talk (``SMALL_TALK``). Held-out
+  episodes contribute nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ MIN_EXAMPLES = 3
 
 # Training-side data synthesis for the "none" class: the decision at run time is the head's.
 NEGATIONS = ("do not {i}", "don't {i}", "never {i}", "you must not {i}")
+POLITE = ("please {i}", "could you {i}, please?", "{i}, please")
 QUESTIONS = ("did you {i}?", "why did you {i}?", "what happens if you {i}?", "who asked you to {i}?")
 SMALL_TALK = ("hello", "hi there", "thank you", "thanks a lot", "good job", "how are you?", "what time is it?",
               "nice weather today", "tell me a joke", "who are you?", "what is your name?", "never mind",
@@ -134,12 +136,13 @@ def build_skill_model(episodes: list, demos: list, train_idx: Sequence[int], rob
     intents = [list(m) for m, n in sorted(counts.items()) if n >= MIN_EXAMPLES] + [[]]
     index = {tuple(m): k for k, m in enumerate(intents)}
     texts, labels = [], []
+    rng = np.random.default_rng(seed)
     for i in train_idx:
         k = index.get(tuple(motions[i]))
         if k is not None:
-            texts.append(episodes[i].instruction)
-            labels.append(k)
-    rng = np.random.default_rng(seed)
+            text = episodes[i].instruction
+            texts += [text, POLITE[rng.integers(len(POLITE))].format(i=text)]
+            labels += [k, k]
     negatives = non_commands(sorted(set(texts)), rng)
     encoder = encoder or SentenceEncoder()
     x = encoder(texts + negatives)
