@@ -29,7 +29,7 @@ COLUMNS: list[tuple[str, str, bool]] = [
     ("temporal IoU", "temporal_iou", True), ("action error / mean", "action_error_ratio", False),
     ("modality gap V-T", "modality_gap_vt", False), ("hubness T->V", "hubness", False),
     ("R@1 unseen rand.", "shift_r1_mean", True), ("mask IoU unseen rand.", "shift_mask_iou", True),
-    ("closed-loop success", "closed_loop_success", True),
+    ("rollout success, held-out", "closed_loop_success", True),
 ]
 VARIANT_KEYS = ("train_bags",)  # variant entries that are not recipe overrides
 
@@ -42,9 +42,10 @@ class AblationConfig:
     eval_bags: list[str] = field(default_factory=list)
     shift_eval_bags: list[str] = field(default_factory=list)  # under an unseen randomisation
     max_frames: int = 1500  # evaluation frames per split
-    # Closed-loop episodes per variant (sim_node + perception_node + policy_node over DDS,
-    # grounded policy, held-out compositions); 0 = none.
-    closed_loop_episodes: int = 0
+    # In-process rollout episodes per variant (sim.rollout: the simulator and a policy in one
+    # process, held-out compositions; the affordance policy where training wrote skills.json,
+    # else the rules baseline); 0 = none.
+    rollout_episodes: int = 0
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
@@ -53,7 +54,7 @@ class AblationConfig:
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping")
         unknown = set(data) - {"base", "steps", "train_bags", "eval_bags", "shift_eval_bags", "max_frames",
-                               "closed_loop_episodes", "variants"}
+                               "rollout_episodes", "variants"}
         if unknown:
             raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
         cfg = cls(**data)
@@ -120,12 +121,13 @@ def run_ablation(cfg: AblationConfig, out: Path, train_bags: Sequence[str] | Non
             shifted = row_of(_evaluation(run, shift_bags, out / "reports" / f"{name}_unseen_randomisation",
                                          cfg.max_frames))
             rows[name].update(shift_r1_mean=shifted["r1_mean"], shift_mask_iou=shifted["mask_iou"])
-        if cfg.closed_loop_episodes > 0:
-            from ..ros.closed_loop import run_closed_loop
+        if cfg.rollout_episodes > 0:
+            from ..sim.policy_eval import evaluate_policies
 
-            loop = run_closed_loop(run / "checkpoint", out / "closed_loop" / name, episodes=cfg.closed_loop_episodes,
-                                   hold_out=tc.data.hold_out, split="held_out", progress=False)
-            rows[name]["closed_loop_success"] = loop["all"]["success_rate"]
+            policy = "affordance" if (run / "checkpoint" / "skills.json").is_file() else "rules"
+            loop = evaluate_policies(run, [policy], out / "rollouts" / name, episodes=cfg.rollout_episodes,
+                                     splits=["held_out"])
+            rows[name]["closed_loop_success"] = loop["table"][policy]["held_out"]["success_rate"]
         (out / "ablation.partial.json").write_text(json.dumps(rows, indent=2))
     result = {"base": str(base_path), "steps": cfg.steps or base.steps, "train_bags": train_bags,
               "eval_bags": eval_bags, "shift_eval_bags": shift_bags, "rows": rows}
