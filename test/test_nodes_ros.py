@@ -297,7 +297,7 @@ n.destroy_node(); rclpy.shutdown()
 
 def test_configure_fails_when_joint_states_do_not_name_the_configured_joints(tiny_checkpoint):
     env = ros_env(12)
-    node = subprocess.Popen([str(VENV_BIN / "policy_node"), "--ros-args", "-p", f"checkpoint:={tiny_checkpoint}",
+    node = subprocess.Popen([str(VENV_BIN / "policy_node"), "--ros-args", "-p", f"checkpoint:={shipped_model()}",
                              "-p", "joint_states_wait_s:=5.0"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
@@ -310,3 +310,68 @@ def test_configure_fails_when_joint_states_do_not_name_the_configured_joints(tin
     assert json.loads(lines[-1][len("RESULT "):]) == {"wrong": False, "right": True}
     assert "configure failed" in log and "joint_states has no" in log and "panda_joint1" in log and "elbow" in log
     assert node.returncode == 0
+
+
+REFUSAL_PROBE = r"""
+import json, sys, time, rclpy
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, DurabilityPolicy
+from std_msgs.msg import String
+from geometry_msgs.msg import TwistStamped
+rclpy.init()
+n = Node("refusal_probe")
+latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+say = n.create_publisher(String, "/instruction", latched)
+moving, status = [], {}
+n.create_subscription(TwistStamped, "/servo_node/delta_twist_cmds",
+                      lambda m: moving.append(abs(m.twist.linear.x) + abs(m.twist.linear.y) + abs(m.twist.linear.z)), 10)
+n.create_subscription(String, "/policy_node/status", lambda m: status.update(json.loads(m.data)), 10)
+deadline = time.monotonic() + 150
+while time.monotonic() < deadline and not status.get("active"):
+    rclpy.spin_once(n, timeout_sec=0.1)
+results = {}
+for key, text in (("negation", "please do not put the red cube on the blue plate"),
+                  ("absent", "pick up the purple cube")):
+    say.publish(String(data=text))
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 6.0:
+        rclpy.spin_once(n, timeout_sec=0.05)
+        r = status.get("refusal") or {}
+        if r.get("instruction") == text:
+            results[key] = {"reason": r["reason"], "seconds": round(time.monotonic() - t0, 2)}
+            break
+    time.sleep(0.5)
+results["max_speed"] = max(moving, default=0.0)
+results["drops"] = status.get("drops", {})
+print("RESULT " + json.dumps(results), flush=True)
+"""
+
+
+def test_a_negation_and_an_absent_object_move_nothing_over_dds():
+    """sim_node and policy_node (default affordance policy, the shipped model) as processes: a negated instruction
+    and one naming a colour no object has are refused with their reasons on the status topic
+    within 2 s of the instruction (the status goes out once a second), counted as drops, and not
+    one twist with motion reaches the arm."""
+    from vla_align_ros.paths import shipped_model
+
+    env = ros_env(17)
+    procs = [subprocess.Popen([str(VENV_BIN / "sim_node"), "--ros-args", "-p", "announce_instruction:=false",
+                               "-p", "image_width:=96", "-p", "image_height:=96", "-p", "seed:=5000"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+             subprocess.Popen([str(VENV_BIN / "policy_node"), "--ros-args", "-p", f"checkpoint:={shipped_model()}",
+                               "-p", "autostart:=true", "-p", "robot:=panda_sim"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
+    try:
+        probe = subprocess.run([sys.executable, "-c", REFUSAL_PROBE], env=env, capture_output=True, text=True,
+                               timeout=240)
+    finally:
+        for p in procs:
+            p.send_signal(2)
+        logs = [p.communicate(timeout=30)[0] for p in procs]
+    lines = [line for line in probe.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, probe.stdout[-2000:] + probe.stderr[-2000:] + logs[1][-3000:]
+    r = json.loads(lines[-1][len("RESULT "):])
+    assert r["negation"]["reason"] == "not_a_command" and r["negation"]["seconds"] <= 2.5, r
+    assert r["absent"]["reason"] == "not_in_view" and r["absent"]["seconds"] <= 3.5, r
+    assert r["max_speed"] == 0.0, r  # holds only
+    assert r["drops"].get("refused_not_a_command", 0) >= 1, r

@@ -117,13 +117,18 @@ def skills() -> tuple[SkillModel, SentenceEncoder]:
 
 def test_shipped_skills_come_from_the_demonstrations(skills) -> None:
     """Motions and heights measured from the training recording's keyframes: a lower and a
-    higher release (onto a plate, onto a cube), pushes both ways, a two-step place."""
+    higher release (onto a plate, onto a cube), pushes both ways, a two-step place; where a push
+    starts relative to its object, measured with the model's own pick map."""
     model, _ = skills
     names = model.intent_names
     assert {"grasp", "place:0", "place:1", "place:0 + place:0", "push:+y", "push:-y", "none"} <= set(names)
     s = model.skills
     assert 0.04 < s["grasp"].grasp_h < 0.06 and s["place:1"].release_h - s["place:0"].release_h > 0.02
     assert s["push:+y"].push[1] > 0.1 and s["push:-y"].push[1] < -0.1
+    # a pushed object is found by the demonstrations' own grasp wording; the hand starts behind it
+    assert model.object_query.strip() in {"pick up", "grab", "lift"}
+    assert 0.04 < s["push:+y"].behind < 0.11 and 0.04 < s["push:-y"].behind < 0.11
+    assert model.stats["push_behind"]["push:+y"] == "measured"
 
 
 @pytest.mark.parametrize("text, motion", [

@@ -125,6 +125,12 @@ _OBJECT = re.compile(r"\bthe (?:\w+ )*?\w+(?= (?:on|onto|to|into|in|from|at|and|
 _IT = re.compile(r"\bit\b", re.IGNORECASE)
 
 
+def object_phrase(step: str) -> str | None:
+    """The thing a step acts on ("slide the red block right" -> "the red block"), or None."""
+    m = _OBJECT.search(step)
+    return None if m is None else m.group(0)
+
+
 def resolve_references(steps: list[str]) -> list[str]:
     """Each step phrase standing on its own: "it" in a later step becomes the thing the step
     before acts on (["pick up the red cube", "put it on the blue plate"] -> [..., "put the red

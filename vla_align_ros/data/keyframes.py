@@ -150,6 +150,21 @@ def demo_labels(ee: np.ndarray, gripper_cmd: np.ndarray | None, opening: np.ndar
     return labels
 
 
+def episode_camera(ep, robot) -> CameraModel:
+    """The camera of an ``Episode`` for its images: camera_info's intrinsics and the /tf_static
+    pose (or the robot config's ``camera_pose``). Raises ``CameraPoseError`` naming the episode."""
+    from ..robots.camera import CameraPoseError
+
+    where = f"{ep.bag} episode {ep.index} ({ep.instruction!r})"
+    cal = ep.camera
+    if cal is None:
+        raise CameraPoseError(f"{where}: the bag has no camera_info, so the camera's intrinsics are missing")
+    camera = robot.camera(cal.k, cal.parent_frame, cal.translation, cal.quaternion, where)
+    if cal.hw != tuple(ep.images.shape[1:3]):
+        camera = camera.resized(*ep.images.shape[1:3], from_hw=cal.hw)
+    return camera
+
+
 def label_episode(ep, robot, kinematics) -> DemoLabels:
     """An ``Episode`` (data.bags) labelled from its own signals: ``robot`` a ``RobotConfig``,
     ``kinematics`` a ``RobotKinematics`` of its description. Raises ``LabelError`` naming the
@@ -158,17 +173,12 @@ def label_episode(ep, robot, kinematics) -> DemoLabels:
     from ..robots.kinematics import RobotDescriptionError
 
     where = f"{ep.bag} episode {ep.index} ({ep.instruction!r})"
-    cal = ep.camera
     try:
-        if cal is None:
-            raise CameraPoseError(f"{where}: the bag has no camera_info, so the camera's intrinsics are missing")
-        camera = robot.camera(cal.k, cal.parent_frame, cal.translation, cal.quaternion, where)
+        camera = episode_camera(ep, robot)
         names = ep.joint_names or kinematics.joint_names
         ee = kinematics.ee_positions(ep.joints, names)
     except (CameraPoseError, RobotDescriptionError) as e:
         raise LabelError(str(e)) from e
-    if cal.hw != tuple(ep.images.shape[1:3]):
-        camera = camera.resized(*ep.images.shape[1:3], from_hw=cal.hw)
     fingers = [names.index(n) for n in robot.gripper_joints if n in names]
     if not fingers:
         raise LabelError(f"{where}: none of the gripper joints {robot.gripper_joints} is in joint_states ({names})")

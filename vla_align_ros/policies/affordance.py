@@ -7,8 +7,11 @@
   grounded by the spatial head's pick and place maps (``InferenceSession.locate_steps``); their
   peaks are lifted onto horizontal planes at the heights the demonstrations' keyframes give
   (the camera from camera_info and TF). A step whose maps never peak above ``min_confidence`` (pick) and
-  ``min_place_confidence`` (place) within
+  ``min_place_confidence`` (place), or the lower peaks the skill's own demonstrations reached, within
   ``look_frames`` frames is a refusal (``not_in_view``).
+  A push's object is found by asking the pick map where it would grasp it (the demonstrations'
+  own grasp wording, ``SkillModel.object_query``, before the push's object phrase); the hand
+  starts the demonstrated distance behind it.
 - *How*: generic primitives (``primitives``) with the demonstrated heights, push length and hand
   orientation, driven by the robot description's forward kinematics.
 
@@ -22,13 +25,27 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..text_input import split_steps
+from ..text_input import object_phrase, split_steps
 from .base import ActionChunk, Observation, Policy, Refusal
-from .primitives import PrimitiveStep, ServoGains, drive, pick_waypoints, place_waypoints, push_waypoints
+from .primitives import (PrimitiveStep, ServoGains, Waypoint, drive, pick_waypoints, place_waypoints,
+                         push_waypoints)
 from .robot import RobotInterface
 from .skills import SentenceEncoder, SkillModel, StepSkill
 
 FINAL_PHASES = {"place": ("release", "retreat"), "grasp": ("lift",), "push": ("push", "retreat")}
+
+
+def step_phrases(instruction: str, n: int) -> list[tuple[str, str]] | None:
+    """For each of ``n`` motion steps: (the phrase whose pick map says where, the phrase whose
+    place map says where to). The instruction's own steps (``split_steps``), one per motion
+    step or two ("pick up A" then "put it on B"); the whole instruction for a one-step motion;
+    None when the counts do not fit."""
+    parts = split_steps(instruction)
+    if len(parts) == n:
+        return [(s, s) for s in parts]
+    if len(parts) == 2 * n:
+        return [(parts[2 * k], parts[2 * k + 1]) for k in range(n)]
+    return [(instruction, instruction)] if n == 1 else None
 
 
 class AffordancePolicy(Policy):
@@ -62,6 +79,7 @@ class AffordancePolicy(Policy):
         self._q = np.zeros(len(self.robot.joint_names))
         self.located: list[dict[str, list[float]]] = []  # per step, where it acted (base frame), for logs
         self._gripper = self.robot.gripper_open
+        self._start: np.ndarray | None = None  # the hand's position at the instruction's first frame
         self._announce: dict[str, list[float]] | None = None
 
     # ---- what ----------------------------------------------------------------------------------
@@ -80,17 +98,10 @@ class AffordancePolicy(Policy):
             names = self.skills.intent_names
             top = ", ".join(f"{names[i]} {probs[i]:.2f}" for i in np.argsort(-probs)[:2])
             raise Refusal("unclear", f"{instruction!r} matches no demonstrated motion well enough ({top})")
-        parts = split_steps(instruction)
-        n = len(tokens)
-        if len(parts) == n:
-            phrases = [(s, s) for s in parts]
-        elif len(parts) == 2 * n:
-            phrases = [(parts[2 * k], parts[2 * k + 1]) for k in range(n)]
-        elif n == 1:
-            phrases = [(instruction, instruction)]
-        else:
-            raise Refusal("unclear", f"{instruction!r} reads as {len(parts)} step(s) but its motion "
-                                     f"({' + '.join(tokens)}) has {n}")
+        phrases = step_phrases(instruction, len(tokens))
+        if phrases is None:
+            raise Refusal("unclear", f"{instruction!r} reads as {len(split_steps(instruction))} step(s) but its "
+                                     f"motion ({' + '.join(tokens)}) has {len(tokens)}")
         self._reset_plan(tokens, phrases)
         return f"{' + '.join(tokens)} (p={p:.2f}) over " + " | ".join(
             a if a == b else f"{a} / {b}" for a, b in phrases)
@@ -103,21 +114,41 @@ class AffordancePolicy(Policy):
         """One frame's sighting of the current step's pick (and place) point."""
         skill = self._skill()
         pick_phrase, place_phrase = self.phrases[self.step]
+        thing = object_phrase(pick_phrase) if skill.kind == "push" and self.skills.object_query else None
+        if thing is not None:  # the object a push moves: where the pick map would grasp it
+            pick_phrase = self.skills.object_query + thing
         texts = [pick_phrase] if pick_phrase == place_phrase or skill.kind != "place" else [pick_phrase, place_phrase]
         maps = self.session.locate_steps(image, texts)
         pick, place = maps[0][0], maps[-1][1] if skill.kind == "place" and len(maps[-1]) > 1 else None
         self._best = (max(self._best[0], pick[2]), max(self._best[1], place[2]) if place is not None else 1.0)
         self._looked += 1
-        if pick[2] < self.min_confidence or (place is not None and place[2] < self.min_place_confidence):
+        min_pick, min_place = self._floors(skill)
+        if pick[2] < min_pick or (place is not None and place[2] < min_place):
             return
         camera = self.robot.camera_for(image.shape[:2])
         tz = self.robot.table_z
         try:
-            p = camera.backproject(pick[0], pick[1], tz + 0.5 * skill.grasp_h)
+            if thing is not None:  # the object's centre, then the demonstrated start behind it
+                grasp_h = self.skills.skills["grasp"].grasp_h if "grasp" in self.skills.skills else skill.grasp_h
+                obj = camera.backproject(pick[0], pick[1], tz + 0.5 * grasp_h)
+                v = np.asarray(skill.push) / max(float(np.hypot(*skill.push)), 1e-9)
+                p = obj - np.r_[v * skill.behind, 0.0]
+            else:
+                p = camera.backproject(pick[0], pick[1], tz + 0.5 * skill.grasp_h)
             q = None if place is None else camera.backproject(place[0], place[1], tz + skill.release_h - skill.grasp_h)
         except ValueError:  # a pixel whose ray misses the table
             return
         self._sightings.append((p, q))
+
+    def _floors(self, skill: StepSkill) -> tuple[float, float]:
+        """The peaks a step's maps must reach: the policy's thresholds, lowered to what the
+        skill's own training demonstrations reached (their 5th percentile) where that is lower."""
+        pick, place = self.min_confidence, self.min_place_confidence
+        if skill.pick_peak_p5 > 0:
+            pick = min(pick, skill.pick_peak_p5)
+        if skill.place_peak_p5 > 0:
+            place = min(place, skill.place_peak_p5)
+        return pick, place
 
     def _start_motion(self) -> None:
         skill, r = self._skill(), self.robot
@@ -132,6 +163,11 @@ class AffordancePolicy(Policy):
                 place = np.median(np.stack([s[1] for s in self._sightings]), axis=0)
                 where["place"] = place.round(4).tolist()
                 wps += place_waypoints(place, tz + skill.release_h, tz + skill.lift_h, opened, closed, self._pose)
+        if self.step < len(self.tokens) - 1 and self._start is not None:
+            # before the next step is looked for: the hand back where it was when the instruction
+            # came, out of the camera's way
+            start = self._start
+            wps.append(lambda: Waypoint("clear", start, opened if skill.kind != "push" else closed))
         self.located.append(where)
         self._announce = where  # reported once, with the step's first action
         self._motion = drive(iter(wps), self._pose, self.orientation, self.gains)
@@ -152,6 +188,8 @@ class AffordancePolicy(Policy):
         if not self.tokens:
             raise Refusal("no_instruction", "reset the policy with an instruction first")
         self._q = np.asarray(obs.joints, dtype=float)
+        if self._start is None:
+            self._start = self._pose()[0]
         while self.step < len(self.tokens):
             if self._motion is None:
                 self._look(obs.image)
@@ -159,11 +197,11 @@ class AffordancePolicy(Policy):
                     self._start_motion()
                 else:
                     if self._looked >= self.look_frames:
+                        floors = self._floors(self._skill())
                         raise Refusal("not_in_view", f"step {self.step + 1} ({self.phrases[self.step][0]!r}): the "
                                                      f"model finds no confident place to act in {self._looked} frames "
-                                                     f"(best peaks: pick {self._best[0]:.2f} of "
-                                                     f"{self.min_confidence:.2f}, place {self._best[1]:.2f} of "
-                                                     f"{self.min_place_confidence:.2f})")
+                                                     f"(best peaks: pick {self._best[0]:.2f} of {floors[0]:.2f}, "
+                                                     f"place {self._best[1]:.2f} of {floors[1]:.2f})")
                     return self._chunk(np.zeros(6), "localise")
             s = next(self._motion, None)
             if s is not None:

@@ -17,7 +17,7 @@ from ..robots.kinematics import RobotKinematics
 class RobotInterface:
     kinematics: RobotKinematics
     joint_names: list[str]  # the joints of Observation.joints, in order
-    camera: CameraModel  # for images of camera_hw
+    camera: CameraModel | None  # for images of camera_hw; None until camera_info and the pose are known
     camera_hw: tuple[int, int]
     table_z: float = 0.0
     gripper_open: float = 0.08  # m
@@ -29,5 +29,7 @@ class RobotInterface:
 
     def camera_for(self, hw: tuple[int, int]) -> CameraModel:
         """The camera for images of ``hw`` (resized from camera_hw when they differ)."""
+        if self.camera is None:
+            raise ValueError("no camera model yet: camera_info and the camera's pose (TF or camera_pose) are needed")
         hw = (int(hw[0]), int(hw[1]))
         return self.camera if hw == self.camera_hw else self.camera.resized(*hw, from_hw=self.camera_hw)

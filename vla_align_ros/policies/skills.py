@@ -35,6 +35,10 @@ class StepSkill:
     lift_h: float  # hand above the table while carrying, m
     release_h: float = 0.0  # place: hand above the table where it opened, m
     push: tuple[float, float] = (0.0, 0.0)  # push: the hand's (dx, dy) along the table, m
+    behind: float = 0.0  # push: how far behind the object (along the push) the hand starts, m
+    # the map peaks the training demonstrations' own first frames gave (5th percentile; 0 = not measured)
+    pick_peak_p5: float = 0.0
+    place_peak_p5: float = 0.0
     count: int = 0  # demonstrated steps behind these figures
 
 
@@ -47,6 +51,9 @@ class SkillModel:
     bias: list[float]  # (C,)
     encoder: str = "all-MiniLM-L6-v2"
     table_z: float = 0.0
+    # the words the demonstrations used to ask for a grasp ("pick up "): a pushed object is found
+    # by asking the pick map where it would grasp it ("" = use the push phrase's own map)
+    object_query: str = ""
     stats: dict = field(default_factory=dict)  # how it was built (counts, training accuracy)
 
     @property

@@ -85,8 +85,8 @@ def non_commands(instructions: Sequence[str], rng: np.random.Generator, per_form
     return out
 
 
-def fit_intent_head(x: np.ndarray, y: np.ndarray, classes: int, seed: int = 0, steps: int = 400,
-                    weight_decay: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+def fit_intent_head(x: np.ndarray, y: np.ndarray, classes: int, seed: int = 0, steps: int = 1000,
+                    weight_decay: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression, class-balanced: (N, D), (N,) -> weight (C, D), bias (C,)."""
     import torch
 
@@ -106,9 +106,74 @@ def fit_intent_head(x: np.ndarray, y: np.ndarray, classes: int, seed: int = 0, s
     return (w.detach() * 10.0).numpy(), b.detach().numpy()
 
 
+def grasp_query(instructions: Sequence[str]) -> str:
+    """The most common words before the object in instructions that asked for a grasp
+    ("pick up the red cube" -> "pick up "), "" when none names an object."""
+    from ..text_input import object_phrase
+
+    prefixes = Counter()
+    for text in instructions:
+        phrase = object_phrase(text)
+        if phrase is not None:
+            prefixes[text[: text.index(phrase)]] += 1
+    return prefixes.most_common(1)[0][0] if prefixes else ""
+
+
+def push_behind(episodes: list, demos: list, paths: dict, robot, locate, query: str, grasp_h: float) -> list[float]:
+    """For each push demonstration: how far behind the pushed object (along the push) the hand
+    started. The object is where the model's pick map would grasp it on the episode's first
+    frame (``locate``: ``InferenceSession.locate_steps``, asked ``query`` + the object phrase)."""
+    from ..data.keyframes import episode_camera
+    from ..text_input import object_phrase
+
+    out = []
+    for i, ep in enumerate(episodes):
+        steps = demos[i].steps
+        phrase = object_phrase(ep.instruction)
+        if len(steps) != 1 or steps[0].kind != "push" or phrase is None:
+            continue
+        (row, col, conf), = (m[0] for m in locate(ep.images[0], [query + phrase]))
+        if conf < 0.5:
+            continue
+        obj = episode_camera(ep, robot).backproject(row, col, robot.table_z + 0.5 * grasp_h)
+        ee = paths[i][0]
+        s = steps[0]
+        v = ee[s.end, :2] - ee[s.act, :2]
+        out.append(float((obj[:2] - ee[s.act, :2]) @ v / max(np.linalg.norm(v), 1e-9)))
+    return out
+
+
+def demo_peaks(skills: dict[str, StepSkill], demos: list[tuple], locate, query: str) -> None:
+    """Each single-step skill's 5th-percentile pick and place map peaks over demonstrations'
+    first frames (``demos``: [(episode, motion)]), asked as the policy asks (a push: ``query`` +
+    its object)."""
+    from ..text_input import object_phrase
+
+    from ..policies.affordance import step_phrases
+
+    peaks: dict[str, list[tuple[float, float]]] = {}
+    for ep, motion in demos:
+        phrases = step_phrases(ep.instruction, len(motion)) if len(motion) == 1 else None
+        if phrases is None or motion[0] not in skills:
+            continue
+        texts = list(dict.fromkeys(phrases[0]))  # the pick phrase, then the place phrase if it differs
+        if motion[0].startswith("push") and query and object_phrase(texts[0]):
+            texts = [query + object_phrase(texts[0])]
+        maps = locate(ep.images[0], texts)
+        peaks.setdefault(motion[0], []).append((maps[0][0][2], maps[-1][1][2]))
+    for t, v in peaks.items():
+        a = np.asarray(v)
+        skills[t].pick_peak_p5 = float(np.percentile(a[:, 0], 5))
+        skills[t].place_peak_p5 = float(np.percentile(a[:, 1], 5))
+
+
 def build_skill_model(episodes: list, demos: list, train_idx: Sequence[int], robot, kinematics,
-                      encoder: SentenceEncoder | None = None, seed: int = 0) -> SkillModel:
-    """Skills and intent head from the training split (``train_idx`` into ``episodes``/``demos``)."""
+                      encoder: SentenceEncoder | None = None, seed: int = 0, locate=None,
+                      val_idx: Sequence[int] = ()) -> SkillModel:
+    """Skills and intent head from the training split (``train_idx`` into ``episodes``/``demos``).
+    ``locate`` (the trained model's ``InferenceSession.locate_steps``) measures where pushes start
+    relative to the object (without it a push is centred on the object) and, on the validation
+    episodes ``val_idx``, the map peaks each skill reaches on layouts it never trained on."""
     from ..data.keyframes import ee_path
 
     paths = {i: ee_path(episodes[i], kinematics) for i in train_idx}
@@ -132,6 +197,23 @@ def build_skill_model(episodes: list, demos: list, train_idx: Sequence[int], rob
         release = float(np.median([m["release_h"] for m in ms])) if t.startswith("place") else 0.0
         push = tuple(float(v) for v in np.median([m["push"] for m in ms], axis=0)) if t.startswith("push") else (0.0, 0.0)
         skills[t] = StepSkill(t, t.split(":")[0], med["grasp_h"], med["lift_h"], release, push, len(ms))
+    query = grasp_query([episodes[i].instruction for i in train_idx if motions[i] == ["grasp"]])
+    behind: dict[str, float] = {}
+    if locate is not None and query and "grasp" in skills:
+        for t in skills:
+            if t.startswith("push"):
+                idx = [i for i in train_idx if motions[i] == [t]]
+                d = push_behind([episodes[i] for i in idx], [demos[i] for i in idx], {k: paths[i] for k, i in
+                                enumerate(idx)}, robot, locate, query, skills["grasp"].grasp_h)
+                if d:
+                    behind[t] = float(np.median(d))
+    for t, sk in skills.items():
+        if sk.kind == "push":
+            sk.behind = behind.get(t, 0.5 * float(np.hypot(*sk.push)))
+    if locate is not None and val_idx:  # layouts the model never trained on: the peaks it reaches on new scenes
+        val_motions = {i: [t for t, _ in step_tokens(demos[i], ee_path(episodes[i], kinematics)[0], tz, edges)]
+                       for i in val_idx}
+        demo_peaks(skills, [(episodes[i], val_motions[i]) for i in val_idx], locate, query)
     counts = Counter(tuple(m) for m in motions.values())
     intents = [list(m) for m, n in sorted(counts.items()) if n >= MIN_EXAMPLES] + [[]]
     index = {tuple(m): k for k, m in enumerate(intents)}
@@ -154,8 +236,10 @@ def build_skill_model(episodes: list, demos: list, train_idx: Sequence[int], rob
     orientation = u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
     stats = {"episodes": len(train_idx), "motions": {" + ".join(m) or NONE_INTENT: n for m, n in counts.items()},
              "intent_examples": len(y), "non_command_examples": len(negatives), "train_accuracy": round(acc, 4),
-             "release_height_edges": [e for e in edges if np.isfinite(e)]}
-    return SkillModel(skills, intents, orientation.tolist(), w.tolist(), b.tolist(), table_z=tz, stats=stats)
+             "release_height_edges": [e for e in edges if np.isfinite(e)],
+             "push_behind": {t: ("measured" if t in behind else "centred") for t in skills if t.startswith("push")}}
+    return SkillModel(skills, intents, orientation.tolist(), w.tolist(), b.tolist(), table_z=tz, stats=stats,
+                      object_query=query)
 
 
 def skills_for_run(bags: Sequence[str], run_dir: str | Path, log=print) -> SkillModel:
@@ -180,12 +264,20 @@ def skills_for_run(bags: Sequence[str], run_dir: str | Path, log=print) -> Skill
                          "labels (data.profile: robot_observable)")
     episodes, _ = read_episodes(bags, BagTopics(**data["topics"]).robot_observable(), data["slop"])
     episodes, demos, _ = label_demonstrations(episodes, data["robot"])
-    train_idx = json.loads(split_file.read_text())["train"]
+    split = json.loads(split_file.read_text())
+    train_idx = split["train"]
     if max(train_idx, default=-1) >= len(episodes):
         raise ValueError(f"{split_file} names episode {max(train_idx)} but {list(bags)} has {len(episodes)} labelled "
                          "episodes: not the recording this run was trained on")
+    from ..inference import InferenceSession
+
     robot = RobotConfig.load(data["robot"])
-    model = build_skill_model(episodes, demos, train_idx, robot, robot.kinematics(), seed=raw.get("seed", 0))
+    session = InferenceSession(run / "checkpoint")
+    try:
+        model = build_skill_model(episodes, demos, train_idx, robot, robot.kinematics(), seed=raw.get("seed", 0),
+                                  locate=session.locate_steps, val_idx=split["val_seen"])
+    finally:
+        session.close()
     path = model.save(run / "checkpoint")
     log(f"[skills] {path}: {len(model.intents) - 1} motions + none from {model.stats['episodes']} training episodes "
         f"({model.stats['motions']}); intent head training accuracy {model.stats['train_accuracy']:.3f}")

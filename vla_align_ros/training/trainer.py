@@ -491,9 +491,16 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
                 from .skills import build_skill_model
                 from ..robots.config import RobotConfig
 
+                from ..inference import InferenceSession
+
                 robot = RobotConfig.load(cfg.data.robot)
-                build_skill_model(data["episodes"], data["demos"], data["split"]["train"], robot, robot.kinematics(),
-                                  seed=cfg.seed).save(tmp)
+                session = InferenceSession(model)
+                try:
+                    build_skill_model(data["episodes"], data["demos"], data["split"]["train"], robot,
+                                      robot.kinematics(), seed=cfg.seed, locate=session.locate_steps,
+                                      val_idx=data["split"].get("val_seen", [])).save(tmp)
+                finally:
+                    session.close()
             os.replace(tmp, run_dir / "checkpoint")
     return {"finished": finished, "steps": end, "log": log, "split": data["split"], "sync": data["stats"].as_dict(),
             "skipped": data["skipped"]}
