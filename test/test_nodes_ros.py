@@ -297,7 +297,7 @@ n.destroy_node(); rclpy.shutdown()
 
 def test_configure_fails_when_joint_states_do_not_name_the_configured_joints(tiny_checkpoint):
     env = ros_env(12)
-    node = subprocess.Popen([str(VENV_BIN / "policy_node"), "--ros-args", "-p", f"checkpoint:={shipped_model()}",
+    node = subprocess.Popen([str(VENV_BIN / "policy_node"), "--ros-args", "-p", f"checkpoint:={tiny_checkpoint}",
                              "-p", "joint_states_wait_s:=5.0"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:

@@ -250,8 +250,9 @@ class PolicyNode(ModelLifecycleNode):
         if TFMessage is not None:
             self._sub_list.append(sub(TFMessage, "tf_static", self._on_tf_static, latched, self.g_control))
         elif self.robot_cfg.camera_pose is None and self.p_policy != "chunk":
-            raise ValueError(f"tf2_msgs is not installed, so /tf_static cannot be read, and robot {self.p_robot!r} has "
-                             "no camera_pose: give the camera's pose in the robot config")
+            self.get_logger().warning(f"tf2_msgs is not installed, so /tf_static cannot be read, and robot "
+                                      f"{self.p_robot!r} has no camera_pose: frames are dropped (camera_unknown) "
+                                      "until the robot config gives the camera's pose")
         self._timer_list = [self.create_timer(1.0 / self.p_rate, self._control, callback_group=self.g_control),
                             self.create_timer(1.0, self._publish_status, callback_group=self.g_control)]
         self.get_logger().info(f"configured: {self.p_mode} commands at {self.p_rate} Hz on {self.session.device}")
