@@ -131,6 +131,16 @@ def object_phrase(step: str) -> str | None:
     return None if m is None else m.group(0)
 
 
+def target_phrase(step: str) -> str | None:
+    """The thing a step puts something on: the next such phrase after its object ("put the red
+    cube on the blue cube" -> "the blue cube"), or None."""
+    first = _OBJECT.search(step)
+    if first is None:
+        return None
+    m = _OBJECT.search(step, first.end())
+    return None if m is None else m.group(0)
+
+
 def resolve_references(steps: list[str]) -> list[str]:
     """Each step phrase standing on its own: "it" in a later step becomes the thing the step
     before acts on (["pick up the red cube", "put it on the blue plate"] -> [..., "put the red

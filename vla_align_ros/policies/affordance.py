@@ -11,7 +11,8 @@
   ``look_frames`` frames is a refusal (``not_in_view``).
   A push's object is found by asking the pick map where it would grasp it (the demonstrations'
   own grasp wording, ``SkillModel.object_query``, before the push's object phrase); the hand
-  starts the demonstrated distance behind it.
+  starts the demonstrated distance behind it. A place skill whose demonstrations let go on what
+  that same query finds for their target (a cube to stack on; not a plate) finds its target so.
 - *How*: generic primitives (``primitives``) with the demonstrated heights, push length and hand
   orientation, driven by the robot description's forward kinematics.
 
@@ -25,7 +26,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..text_input import object_phrase, split_steps
+from ..text_input import object_phrase, split_steps, target_phrase
 from .base import ActionChunk, Observation, Policy, Refusal
 from .primitives import (PrimitiveStep, ServoGains, Waypoint, drive, pick_waypoints, place_waypoints,
                          push_waypoints)
@@ -117,12 +118,21 @@ class AffordancePolicy(Policy):
         thing = object_phrase(pick_phrase) if skill.kind == "push" and self.skills.object_query else None
         if thing is not None:  # the object a push moves: where the pick map would grasp it
             pick_phrase = self.skills.object_query + thing
-        texts = [pick_phrase] if pick_phrase == place_phrase or skill.kind != "place" else [pick_phrase, place_phrase]
+        target = target_phrase(place_phrase) if skill.target_by_query and self.skills.object_query else None
+        if target is not None:  # a target the demonstrations released onto: found like an object to grasp
+            texts = [pick_phrase, self.skills.object_query + target]
+        else:
+            texts = [pick_phrase] if pick_phrase == place_phrase or skill.kind != "place" else [pick_phrase, place_phrase]
         maps = self.session.locate_steps(image, texts)
-        pick, place = maps[0][0], maps[-1][1] if skill.kind == "place" and len(maps[-1]) > 1 else None
+        if target is not None:
+            pick, place = maps[0][0], maps[1][0]
+        else:
+            pick, place = maps[0][0], maps[-1][1] if skill.kind == "place" and len(maps[-1]) > 1 else None
         self._best = (max(self._best[0], pick[2]), max(self._best[1], place[2]) if place is not None else 1.0)
         self._looked += 1
         min_pick, min_place = self._floors(skill)
+        if target is not None:
+            min_place = min_pick  # a grasp map's peak, on the pick scale
         if pick[2] < min_pick or (place is not None and place[2] < min_place):
             return
         camera = self.robot.camera_for(image.shape[:2])
@@ -135,7 +145,8 @@ class AffordancePolicy(Policy):
                 p = obj - np.r_[v * skill.behind, 0.0]
             else:
                 p = camera.backproject(pick[0], pick[1], tz + 0.5 * skill.grasp_h)
-            q = None if place is None else camera.backproject(place[0], place[1], tz + skill.release_h - skill.grasp_h)
+            place_z = tz + 0.5 * skill.grasp_h if target is not None else tz + skill.release_h - skill.grasp_h
+            q = None if place is None else camera.backproject(place[0], place[1], place_z)
         except ValueError:  # a pixel whose ray misses the table
             return
         self._sightings.append((p, q))

@@ -36,6 +36,9 @@ class StepSkill:
     release_h: float = 0.0  # place: hand above the table where it opened, m
     push: tuple[float, float] = (0.0, 0.0)  # push: the hand's (dx, dy) along the table, m
     behind: float = 0.0  # push: how far behind the object (along the push) the hand starts, m
+    # place: the target is found like an object to grasp (object_query + the target's phrase): the
+    # demonstrations' releases lay on what that query finds (a cube to stack on, not a plate)
+    target_by_query: bool = False
     # the map peaks the training demonstrations' own first frames gave (5th percentile; 0 = not measured)
     pick_peak_p5: float = 0.0
     place_peak_p5: float = 0.0

@@ -167,6 +167,33 @@ def demo_peaks(skills: dict[str, StepSkill], demos: list[tuple], locate, query: 
         skills[t].place_peak_p5 = float(np.percentile(a[:, 1], 5))
 
 
+TARGET_MATCH_M = 0.03  # a release this close to what the grasp query finds lay on that object
+TARGET_MATCH_SHARE = 0.8  # ... for this share of a place skill's demonstrations: find its target that way
+
+
+def release_on_queried_target(episodes: list, demos: list, paths: dict, robot, locate, query: str,
+                              grasp_h: float) -> list[bool]:
+    """For each one-step place demonstration: whether the hand let go within ``TARGET_MATCH_M``
+    (horizontally) of where the model's pick map finds the target when asked ``query`` + the
+    target's phrase, on the episode's first frame."""
+    from ..data.keyframes import episode_camera
+    from ..policies.affordance import step_phrases
+    from ..text_input import target_phrase
+
+    out = []
+    for i, ep in enumerate(episodes):
+        steps = demos[i].steps
+        phrases = step_phrases(ep.instruction, 1)
+        target = target_phrase(phrases[0][1]) if phrases else None
+        if len(steps) != 1 or steps[0].kind != "place" or target is None:
+            continue
+        (row, col, conf), = (m[0] for m in locate(ep.images[0], [query + target]))
+        where = episode_camera(ep, robot).backproject(row, col, robot.table_z + 0.5 * grasp_h)
+        release = paths[i][0][steps[0].end, :2]
+        out.append(bool(conf >= 0.5 and np.linalg.norm(where[:2] - release) < TARGET_MATCH_M))
+    return out
+
+
 def build_skill_model(episodes: list, demos: list, train_idx: Sequence[int], robot, kinematics,
                       encoder: SentenceEncoder | None = None, seed: int = 0, locate=None,
                       val_idx: Sequence[int] = ()) -> SkillModel:
@@ -210,6 +237,17 @@ def build_skill_model(episodes: list, demos: list, train_idx: Sequence[int], rob
     for t, sk in skills.items():
         if sk.kind == "push":
             sk.behind = behind.get(t, 0.5 * float(np.hypot(*sk.push)))
+    target_share: dict[str, float] = {}
+    if locate is not None and query and "grasp" in skills:
+        for t in skills:
+            if t.startswith("place"):
+                idx = [i for i in train_idx if motions[i] == [t]]
+                hits = release_on_queried_target([episodes[i] for i in idx], [demos[i] for i in idx],
+                                                 {k: paths[i] for k, i in enumerate(idx)}, robot, locate, query,
+                                                 skills["grasp"].grasp_h)
+                if hits:
+                    target_share[t] = float(np.mean(hits))
+                    skills[t].target_by_query = target_share[t] >= TARGET_MATCH_SHARE
     if locate is not None and val_idx:  # layouts the model never trained on: the peaks it reaches on new scenes
         val_motions = {i: [t for t, _ in step_tokens(demos[i], ee_path(episodes[i], kinematics)[0], tz, edges)]
                        for i in val_idx}
@@ -237,7 +275,8 @@ def build_skill_model(episodes: list, demos: list, train_idx: Sequence[int], rob
     stats = {"episodes": len(train_idx), "motions": {" + ".join(m) or NONE_INTENT: n for m, n in counts.items()},
              "intent_examples": len(y), "non_command_examples": len(negatives), "train_accuracy": round(acc, 4),
              "release_height_edges": [e for e in edges if np.isfinite(e)],
-             "push_behind": {t: ("measured" if t in behind else "centred") for t in skills if t.startswith("push")}}
+             "push_behind": {t: ("measured" if t in behind else "centred") for t in skills if t.startswith("push")},
+             "release_on_queried_target": {t: round(v, 3) for t, v in target_share.items()}}
     return SkillModel(skills, intents, orientation.tolist(), w.tolist(), b.tolist(), table_z=tz, stats=stats,
                       object_query=query)
 
