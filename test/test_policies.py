@@ -129,6 +129,17 @@ def test_shipped_skills_come_from_the_demonstrations(skills) -> None:
     assert model.object_query.strip() in {"pick up", "grab", "lift"}
     assert 0.04 < s["push:+y"].behind < 0.11 and 0.04 < s["push:-y"].behind < 0.11
     assert model.stats["push_behind"]["push:+y"] == "measured"
+    # stacks let go on what the grasp query finds for their target; places onto plates do not
+    assert s["place:1"].target_by_query and not s["place:0"].target_by_query
+
+
+def test_object_and_target_phrases() -> None:
+    from vla_align_ros.text_input import object_phrase, target_phrase
+
+    assert object_phrase("slide the red block right") == "the red block"
+    assert target_phrase("put the red cube on top of the blue cube") == "the blue cube"
+    assert target_phrase("set the yellow one on the green dish, please") == "the green dish"
+    assert target_phrase("grab the red cube") is None and object_phrase("hello") is None
 
 
 @pytest.mark.parametrize("text, motion", [
@@ -174,10 +185,10 @@ def _first_seed(env, family: str, start: int = 5000) -> int:
     raise AssertionError(f"no {family} task among seeds {start}..{start + 199}")
 
 
-@pytest.mark.parametrize("family", ["pick", "place"])
+@pytest.mark.parametrize("family", ["pick", "place", "stack", "push"])
 def test_in_process_rollout_of_the_default_policy_succeeds(sim, family) -> None:
     """The shipped model, the affordance policy, the simulator's own success check: the first
-    unseen layout with a pick and the first with a place are done (in-process, no DDS)."""
+    unseen layout of each single-step family is done (in-process, no DDS)."""
     from vla_align_ros.sim.rollout import run_episode
 
     env, robot, policy = sim
