@@ -117,8 +117,8 @@ def node_latency(checkpoint: str, frames: int, width: int = 640, height: int = 4
     procs = Processes(logs)
     cmd = node_command("policy_node", {
         "checkpoint": checkpoint, "autostart": True, "torch_threads": torch_threads, "image_max_age_s": 5.0,
-        # learned: every frame runs the full model, the thing compared with the bare forward (the
-        # grounded plan runs the model only until the named objects are located)
+        # chunk: every frame runs the full model, the thing compared with the bare forward (the
+        # affordance policy runs the model only until a step is located)
         "command_timeout_s": 5.0, "policy": "chunk"})
     procs.start("policy_node", cmd)
     rclpy.init()

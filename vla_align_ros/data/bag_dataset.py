@@ -38,7 +38,7 @@ class BagSamples:
     episode: Tensor  # (N,) episode index
     time_in_episode: Tensor  # (N,) seconds since the instruction
     # One object in view per frame, named on its own ("the red block"), and its mask: teaches the
-    # spatial head every object's name, whatever role it plays in the instructions (the grounded
+    # spatial head every object's name, whatever role it plays in the instructions (the rules
     # policy asks for the object to move and the place to put it). "" when the bag has no masks.
     phrase_texts: list[str] = field(default_factory=list)
     phrase_masks: Tensor | None = None  # (N, H, W) bool

@@ -1,4 +1,5 @@
-"""MuJoCo tabletop with a Franka Panda: scene, IK, tasks, scripted expert (no ROS, no model).
+"""MuJoCo tabletop with a Franka Panda: scene, IK, tasks, scripted expert, the rules baseline
+policy and in-process rollouts of any policy (no ROS).
 
 ``MUJOCO_GL`` is set to ``egl`` here, before mujoco is imported, unless the user chose one.
 """

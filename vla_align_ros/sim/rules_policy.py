@@ -48,7 +48,7 @@ def parse_instruction(text: str) -> list[Subgoal]:
     low = text.lower()
     names = [f"{m.group(1)}_{NOUN_KIND[m.group(2)]}" for m in OBJECT_MENTION.finditer(low)]
     if not names:
-        raise InstructionParseError(f"no object named in {text!r}: the grounded policy knows "
+        raise InstructionParseError(f"no object named in {text!r}: the rules baseline knows "
                                     f"{', '.join(COLORS)} {{cube, block, plate, dish}}")
     if _PUSH_RE.search(low):
         d = _DIRECTION_RE.search(low)

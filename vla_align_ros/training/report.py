@@ -67,7 +67,7 @@ def _forward_all(model: TrimodalModel, s: BagSamples, tokens: TokenTable, max_st
         out["mask_logits"].append(model.ground(vis, head, (h, w)).mask_logits)
         if model.cfg.heads.role_pool:  # the instruction's place ("... on the yellow dish")
             out["target_logits"].append(model.ground(vis, head, (h, w), role=1).mask_logits)
-        if b.phrase_ids is not None:  # each frame's object named on its own (what the grounded policy asks)
+        if b.phrase_ids is not None:  # each frame's object named on its own (what the rules baseline asks)
             phr = model.encode_text(b.phrase_ids, b.phrase_attn)
             out["phrase_logits"].append(model.ground(vis, phr, (h, w)).mask_logits)
         out["pred"].append(model.denormalize_actions(model.act(vis, head, state)))
