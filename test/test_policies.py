@@ -216,3 +216,25 @@ def test_instructions_that_must_not_move_the_arm_do_not(sim, words, reason) -> N
     assert r.refused == reason, (text, r.refused, r.detail)
     assert r.refused_after_s is not None and r.refused_after_s <= 2.0
     assert r.no_motion and r.moved_m < 0.005 and not r.success, (text, r.moved_m)
+
+
+def test_rollout_and_instruction_demo_commands(tmp_path) -> None:
+    """``vla-align rollout`` puts policies side by side in one table; ``vla-align demo
+    --instruction`` says what the policy made of the words and writes a strip."""
+    import json
+
+    from vla_align_ros.cli import main
+
+    out = tmp_path / "rollouts"
+    assert main(["rollout", "--policies", "affordance", "rules", "--episodes", "2", "--splits", "seen",
+                 "must_not_move", "--out", str(out)]) == 0
+    table = json.loads((out / "rollouts.json").read_text())["table"]
+    assert table["affordance"]["seen"]["episodes"] == 2 and table["rules"]["must_not_move"]["episodes"] == 2
+    md = (out / "rollouts.md").read_text()
+    assert "| seen |" in md and "| must_not_move |" in md and "affordance" in md.splitlines()[0]
+    assert (out / "episode_strip.png").stat().st_size > 10_000
+    assert main(["demo", "--instruction", "set the yellow one on top of the blue cube", "--seed", "5014",
+                 "--out", str(tmp_path / "d")]) == 0
+    assert (tmp_path / "d" / "instruction_strip.png").stat().st_size > 10_000
+    assert main(["demo", "--instruction", "is the red cube on the blue plate?", "--out", str(tmp_path / "q")]) == 0
+    assert not (tmp_path / "q" / "instruction_strip.png").exists()  # refused before any frame
