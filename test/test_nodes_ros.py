@@ -375,3 +375,56 @@ def test_a_negation_and_an_absent_object_move_nothing_over_dds():
     assert r["absent"]["reason"] == "not_in_view" and r["absent"]["seconds"] <= 3.5, r
     assert r["max_speed"] == 0.0, r  # holds only
     assert r["drops"].get("refused_not_a_command", 0) >= 1, r
+
+
+STOP_PROBE = r"""
+import json, os, signal, sys, time, rclpy
+from rclpy.node import Node
+from geometry_msgs.msg import TwistStamped
+rclpy.init()
+n = Node("stop_probe")
+twists = []
+n.create_subscription(TwistStamped, "/servo_node/delta_twist_cmds",
+                      lambda m: twists.append((time.monotonic(), abs(m.twist.linear.x) + abs(m.twist.linear.y)
+                                               + abs(m.twist.linear.z))), 10)
+deadline = time.monotonic() + 150
+while time.monotonic() < deadline and not any(v > 0.02 for _, v in twists):
+    rclpy.spin_once(n, timeout_sec=0.05)
+moving = any(v > 0.02 for _, v in twists)
+t_kill = time.monotonic()
+os.kill(int(sys.argv[1]), signal.SIGINT)  # Ctrl-C while the arm moves
+while time.monotonic() - t_kill < 3.0:
+    rclpy.spin_once(n, timeout_sec=0.05)
+after = [v for t, v in twists if t > t_kill]
+print("RESULT " + json.dumps({"moving": moving, "last": twists[-1][1] if twists else None, "after": len(after)}),
+      flush=True)
+"""
+
+
+def test_ctrl_c_while_moving_ends_with_a_hold():
+    """policy_node driving the simulated arm over DDS gets SIGINT mid-motion: the last twist any
+    subscriber sees is zero (the final hold goes out before the context shuts down), and the
+    process exits 0 without a traceback."""
+    from vla_align_ros.paths import shipped_model
+
+    env = ros_env(18)
+    sim = subprocess.Popen([str(VENV_BIN / "sim_node"), "--ros-args", "-p", "seed:=5000", "-p", "image_width:=96",
+                            "-p", "image_height:=96"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+    policy = subprocess.Popen([str(VENV_BIN / "policy_node"), "--ros-args", "-p", f"checkpoint:={shipped_model()}",
+                               "-p", "autostart:=true", "-p", "robot:=panda_sim"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        probe = subprocess.run([sys.executable, "-c", STOP_PROBE, str(policy.pid)], env=env, capture_output=True,
+                               text=True, timeout=240)
+        policy_log = policy.communicate(timeout=30)[0]
+    finally:
+        for p in (sim, policy):
+            if p.poll() is None:
+                p.send_signal(2)
+        sim.communicate(timeout=30)
+    lines = [line for line in probe.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, probe.stdout[-2000:] + probe.stderr[-2000:] + policy_log[-3000:]
+    r = json.loads(lines[-1][len("RESULT "):])
+    assert r["moving"] and r["after"] >= 1 and r["last"] == 0.0, (r, policy_log[-2000:])
+    assert policy.returncode == 0 and "Traceback" not in policy_log, policy_log[-3000:]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -33,6 +34,7 @@ from geometry_msgs.msg import TwistStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration as RclDuration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, JointState
@@ -623,14 +625,24 @@ def autostart(node: LifecycleNode) -> None:
         node.trigger_activate()
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run(node_factory) -> int:
-    rclpy.init(args=sys.argv)
-    node = node_factory()
-    # One executor thread plus the inference thread: measured on 2 cores, a 3-thread
-    # MultiThreadedExecutor made each frame 1.5x the bare model; this 1.1x.
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
+    # rclpy's own SIGINT/SIGTERM handlers shut the context down before this function gets control
+    # back, so the final hold could not be published. Here a signal only interrupts the spin; the
+    # hold goes out on a live context, then the node and the context are shut down.
+    rclpy.init(args=sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    node = executor = None
     try:
+        node = node_factory()
+        # One executor thread plus the inference thread: measured on 2 cores, a 3-thread
+        # MultiThreadedExecutor made each frame 1.5x the bare model; this 1.1x.
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
         if node.p_autostart:
             autostart(node)
         executor.spin()
@@ -639,14 +651,20 @@ def run(node_factory) -> int:
     except RuntimeError:
         if rclpy.ok():
             raise
-        # a message taken while SIGINT shut the context down (rclpy reports it this way): a clean stop
+        # a message taken while the context was shut down from outside: a clean stop
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the final hold short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if node is None:
+            rclpy.try_shutdown()
+            return 0
         try:
             if node._active:  # noqa: SLF001
                 node._before_stop("shutdown")  # noqa: SLF001 - the policy's one hold before it goes
         except Exception:  # noqa: BLE001 - best effort on the way out
             pass
-        executor.shutdown()
+        if executor is not None:
+            executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
