@@ -148,7 +148,7 @@ def resolve_references(steps: list[str]) -> list[str]:
     object it moves. Steps without "it", or after a step that names nothing, are left as they are."""
     out = list(steps)
     for i in range(1, len(out)):
-        thing = _OBJECT.search(out[i - 1])
+        thing = object_phrase(out[i - 1])
         if thing is not None:
-            out[i] = _IT.sub(thing.group(0), out[i], count=1)
+            out[i] = _IT.sub(thing, out[i], count=1)
     return out

@@ -54,7 +54,8 @@ class AffordancePolicy(Policy):
 
     def __init__(self, session: Any, robot: RobotInterface, skills: SkillModel | None = None,
                  encoder: SentenceEncoder | None = None, min_intent: float = 0.5, min_confidence: float = 0.6,
-                 min_place_confidence: float = 0.9, localise_frames: int = 3, look_frames: int = 12, gains: ServoGains = ServoGains()) -> None:
+                 min_place_confidence: float = 0.9, localise_frames: int = 3, look_frames: int = 12,
+                 gains: ServoGains = ServoGains()) -> None:
         if skills is None:
             if session.checkpoint_dir is None:
                 raise ValueError("the affordance policy needs the checkpoint's skills.json (pass skills=)")
@@ -137,15 +138,16 @@ class AffordancePolicy(Policy):
             return
         camera = self.robot.camera_for(image.shape[:2])
         tz = self.robot.table_z
+        # where a grasp-query peak lies (as measured by training.skills); object_query implies grasps
+        plane_h = SkillModel.object_plane(self.skills.skills)
         try:
             if thing is not None:  # the object's centre, then the demonstrated start behind it
-                grasp_h = self.skills.skills["grasp"].grasp_h if "grasp" in self.skills.skills else skill.grasp_h
-                obj = camera.backproject(pick[0], pick[1], tz + 0.5 * grasp_h)
+                obj = camera.backproject(pick[0], pick[1], tz + plane_h)
                 v = np.asarray(skill.push) / max(float(np.hypot(*skill.push)), 1e-9)
                 p = obj - np.r_[v * skill.behind, 0.0]
             else:
                 p = camera.backproject(pick[0], pick[1], tz + 0.5 * skill.grasp_h)
-            place_z = tz + 0.5 * skill.grasp_h if target is not None else tz + skill.release_h - skill.grasp_h
+            place_z = tz + plane_h if target is not None else tz + skill.release_h - skill.grasp_h
             q = None if place is None else camera.backproject(place[0], place[1], place_z)
         except ValueError:  # a pixel whose ray misses the table
             return

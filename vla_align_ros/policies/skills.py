@@ -59,6 +59,12 @@ class SkillModel:
     object_query: str = ""
     stats: dict = field(default_factory=dict)  # how it was built (counts, training accuracy)
 
+    @staticmethod
+    def object_plane(skills: dict[str, StepSkill]) -> float | None:
+        """Height above the table of the point a grasp-query peak marks: half the demonstrated
+        grasp height (where the keyframes put a grasped object's pick point); None without grasps."""
+        return 0.5 * skills["grasp"].grasp_h if "grasp" in skills else None
+
     @property
     def intent_names(self) -> list[str]:
         return [" + ".join(t) if t else NONE_INTENT for t in self.intents]

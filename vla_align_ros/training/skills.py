@@ -119,24 +119,30 @@ def grasp_query(instructions: Sequence[str]) -> str:
     return prefixes.most_common(1)[0][0] if prefixes else ""
 
 
-def push_behind(episodes: list, demos: list, paths: dict, robot, locate, query: str, grasp_h: float) -> list[float]:
-    """For each push demonstration: how far behind the pushed object (along the push) the hand
-    started. The object is where the model's pick map would grasp it on the episode's first
-    frame (``locate``: ``InferenceSession.locate_steps``, asked ``query`` + the object phrase)."""
+def queried_point(locate, ep, robot, query: str, phrase: str, plane_h: float) -> tuple[np.ndarray, float]:
+    """Where the model's pick map would grasp ``phrase`` on an episode's first frame (asked
+    ``query`` + ``phrase``), lifted onto the plane ``plane_h`` above the table: (xyz, peak)."""
     from ..data.keyframes import episode_camera
+
+    (row, col, conf), = (m[0] for m in locate(ep.images[0], [query + phrase]))
+    return episode_camera(ep, robot).backproject(row, col, robot.table_z + plane_h), conf
+
+
+def push_behind(demos: list[tuple], robot, locate, query: str, plane_h: float) -> list[float]:
+    """For each push demonstration (``demos``: [(episode, labels, ee path (T, 3))]): how far
+    behind the pushed object (along the push) the hand started. The object is where the model's
+    pick map would grasp it (``queried_point``)."""
     from ..text_input import object_phrase
 
     out = []
-    for i, ep in enumerate(episodes):
-        steps = demos[i].steps
+    for ep, labels, ee in demos:
+        steps = labels.steps
         phrase = object_phrase(ep.instruction)
         if len(steps) != 1 or steps[0].kind != "push" or phrase is None:
             continue
-        (row, col, conf), = (m[0] for m in locate(ep.images[0], [query + phrase]))
+        obj, conf = queried_point(locate, ep, robot, query, phrase, plane_h)
         if conf < 0.5:
             continue
-        obj = episode_camera(ep, robot).backproject(row, col, robot.table_z + 0.5 * grasp_h)
-        ee = paths[i][0]
         s = steps[0]
         v = ee[s.end, :2] - ee[s.act, :2]
         out.append(float((obj[:2] - ee[s.act, :2]) @ v / max(np.linalg.norm(v), 1e-9)))
@@ -171,26 +177,22 @@ TARGET_MATCH_M = 0.03  # a release this close to what the grasp query finds lay 
 TARGET_MATCH_SHARE = 0.8  # ... for this share of a place skill's demonstrations: find its target that way
 
 
-def release_on_queried_target(episodes: list, demos: list, paths: dict, robot, locate, query: str,
-                              grasp_h: float) -> list[bool]:
-    """For each one-step place demonstration: whether the hand let go within ``TARGET_MATCH_M``
-    (horizontally) of where the model's pick map finds the target when asked ``query`` + the
-    target's phrase, on the episode's first frame."""
-    from ..data.keyframes import episode_camera
+def release_on_queried_target(demos: list[tuple], robot, locate, query: str, plane_h: float) -> list[bool]:
+    """For each one-step place demonstration (``demos``: [(episode, labels, ee path (T, 3))]):
+    whether the hand let go within ``TARGET_MATCH_M`` (horizontally) of where the model's pick map
+    would grasp the target (``queried_point``)."""
     from ..policies.affordance import step_phrases
     from ..text_input import target_phrase
 
     out = []
-    for i, ep in enumerate(episodes):
-        steps = demos[i].steps
+    for ep, labels, ee in demos:
+        steps = labels.steps
         phrases = step_phrases(ep.instruction, 1)
         target = target_phrase(phrases[0][1]) if phrases else None
         if len(steps) != 1 or steps[0].kind != "place" or target is None:
             continue
-        (row, col, conf), = (m[0] for m in locate(ep.images[0], [query + target]))
-        where = episode_camera(ep, robot).backproject(row, col, robot.table_z + 0.5 * grasp_h)
-        release = paths[i][0][steps[0].end, :2]
-        out.append(bool(conf >= 0.5 and np.linalg.norm(where[:2] - release) < TARGET_MATCH_M))
+        where, conf = queried_point(locate, ep, robot, query, target, plane_h)
+        out.append(bool(conf >= 0.5 and np.linalg.norm(where[:2] - ee[steps[0].end, :2]) < TARGET_MATCH_M))
     return out
 
 
@@ -225,29 +227,24 @@ def build_skill_model(episodes: list, demos: list, train_idx: Sequence[int], rob
         push = tuple(float(v) for v in np.median([m["push"] for m in ms], axis=0)) if t.startswith("push") else (0.0, 0.0)
         skills[t] = StepSkill(t, t.split(":")[0], med["grasp_h"], med["lift_h"], release, push, len(ms))
     query = grasp_query([episodes[i].instruction for i in train_idx if motions[i] == ["grasp"]])
+    plane_h = SkillModel.object_plane(skills)
     behind: dict[str, float] = {}
-    if locate is not None and query and "grasp" in skills:
-        for t in skills:
-            if t.startswith("push"):
-                idx = [i for i in train_idx if motions[i] == [t]]
-                d = push_behind([episodes[i] for i in idx], [demos[i] for i in idx], {k: paths[i] for k, i in
-                                enumerate(idx)}, robot, locate, query, skills["grasp"].grasp_h)
+    target_share: dict[str, float] = {}
+    if locate is not None and query and plane_h is not None:
+        for t, sk in skills.items():
+            shown = [(episodes[i], demos[i], paths[i][0]) for i in train_idx if motions[i] == [t]]
+            if sk.kind == "push":
+                d = push_behind(shown, robot, locate, query, plane_h)
                 if d:
                     behind[t] = float(np.median(d))
+            elif sk.kind == "place":
+                hits = release_on_queried_target(shown, robot, locate, query, plane_h)
+                if hits:
+                    target_share[t] = float(np.mean(hits))
+                    sk.target_by_query = target_share[t] >= TARGET_MATCH_SHARE
     for t, sk in skills.items():
         if sk.kind == "push":
             sk.behind = behind.get(t, 0.5 * float(np.hypot(*sk.push)))
-    target_share: dict[str, float] = {}
-    if locate is not None and query and "grasp" in skills:
-        for t in skills:
-            if t.startswith("place"):
-                idx = [i for i in train_idx if motions[i] == [t]]
-                hits = release_on_queried_target([episodes[i] for i in idx], [demos[i] for i in idx],
-                                                 {k: paths[i] for k, i in enumerate(idx)}, robot, locate, query,
-                                                 skills["grasp"].grasp_h)
-                if hits:
-                    target_share[t] = float(np.mean(hits))
-                    skills[t].target_by_query = target_share[t] >= TARGET_MATCH_SHARE
     if locate is not None and val_idx:  # layouts the model never trained on: the peaks it reaches on new scenes
         val_motions = {i: [t for t, _ in step_tokens(demos[i], ee_path(episodes[i], kinematics)[0], tz, edges)]
                        for i in val_idx}
@@ -281,14 +278,28 @@ def build_skill_model(episodes: list, demos: list, train_idx: Sequence[int], rob
                       object_query=query)
 
 
+def skills_from_demonstrations(episodes: list, demos: list, split: dict, robot_name: str, model,
+                               seed: int = 0) -> SkillModel:
+    """``build_skill_model`` on a run's split (train, and val_seen for the map-peak floors),
+    measuring with ``model`` (a checkpoint folder or a ``TrimodalModel``)."""
+    from ..inference import InferenceSession
+    from ..robots.config import RobotConfig
+
+    robot = RobotConfig.load(robot_name)
+    session = InferenceSession(model)
+    try:
+        return build_skill_model(episodes, demos, split["train"], robot, robot.kinematics(), seed=seed,
+                                 locate=session.locate_steps, val_idx=split.get("val_seen", []))
+    finally:
+        session.close()
+
+
 def skills_for_run(bags: Sequence[str], run_dir: str | Path, log=print) -> SkillModel:
     """Build and save ``RUN/checkpoint/skills.json`` from the recording a run was trained on:
     its episodes as that run read and labelled them, its training split (``split.json``)."""
     import json
 
-    from ..data.bags import read_episodes
-    from ..robots.config import RobotConfig
-    from ..data.bags import BagTopics
+    from ..data.bags import BagTopics, read_episodes
     from .trainer import label_demonstrations
 
     run = Path(run_dir)
@@ -308,15 +319,8 @@ def skills_for_run(bags: Sequence[str], run_dir: str | Path, log=print) -> Skill
     if max(train_idx, default=-1) >= len(episodes):
         raise ValueError(f"{split_file} names episode {max(train_idx)} but {list(bags)} has {len(episodes)} labelled "
                          "episodes: not the recording this run was trained on")
-    from ..inference import InferenceSession
-
-    robot = RobotConfig.load(data["robot"])
-    session = InferenceSession(run / "checkpoint")
-    try:
-        model = build_skill_model(episodes, demos, train_idx, robot, robot.kinematics(), seed=raw.get("seed", 0),
-                                  locate=session.locate_steps, val_idx=split["val_seen"])
-    finally:
-        session.close()
+    model = skills_from_demonstrations(episodes, demos, split, data["robot"], run / "checkpoint",
+                                       seed=raw.get("seed", 0))
     path = model.save(run / "checkpoint")
     log(f"[skills] {path}: {len(model.intents) - 1} motions + none from {model.stats['episodes']} training episodes "
         f"({model.stats['motions']}); intent head training accuracy {model.stats['train_accuracy']:.3f}")

@@ -488,19 +488,10 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
             shutil.rmtree(tmp, ignore_errors=True)
             save_checkpoint(model, tmp, metadata=meta)
             if data["demos"] is not None:  # what the demonstrations taught about acting (policies.affordance)
-                from .skills import build_skill_model
-                from ..robots.config import RobotConfig
+                from .skills import skills_from_demonstrations
 
-                from ..inference import InferenceSession
-
-                robot = RobotConfig.load(cfg.data.robot)
-                session = InferenceSession(model)
-                try:
-                    build_skill_model(data["episodes"], data["demos"], data["split"]["train"], robot,
-                                      robot.kinematics(), seed=cfg.seed, locate=session.locate_steps,
-                                      val_idx=data["split"].get("val_seen", [])).save(tmp)
-                finally:
-                    session.close()
+                skills_from_demonstrations(data["episodes"], data["demos"], data["split"], cfg.data.robot, model,
+                                           seed=cfg.seed).save(tmp)
             os.replace(tmp, run_dir / "checkpoint")
     return {"finished": finished, "steps": end, "log": log, "split": data["split"], "sync": data["stats"].as_dict(),
             "skipped": data["skipped"]}
