@@ -49,7 +49,7 @@ def _instruction_demo(args: argparse.Namespace) -> int:
     from .inference import InferenceSession
     from .policies import make_policy
     from .sim.env import TabletopEnv
-    from .sim.rollout import run_episode, sim_robot, write_strip
+    from .sim.rollout import SimJointState, run_episode, sim_robot, write_strip
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else shipped_model("sim_tiny")
     seed = 5000 if args.seed is None else args.seed
@@ -59,7 +59,8 @@ def _instruction_demo(args: argparse.Namespace) -> int:
     with TabletopEnv(image_size=(96, 96)) as env:
         robot = sim_robot(env)
         policy = make_policy(args.policy, session, robot)
-        r = run_episode(policy, env, robot, seed, args.instruction, frames_every=3)
+        r = run_episode(policy, env, robot, seed, args.instruction, frames_every=3,
+                        state=SimJointState(session.model.cfg.action.velocity))
         objects = ", ".join(o.replace("_", " ") for o in env.task.objects)
     session.close()
     print(f"[demo] seed {seed}: on the table: {objects}")

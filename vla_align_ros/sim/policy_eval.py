@@ -20,20 +20,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .instruction_sets import MUST_NOT_MOVE, must_not_move, paraphrase
-from .rollout import RolloutResult, result_row, run_episode, select_seeds, sim_robot, summarise, write_strip
+from .rollout import (RolloutResult, SimJointState, result_row, run_episode, run_hold_out, select_seeds, sim_robot,
+                      summarise, write_strip)
 
 SPLITS = ("seen", "held_out", "multi_step", "paraphrase", "must_not_move")
-
-
-def _hold_out(checkpoint: Path) -> list[str]:
-    cfg = checkpoint / "train_config.json"
-    return json.loads(cfg.read_text()).get("data", {}).get("hold_out", []) if cfg.is_file() else []
 
 
 def evaluate_policies(checkpoint: str | Path, policies: Sequence[str], out: str | Path, episodes: int = 50,
                       multi_step_episodes: int = 30, splits: Sequence[str] = SPLITS, seed: int = 5000,
                       image_size: int = 96, log: Callable[[str], None] = print) -> dict[str, Any]:
-    from ..data.joint_state import VelocityTracker
     from ..inference import InferenceSession
     from ..policies import make_policy
     from .env import TabletopEnv
@@ -42,18 +37,14 @@ def evaluate_policies(checkpoint: str | Path, policies: Sequence[str], out: str 
     run = run.parent if run.name == "checkpoint" else run
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    hold_out = _hold_out(run) or ["target=yellow_plate"]
+    hold_out = run_hold_out(run)
     session = InferenceSession(run / "checkpoint")
     n = {"multi_step": multi_step_episodes}
     seeds = {sp: select_seeds(seed, n.get(sp, episodes), sp, hold_out) for sp in ("seen", "held_out", "multi_step")
              if sp in splits}
     if "paraphrase" in splits or "must_not_move" in splits:
         seeds["any"] = list(range(seed, seed + episodes))
-    tracker = VelocityTracker()
-
-    def state(env: Any) -> np.ndarray:  # the chunk head's state: arm + finger positions, then velocities
-        q = np.r_[env.joint_positions(), env.data.qpos[env.ids.finger_qpos]].astype(np.float32)
-        return np.r_[q, tracker.update(env.time, q, np.zeros(0, np.float32))]
+    state = SimJointState(session.model.cfg.action.velocity)  # what the chunk head reads
 
     table: dict[str, dict[str, Any]] = {}
     rows: dict[str, list[dict]] = {}
@@ -67,9 +58,8 @@ def evaluate_policies(checkpoint: str | Path, policies: Sequence[str], out: str 
                 t0 = time.perf_counter()
                 out_rows = []
                 for i, s in enumerate(split_seeds):
-                    tracker.reset()
                     text = instruction(i) if instruction is not None else None
-                    out_rows.append(run_episode(policy, env, robot, s, text, state_fn=state))
+                    out_rows.append(run_episode(policy, env, robot, s, text, state=state))
                 rows[f"{name}/{key}"] = [result_row(r) for r in out_rows]
                 res[key] = summarise(out_rows)
                 log(f"[rollout] {name:10s} {key:22s} {res[key]['success']}/{res[key]['episodes']} succeeded, "
@@ -104,7 +94,7 @@ def evaluate_policies(checkpoint: str | Path, policies: Sequence[str], out: str 
             policy.close()
         if "seen" in splits and policies:  # one picture of the first policy on the first seen episode
             policy = make_policy(policies[0], session, robot)
-            r = run_episode(policy, env, robot, seeds["seen"][0], frames_every=4, state_fn=state)
+            r = run_episode(policy, env, robot, seeds["seen"][0], frames_every=4, state=state)
             write_strip(r.frames, out / "episode_strip.png", 8, f"{policies[0]}: {r.instruction!r} "
                                                                  f"({'success' if r.success else 'failure'})")
     session.close()

@@ -9,6 +9,7 @@ refused, and how far the hand moved (for instructions that must not move the arm
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 
 from ..control.safety import Outcome, TwistLimits, filter_gripper, filter_twist
 from ..data.bag_dataset import task_matches_hold_out
+from ..data.joint_state import VelocityTracker, model_state
 from ..policies.base import Observation, Policy, Refusal
 from ..policies.robot import RobotInterface
 from ..robots.camera import camera_from_info
@@ -60,14 +62,38 @@ def sim_robot(env: TabletopEnv, robot: str = "panda", gripper_open: float = 0.08
     return RobotInterface(kin, arm, camera, (env.height, env.width), cfg.table_z, gripper_open, 0.0)
 
 
+class SimJointState:
+    """The model's state from the simulated joints, built as policy_node builds it from
+    joint_states (``data.joint_state.model_state``): arm and finger positions, then, for a model
+    with ``action.velocity``, their velocities differenced over the simulator's clock."""
+
+    def __init__(self, velocity: bool) -> None:
+        self.tracker = VelocityTracker() if velocity else None
+
+    def reset(self) -> None:
+        if self.tracker is not None:
+            self.tracker.reset()
+
+    def __call__(self, env: TabletopEnv) -> np.ndarray:
+        pos = np.r_[env.joint_positions(), env.data.qpos[env.ids.finger_qpos]]
+        return model_state(pos, np.zeros(0, np.float32), np.arange(len(pos)), env.time, self.tracker)
+
+
+def run_hold_out(run: Path, default: Sequence[str] = ("target=yellow_plate",)) -> list[str]:
+    """A training run's hold-out patterns (its train_config.json), or ``default``."""
+    cfg = run / "train_config.json"
+    found = json.loads(cfg.read_text()).get("data", {}).get("hold_out") if cfg.is_file() else None
+    return list(found or default)
+
+
 def run_episode(policy: Policy, env: TabletopEnv, robot: RobotInterface, seed: int,
                 instruction: str | Callable[[Any], str] | None = None,
                 family: str | None = None, max_steps: int = 600, steps_per_frame: int = 2, frames_every: int = 0,
-                state_fn: Callable[[TabletopEnv], np.ndarray] | None = None,
+                state: SimJointState | None = None,
                 limits: TwistLimits = TwistLimits(max_linear_change=0.08, max_angular_change=0.4)) -> RolloutResult:
     """One episode of ``policy`` on the layout and task of ``seed`` (and ``family``), saying
     ``instruction`` (default: the task's own; a callable makes it from the task). Success is
-    judged by the task's check."""
+    judged by the task's check. ``state``: the model's state for policies that read it (chunk)."""
     t_wall = time.perf_counter()
     task = env.reset(seed=seed, family=family)
     text = instruction(task) if callable(instruction) else instruction or task.instruction
@@ -80,11 +106,13 @@ def run_episode(policy: Policy, env: TabletopEnv, robot: RobotInterface, seed: i
         res.refused, res.detail, res.refused_after_s = r.reason, r.detail, 0.0
     prev = None
     step = 0
+    if state is not None:
+        state.reset()
     while not res.refused and step < max_steps:
         rgb = env.render(segmentation=False).rgb
         if frames_every and (step // steps_per_frame) % frames_every == 0:
             res.frames.append(rgb.copy())
-        obs = Observation(rgb, env.joint_positions(), None if state_fn is None else state_fn(env), step * dt)
+        obs = Observation(rgb, env.joint_positions(), None if state is None else state(env), step * dt)
         try:
             chunk = policy.act(obs)
         except Refusal as r:
