@@ -202,10 +202,7 @@ class PolicyNode(ModelLifecycleNode):
         self._reset_state()
         self.robot = RobotInterface(self.robot_cfg.kinematics(), list(self.p_joint_names), None, (0, 0),
                                     self.robot_cfg.table_z, float(self.p_gripper[1]), float(self.p_gripper[0]))
-        self._camera_parts: dict[str, Any] = {"tf": {}}
-        if self.robot_cfg.camera_pose is not None:
-            self._camera_parts["pose"] = ("", self.robot_cfg.camera_pose["translation"],
-                                          self.robot_cfg.camera_pose["quaternion"])
+        self._camera_parts: dict[str, Any] = {"tf": {}}  # camera_info's k, hw, frame; /tf_static's edges
         self.policy = make_policy(self.p_policy, self.session, self.robot)
         self.watchdog = Watchdog(["image", "model"], self.p_timeout)
         self.stamps = StampFilter(self.p_image_age, self.p_future)
@@ -395,14 +392,15 @@ class PolicyNode(ModelLifecycleNode):
         if parts.get("k") is None:
             return
         frame = parts.get("frame", "")
-        pose = parts.get("pose")
         if frame in parts["tf"]:
             try:
                 pose = chain_to_root(parts["tf"], frame)
             except CameraPoseError as e:
                 self._drop("camera_pose", str(e))
                 return
-        if pose is None:
+        elif self.robot_cfg.camera_pose is not None:
+            pose = ("", None, None)  # RobotConfig.camera falls back to its camera_pose
+        else:
             return
         try:
             camera = self.robot_cfg.camera(parts["k"], pose[0], pose[1], pose[2], f"camera {frame!r}")
