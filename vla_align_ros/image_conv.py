@@ -113,3 +113,44 @@ def array_to_image_fields(arr: np.ndarray, encoding: str) -> dict[str, Any]:
     ch = 1 if a.ndim == 2 else a.shape[2]
     return {"height": a.shape[0], "width": a.shape[1], "encoding": encoding, "is_bigendian": 0,
             "step": a.shape[1] * ch * a.itemsize, "data": a.tobytes()}
+
+
+COMPRESSED_FORMATS = ("jpeg", "jpg", "png")
+MAX_COMPRESSED_BYTES = 64 * 1024 * 1024  # bigger is a corrupt message, not a camera frame
+
+
+def compressed_to_array(msg: Any) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg or png, as image_transport's compressed plugin writes
+    it: ``format`` like "rgb8; jpeg compressed bgr8" or plain "jpeg") -> (H, W, 3) uint8 RGB.
+    Anything that does not decode to a colour image of a sane size raises ``ImageError``."""
+    import cv2
+
+    fmt = getattr(msg, "format", None)
+    if not isinstance(fmt, str) or not any(f in fmt.lower() for f in COMPRESSED_FORMATS):
+        raise ImageError("encoding", f"compressed image format {fmt!r} is not supported (jpeg, png)")
+    data = getattr(msg, "data", None)
+    try:
+        mv = memoryview(data if not isinstance(data, (list, tuple)) else bytes(data))
+    except (TypeError, ValueError) as e:
+        raise ImageError("data_type", f"compressed data must be bytes, got {type(data).__name__}") from e
+    if mv.nbytes == 0 or mv.nbytes > MAX_COMPRESSED_BYTES:
+        raise ImageError("data_length", f"compressed image of {mv.nbytes} bytes (1..{MAX_COMPRESSED_BYTES})")
+    buf = np.frombuffer(mv.cast("B") if mv.format != "B" else mv, dtype=np.uint8)
+    arr = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # (H, W, 3) BGR, or None
+    if arr is None:
+        raise ImageError("decode", f"{fmt!r} data of {mv.nbytes} bytes does not decode")
+    if not (0 < arr.shape[0] <= MAX_SIDE and 0 < arr.shape[1] <= MAX_SIDE):
+        raise ImageError("size", f"image size {arr.shape[1]}x{arr.shape[0]} is outside 1..{MAX_SIDE} px")
+    return np.ascontiguousarray(arr[..., ::-1])
+
+
+def array_to_compressed_fields(arr: np.ndarray, fmt: str = "jpeg", quality: int = 95) -> dict[str, Any]:
+    """(H, W, 3) uint8 RGB -> the CompressedImage fields (``format`` in image_transport's style)."""
+    import cv2
+
+    ext = {"jpeg": ".jpg", "png": ".png"}[fmt]
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if fmt == "jpeg" else []
+    ok, enc = cv2.imencode(ext, np.ascontiguousarray(arr[..., ::-1]), params)
+    if not ok:
+        raise ImageError("encode", f"cannot encode a {arr.shape} image as {fmt}")
+    return {"format": f"rgb8; {fmt} compressed bgr8", "data": enc.tobytes()}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 EE_TWIST_GRIPPER = "ee_twist_gripper"  # [vx vy vz wx wy wz] in the base frame, then the gripper command
-JOINT_DELTA = "joint_delta"  # per-joint position change per control step (joint space)
+JOINT_DELTA = "joint_delta"  # per joint: commanded target minus measured position (rad), then optionally "gripper"
 KINDS = (EE_TWIST_GRIPPER, JOINT_DELTA)
 
 # which action spaces each command mode of policy_node can carry to the arm
@@ -47,7 +47,7 @@ class ActionSpace:
     @classmethod
     def joint_delta(cls, joint_names: Sequence[str], units: Sequence[str] | None = None) -> "ActionSpace":
         names = tuple(str(n) for n in joint_names)
-        return cls(JOINT_DELTA, names, tuple(units) if units is not None else tuple("rad/step" for _ in names),
+        return cls(JOINT_DELTA, names, tuple(units) if units is not None else tuple("rad" for _ in names),
                    "joint")
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +85,7 @@ def check_command_mode(space: ActionSpace, command_mode: str, joint_names: Seque
         hint = f"; use command_mode={fit[0]!r}" if fit else ""
         raise ActionSpaceError(f"the checkpoint was trained on {space.describe()}, which command_mode="
                                f"{command_mode!r} cannot send (it carries {', '.join(allowed)}){hint}")
-    if space.kind == JOINT_DELTA and list(space.names) != list(joint_names):
-        raise ActionSpaceError(f"the checkpoint's joints {list(space.names)} are not the node's joint_names "
+    joints = [n for n in space.names if n != "gripper"]
+    if space.kind == JOINT_DELTA and joints != list(joint_names):
+        raise ActionSpaceError(f"the checkpoint's joints {joints} are not the node's joint_names "
                                f"{list(joint_names)}")
