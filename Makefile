@@ -17,12 +17,19 @@ export MUJOCO_GL ?= egl
 export AMENT_PREFIX_PATH := $(abspath $(VENV))
 export PYTHONDONTWRITEBYTECODE := 1
 
+# The real ROS 2 launch system (launch, launch_ros, ros2cli), built from source into the venv by its
+# own kit where ../shared has it; without it the tests that run `ros2 launch` skip with the reason.
+SHARED ?= ../shared
+LAUNCH_KIT := $(SHARED)/ros2-launch
+# Node executables: `ros2 run` and launch_ros look for them in <prefix>/lib/<package>/ only.
+NODE_EXES := sim_node trainer_node perception_node policy_node
+
 MSG_SRCS := $(wildcard msg/*.msg) vla_align_msgs/CMakeLists.txt vla_align_msgs/package.xml
 PKG_SRCS := $(shell find vla_align_ros -name '*.py') setup.py setup.cfg package.xml \
             $(wildcard config/*.yaml config/*/*.yaml config/*/*.xml launch/*.py) resource/vla_align_ros \
             $(shell find models -type f)
 
-.PHONY: venv msgs install test demo checkpoint clean
+.PHONY: venv msgs install ros2-launch test demo checkpoint clean
 venv: $(VENV)/.deps
 msgs: $(VENV)/.msgs
 install: $(VENV)/.pkg
@@ -55,9 +62,17 @@ $(VENV)/.pkg: $(VENV)/.msgs $(PKG_SRCS)
 	@rm -rf build/lib build/bdist* *.egg-info
 	$(PIP) install --no-deps --no-build-isolation --force-reinstall .
 	@rm -rf build/lib build/bdist* *.egg-info
+	@# pip installs a wheel, which ignores setup.cfg's install_scripts: put the node executables
+	@# where `ros2 run` and launch_ros look for them.
+	@mkdir -p $(VENV)/lib/vla_align_ros
+	@for e in $(NODE_EXES); do ln -sf ../../bin/$$e $(VENV)/lib/vla_align_ros/$$e; done
 	@touch $@
 
-test: install
+ros2-launch: install
+	@if [ -f $(LAUNCH_KIT)/install.sh ]; then bash $(LAUNCH_KIT)/install.sh $(VENV); \
+	  else echo "[setup] no $(LAUNCH_KIT): ros2 launch is not installed and its tests will skip"; fi
+
+test: install ros2-launch
 	$(PY) -m pytest -q -p no:cacheprovider test
 
 demo: install

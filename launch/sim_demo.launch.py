@@ -1,7 +1,7 @@
 """The simulator with perception_node and policy_node: the closed loop of `vla-align demo --checkpoint`.
 
-    ros2 launch vla_align_ros sim_demo.launch.py checkpoint:=runs/sim_tiny
-    vla-align say "put the red cube on the blue plate"
+    ros2 launch vla_align_ros sim_demo.launch.py                       # the shipped model
+    ros2 launch vla_align_ros sim_demo.launch.py checkpoint:=runs/mine command_mode:=joint_trajectory
 """
 
 import os
@@ -18,9 +18,13 @@ def generate_launch_description() -> LaunchDescription:
     args = [
         DeclareLaunchArgument("dds_profile", default_value=os.path.join(share, "config", "dds", "fastdds_localhost.xml"),
                               description="Fast DDS profile: shared memory for images, UDP on loopback only"),
-        DeclareLaunchArgument("checkpoint", description="trained run folder (vla-align train --out)"),
+        DeclareLaunchArgument("checkpoint", default_value=os.path.join(share, "models", "sim_tiny"),
+                              description="trained run folder (vla-align train --out); default: the shipped "
+                                          "simulator model"),
         DeclareLaunchArgument("device", default_value="cpu", description="torch device: cpu, cuda, cuda:N or auto"),
         DeclareLaunchArgument("seed", default_value="5000", description="seed of the first simulated episode"),
+        DeclareLaunchArgument("command_mode", default_value="twist",
+                              description="twist (Cartesian servo) or joint_trajectory (joint_trajectory_controller)"),
         DeclareLaunchArgument("robot", default_value="panda_sim",
                               description="robot description config: a config/robots name or a YAML file"),
         DeclareLaunchArgument("policy", default_value="affordance",
@@ -42,6 +46,7 @@ def generate_launch_description() -> LaunchDescription:
                       parameters=[LaunchConfiguration("perception_params"), common])
     policy = Node(package="vla_align_ros", executable="policy_node", name="policy_node", output="screen",
                   parameters=[LaunchConfiguration("policy_params"),
-                              {**common, "policy": LaunchConfiguration("policy"), "robot": LaunchConfiguration("robot")}])
+                              {**common, "command_mode": LaunchConfiguration("command_mode"),
+                               "policy": LaunchConfiguration("policy"), "robot": LaunchConfiguration("robot")}])
     dds = SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile"))
     return LaunchDescription(args + [dds, sim, perception, policy])

@@ -17,7 +17,9 @@ def generate_launch_description() -> LaunchDescription:
     args = [
         DeclareLaunchArgument("dds_profile", default_value=os.path.join(share, "config", "dds", "fastdds_localhost.xml"),
                               description="Fast DDS profile: shared memory for images, UDP on loopback only"),
-        DeclareLaunchArgument("checkpoint", description="trained run folder (vla-align train --out)"),
+        DeclareLaunchArgument("checkpoint", default_value=os.path.join(share, "models", "sim_tiny"),
+                              description="trained run folder (vla-align train --out); default: the shipped "
+                                          "simulator model"),
         DeclareLaunchArgument("device", default_value="cpu", description="torch device: cpu, cuda, cuda:N or auto"),
         DeclareLaunchArgument("command_mode", default_value="twist",
                               description="twist (Cartesian servo) or joint_trajectory (joint_trajectory_controller)"),

@@ -366,9 +366,11 @@ def prepare_data(bags: Sequence[str | Path], cfg: TrainConfig) -> dict[str, Any]
 
 def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, resume: bool = False,
           progress: bool = True, on_progress: Callable[[dict[str, float]], None] | None = None,
-          stop_after: int | None = None) -> dict[str, Any]:
+          stop_after: int | None = None, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Train and write RUN_DIR/{checkpoint, resume, train_log.jsonl, split.json, train_config.json}.
-    ``stop_after``: stop (as if interrupted) after that many steps, leaving only the resume state."""
+    ``stop_after``: stop (as if interrupted) after that many steps, leaving only the resume state.
+    ``should_stop``: polled after every step; when it returns True the resume state of the steps
+    done so far is saved and training returns unfinished (``resume=True`` continues it)."""
     cfg.check_heads()
     run_dir = Path(run_dir)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
@@ -470,8 +472,12 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
         bar.set_postfix(loss=f"{row['total']:.3f}", rate=f"{rate:.1f} it/s", refresh=False)
         if on_progress is not None and rank == 0:
             on_progress({**row, "steps": cfg.steps, "rate": rate})
-        if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end):
+        stopping = should_stop is not None and should_stop() and step + 1 < end
+        if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end or stopping):
             _save_resume_state(run_dir, model, opt, step + 1, log)
+        if stopping:
+            end = step + 1
+            break
     finished = end == cfg.steps
     if world > 1:
         dist.barrier()
