@@ -75,7 +75,7 @@ ros2-launch: install
 test: install ros2-launch
 	$(PY) -m pytest -q -p no:cacheprovider test
 
-demo: install
+demo: install ros2-launch
 	$(VENV)/bin/vla-align demo --out runs/demo
 
 # Rebuild the shipped model (models/sim_tiny) from nothing: record the 240 training episodes, delete

@@ -221,3 +221,22 @@ def test_train_launch_reports_progress_and_ctrl_c_saves_a_resumable_run(tmp_path
     assert rc == 0 and (tmp_path / "run" / "checkpoint" / "manifest.json").is_file(), text[-3000:]
     rows = [json.loads(l) for l in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(400)) and stopped_at < 400
+
+
+def test_every_readme_launch_command_parses_with_arguments_the_file_declares(tmp_path):
+    """Each `ros2 launch` line of the README names an installed launch file and only arguments
+    it declares, and launch accepts it (run with --show-args); sim_demo's and train's are run
+    for real above."""
+    readme = (REPO / "README.md").read_text()
+    commands = [line.split("ros2 launch ", 1)[1].split("#")[0].split("`")[0].strip()
+                for line in readme.splitlines() if "ros2 launch vla_align_ros" in line]
+    assert len(commands) >= 4, commands
+    for cmd in commands:
+        parts = cmd.split()
+        assert parts[0] == "vla_align_ros" and (REPO / "launch" / parts[1]).is_file(), cmd
+        declared = set(_declared_arguments(REPO / "launch" / parts[1]))
+        given = {p.split(":=")[0] for p in parts[2:] if ":=" in p}
+        assert given <= declared, (cmd, given - declared)
+        r = subprocess.run(f"{ROS2} launch {cmd} --show-args", shell=True, env=_env(3, tmp_path),
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, (cmd, r.stderr[-1500:])
