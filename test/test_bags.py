@@ -75,7 +75,7 @@ def test_simulator_bag_becomes_synchronised_episodes(tmp_path):
     episodes, stats = read_episodes([tmp_path / "sim"])
     assert len(episodes) == 3 and stats.dropped_no_joint_state == stats.dropped_no_command == 0
     ep = episodes[0]
-    assert ep.task["family"] == "place_two" and ep.action_space == "ee_twist_gripper"
+    assert ep.task["family"] == "place_two" and ep.action_space.kind == "ee_twist_gripper"
     assert ep.images.shape[1:] == (32, 32, 3) and ep.actions.shape[1] == 7 and ep.labels.shape == (len(ep), 32, 32)
     assert ep.step_index[0] == 0 and ep.step_index[-1] == 1 and np.all(np.diff(ep.step_index) >= 0)
     samples = episodes_to_samples(episodes, horizon=4, object_names=[o.name for o in OBJECTS])
@@ -117,7 +117,7 @@ def test_action_sources_and_step_labels(tmp_path):
     eps, _ = read_episodes([write_bag(tmp_path / "grip")])  # no markers: gripper close -> open events
     assert eps[0].step_index.tolist() == [0] * 5 + [1] * 5
     eps, _ = read_episodes([write_bag(tmp_path / "joints", with_twist=False)])  # no commands: joint deltas
-    assert eps[0].action_space == "joint_delta"
+    assert eps[0].action_space.kind == "joint_delta" and eps[0].action_space.names == ("j1", "j2")
     np.testing.assert_allclose(eps[0].actions[:-1], [[0.1, -0.1]] * 9, atol=1e-6)
     chunks = action_chunks(np.arange(5)[:, None].astype(float), 3)
     assert chunks[:, :, 0].tolist() == [[0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 4], [4, 4, 4]]
@@ -126,7 +126,10 @@ def test_action_sources_and_step_labels(tmp_path):
 def test_broken_recordings_fail_clearly(tmp_path):
     bag = write_bag(tmp_path / "nometa")
     (bag / "metadata.yaml").unlink()
-    with pytest.raises(BagError, match="no metadata.yaml"):
+    assert read_episodes([bag])[1].episodes == 1  # another tool's folder: its .mcap files are read
+    for f in bag.glob("*.mcap"):
+        f.unlink()
+    with pytest.raises(BagError, match="no metadata.yaml and no .mcap or .db3 file"):
         read_episodes([bag])
     bag = write_bag(tmp_path / "nojoints", skip_topics=("/joint_states",))
     with pytest.raises(BagError, match=r"required topic /joint_states \(joint_states\) is missing; the bag contains: "
@@ -311,14 +314,15 @@ def test_joint_state_and_twist_cdr_fast_paths_match_rosbags(frame_id, names):
         js = T["sensor_msgs/msg/JointState"](header=header, name=names, position=pos, velocity=vel,
                                              effort=np.array([1.0], dtype=np.float64))
         raw = ts.serialize_cdr(js, "sensor_msgs/msg/JointState")
-        stamp, (got, got_vel) = parse_joint_state_cdr(raw)
+        stamp, (got_names, got, got_vel) = parse_joint_state_cdr(raw)
+        assert got_names == tuple(names)
         assert stamp == 7 * 10**9 + 9 and np.array_equal(got, pos.astype(np.float32))
         assert np.array_equal(got_vel, vel.astype(np.float32))
         assert parse_joint_state_cdr(b"\x00\x00\x00\x00" + bytes(raw[4:])) is None
     # no positions, then velocities: the empty sequence is not padded before the next length
     js = T["sensor_msgs/msg/JointState"](header=header, name=names, position=np.array([], dtype=np.float64),
                                          velocity=np.array([0.5, -2.0]), effort=np.array([], dtype=np.float64))
-    _, (got, got_vel) = parse_joint_state_cdr(ts.serialize_cdr(js, "sensor_msgs/msg/JointState"))
+    _, (_, got, got_vel) = parse_joint_state_cdr(ts.serialize_cdr(js, "sensor_msgs/msg/JointState"))
     assert got.size == 0 and np.array_equal(got_vel, np.array([0.5, -2.0], np.float32))
     v3 = T["geometry_msgs/msg/Vector3"]
     tw = T["geometry_msgs/msg/TwistStamped"](header=header, twist=T["geometry_msgs/msg/Twist"](
