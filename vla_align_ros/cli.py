@@ -218,6 +218,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.seed is not None:
         cfg.seed = args.seed
     try:
+        cfg.data.topics = cfg.data.topics.with_overrides(args.topic)
         result = train(args.bags, cfg, args.out, resume=args.resume, progress=not args.quiet,
                        stop_after=args.stop_after)
     except (BagError, FileExistsError, ValueError) as e:
@@ -231,6 +232,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_topic_argument(p: argparse.ArgumentParser) -> None:
+    """``--topic KEY=NAME`` (repeatable): a recording's topic names over the config's
+    (``data.topics``); an empty NAME leaves that topic unread."""
+    from .data.bags import BagTopics
+
+    p.add_argument("--topic", action="append", default=[], metavar="KEY=NAME",
+                   help="the recording's name for a topic, over the config's data.topics (repeatable; an empty NAME "
+                        f"leaves it unread); KEY: {', '.join(vars(BagTopics()))}")
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .data.bags import BagError
     from .training.report import evaluate_run
@@ -239,9 +250,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     try:
-        metrics = evaluate_run(Path(args.checkpoint), args.bags, out, max_frames=args.max_frames)
-        other = evaluate_run(Path(args.compare), args.bags, out / "compare", max_frames=args.max_frames) \
-            if args.compare else None
+        metrics = evaluate_run(Path(args.checkpoint), args.bags, out, max_frames=args.max_frames, topics=args.topic)
+        other = evaluate_run(Path(args.compare), args.bags, out / "compare", max_frames=args.max_frames,
+                             topics=args.topic) if args.compare else None
     except (BagError, ValueError) as e:
         print(f"vla-align eval: {e}", file=sys.stderr)
         return 2
@@ -352,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue a stopped run from RUN_DIR/resume")
     p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true")
+    _add_topic_argument(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("strip", help="copy a rosbag2 without the simulator's /ground_truth/* topics (and any "
@@ -370,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", default="", metavar="RUN",
                    help="a second run evaluated on the same recordings; comparison.md puts them side by side "
                         "(e.g. the ground-truth-supervised recipe, config/train/sim_tiny_ground_truth.yaml)")
+    _add_topic_argument(p)
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("ablate", help="train the default recipe and one variant per technique (same seed, data, "

@@ -89,3 +89,28 @@ def check_command_mode(space: ActionSpace, command_mode: str, joint_names: Seque
     if space.kind == JOINT_DELTA and joints != list(joint_names):
         raise ActionSpaceError(f"the checkpoint's joints {joints} are not the node's joint_names "
                                f"{list(joint_names)}")
+
+
+def checkpoint_action_space(source: Any) -> ActionSpace:
+    """The action space a checkpoint was trained on, from any of: a checkpoint folder (the one
+    holding ``config.json``), a run folder (its ``checkpoint/``), the ``config.json`` path, the
+    parsed ``config.json`` dict, or its ``metadata`` dict. Checkpoints written before the space
+    was recorded carry the bare string ``"ee_twist_gripper"`` (``from_metadata``)."""
+    import json
+    from pathlib import Path
+
+    if isinstance(source, (str, Path)):
+        p = Path(source)
+        if p.is_dir() and not (p / "config.json").is_file() and (p / "checkpoint" / "config.json").is_file():
+            p = p / "checkpoint"
+        if p.is_dir():
+            p = p / "config.json"
+        if not p.is_file():
+            raise ActionSpaceError(f"{p}: no checkpoint config.json to read the action space from")
+        source = json.loads(p.read_text(encoding="utf-8"))
+    if not isinstance(source, dict):
+        raise ActionSpaceError(f"cannot read an action space from {type(source).__name__}")
+    meta = source.get("metadata", source) if "action_space" not in source else source
+    if "action_space" not in meta:
+        raise ActionSpaceError(f"the checkpoint metadata has no action_space (keys: {sorted(meta)})")
+    return ActionSpace.from_metadata(meta["action_space"])

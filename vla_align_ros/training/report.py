@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from ..config import from_dict
 from ..data.bag_dataset import BagSamples, episodes_to_samples, split_episodes
-from ..data.bags import BagTopics, read_episodes
+from ..data.bags import BagTopics, JointLayout, read_episodes
+from ..model.action_space import checkpoint_action_space
 from ..metrics import alignment, hubness, mask_iou, modality_gap, pointing_accuracy, temporal_iou, uniformity
 from ..metrics.retrieval import (CORRECTIONS, chance_recall_at_1, coarse_bound_r1, mean_r1,
                                  pairwise_retrieval)
@@ -246,7 +247,11 @@ def _language_ties(model: TrimodalModel) -> dict[str, Any]:
     return out
 
 
-def evaluate_run(run: Path, bags: Sequence[str | Path], out: Path, max_frames: int = 1500) -> dict[str, Any]:
+def evaluate_run(run: Path, bags: Sequence[str | Path], out: Path, max_frames: int = 1500,
+                 topics: Sequence[str] = ()) -> dict[str, Any]:
+    """Metrics, plots and report.md of a finished run on ``bags``, read with the run's own topic
+    names (``topics``: ``KEY=NAME`` overrides, as ``--topic`` gives them) and joints; the bags'
+    actions must be in the space the checkpoint was trained on."""
     run_dir = run.parent if (run / "manifest.json").exists() and run.name == "checkpoint" else run
     ckpt = run_dir / "checkpoint"
     if not ckpt.exists():
@@ -255,12 +260,18 @@ def evaluate_run(run: Path, bags: Sequence[str | Path], out: Path, max_frames: i
     raw_cfg = json.loads((run_dir / "train_config.json").read_text())
     raw_cfg["data"]["topics"] = BagTopics(**raw_cfg["data"].get("topics", {}))
     data_cfg = DataConfig(**raw_cfg["data"])
+    data_cfg.topics = data_cfg.topics.with_overrides(topics)
     train_cfg = from_dict(TrainConfig, {k: v for k, v in raw_cfg.items() if k not in ("data", "model")})
     torch.manual_seed(train_cfg.seed)
     untrained = TrimodalModel(model.cfg, load_pretrained=False).eval()
     for name in ("action_mean", "action_std", "state_mean", "state_std"):
         getattr(untrained, name).copy_(getattr(model, name))
-    episodes, stats = read_episodes(bags, data_cfg.topics, data_cfg.slop)
+    episodes, stats = read_episodes(bags, data_cfg.topics, data_cfg.slop, JointLayout.from_robot(data_cfg.robot))
+    trained = checkpoint_action_space(ckpt)
+    for sp in {ep.action_space for ep in episodes}:  # the frame is not compared: old checkpoints lack it
+        if (sp.kind, sp.names) != (trained.kind, trained.names):
+            raise ValueError(f"{list(map(str, bags))}: actions are {sp.describe()}, the checkpoint was trained on "
+                             f"{trained.describe()}")
     split = split_episodes(episodes, data_cfg.hold_out, 0.0, train_cfg.seed)
     from ..sim.scene import OBJECTS
 

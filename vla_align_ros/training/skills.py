@@ -299,7 +299,7 @@ def skills_for_run(bags: Sequence[str], run_dir: str | Path, log=print) -> Skill
     its episodes as that run read and labelled them, its training split (``split.json``)."""
     import json
 
-    from ..data.bags import BagTopics, read_episodes
+    from ..data.bags import BagTopics, JointLayout, read_episodes
     from .trainer import label_demonstrations
 
     run = Path(run_dir)
@@ -312,7 +312,8 @@ def skills_for_run(bags: Sequence[str], run_dir: str | Path, log=print) -> Skill
     if data.get("profile") != "robot_observable":
         raise ValueError(f"{run} was trained with data.profile={data.get('profile')!r}; skills come from keyframe "
                          "labels (data.profile: robot_observable)")
-    episodes, _ = read_episodes(bags, BagTopics(**data["topics"]).robot_observable(), data["slop"])
+    episodes, _ = read_episodes(bags, BagTopics(**data["topics"]).robot_observable(), data["slop"],
+                                JointLayout.from_robot(data["robot"]))
     episodes, demos, _ = label_demonstrations(episodes, data["robot"])
     split = json.loads(split_file.read_text())
     train_idx = split["train"]

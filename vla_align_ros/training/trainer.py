@@ -31,8 +31,9 @@ from tqdm import tqdm
 from ..config import ModelConfig, from_dict
 from ..data.attributes import AttributeNegatives
 from ..data.bag_dataset import BagSamples, episodes_to_samples, split_episodes
-from ..data.bags import BagTopics, read_episodes
+from ..data.bags import BagTopics, Episode, JointLayout, read_episodes
 from ..losses.schedules import warmup_cosine_lr
+from ..model.action_space import ActionSpace
 from ..model.checkpoint import _atomic_write_bytes, save_checkpoint, verify_checkpoint
 from ..model.heads import true_keypoints
 from ..model.trimodal import TrimodalModel
@@ -329,10 +330,45 @@ def label_demonstrations(episodes: list, robot_name: str) -> tuple[list, list, l
     return kept, labels, skipped
 
 
+def episodes_action_space(episodes: Sequence[Episode]) -> ActionSpace:
+    """The one action space every episode's actions are in; ValueError naming the spaces and an
+    episode of each when the recordings mix them (twist commands in one, joint trajectories in
+    another): one model learns one kind of action."""
+    spaces: dict[ActionSpace, Episode] = {}
+    for ep in episodes:
+        spaces.setdefault(ep.action_space, ep)
+    if not spaces:
+        raise ValueError("no episodes, so no action space")
+    if len(spaces) > 1:
+        seen = "; ".join(f"{sp.describe()} (e.g. {ep.bag} episode {ep.index})" for sp, ep in spaces.items())
+        raise ValueError(f"the training episodes mix {len(spaces)} action spaces: {seen}; train on recordings of one "
+                         f"command kind (or leave a command topic out with --topic KEY=)")
+    return next(iter(spaces))
+
+
+def check_model_fits(cfg: TrainConfig, space: ActionSpace, joints: JointLayout) -> None:
+    """ValueError, naming both numbers and the config key to set, when the model's action or
+    state width differs from what the recordings give."""
+    a = cfg.model.action
+    if a.action_dim != space.dim:
+        raise ValueError(f"model.action.action_dim={a.action_dim} but the recordings' actions are {space.describe()}, "
+                         f"{space.dim} values; set model.action.action_dim: {space.dim} in the training config")
+    if a.state_dim != len(joints.names):
+        raise ValueError(f"model.action.state_dim={a.state_dim} but the robot config {cfg.data.robot!r} gives "
+                         f"{len(joints.names)} joints {list(joints.names)}; set model.action.state_dim: "
+                         f"{len(joints.names)} in the training config")
+
+
 def prepare_data(bags: Sequence[str | Path], cfg: TrainConfig) -> dict[str, Any]:
+    """Read, label and split the recordings; the joint-state columns are the robot config's
+    joints (arm, then fingers) matched by name, and every episode must share one action space
+    that fits the model (``action_space`` in the result)."""
     observable = cfg.data.profile == "robot_observable"
     topics = cfg.data.topics.robot_observable() if observable else cfg.data.topics
-    episodes, stats = read_episodes(bags, topics, cfg.data.slop)
+    joints = JointLayout.from_robot(cfg.data.robot)
+    episodes, stats = read_episodes(bags, topics, cfg.data.slop, joints)
+    space = episodes_action_space(episodes)
+    check_model_fits(cfg, space, joints)
     demos, skipped = None, []
     if observable:
         t0 = time.perf_counter()
@@ -361,7 +397,7 @@ def prepare_data(bags: Sequence[str | Path], cfg: TrainConfig) -> dict[str, Any]
                                     None if demos is None else [demos[i] for i in v]) if v else None
              for k, v in split.items()}
     return {"episodes": episodes, "demos": demos, "stats": stats, "split": split, "samples": parts,
-            "skipped": skipped}
+            "skipped": skipped, "action_space": space}
 
 
 def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, resume: bool = False,
@@ -489,7 +525,8 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
             meta = {"steps": cfg.steps, "bags": [str(b) for b in bags], "sync": data["stats"].as_dict(),
                     "split_episodes": {k: len(v) for k, v in data["split"].items()},
                     "profile": cfg.data.profile, "skipped_episodes": len(data["skipped"]),
-                    "train_seconds": round(time.perf_counter() - t0, 1), "action_space": "ee_twist_gripper"}
+                    "train_seconds": round(time.perf_counter() - t0, 1),
+                    "action_space": data["action_space"].to_dict()}  # model.action_space.checkpoint_action_space
             tmp = run_dir / ".checkpoint.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             save_checkpoint(model, tmp, metadata=meta)
