@@ -36,10 +36,10 @@ setup(
     entry_points={
         "console_scripts": [
             "vla-align = vla_align_ros.cli:main",
-            "sim_node = vla_align_ros.ros.sim_node:main",
-            "trainer_node = vla_align_ros.ros.trainer_node:main",
-            "perception_node = vla_align_ros.ros.perception_node:main",
-            "policy_node = vla_align_ros.ros.policy_node:main",
+            "sim_node = vla_align_ros.ros.entry:sim_node",
+            "trainer_node = vla_align_ros.ros.entry:trainer_node",
+            "perception_node = vla_align_ros.ros.entry:perception_node",
+            "policy_node = vla_align_ros.ros.entry:policy_node",
         ],
     },
 )

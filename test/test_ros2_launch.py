@@ -240,3 +240,17 @@ def test_every_readme_launch_command_parses_with_arguments_the_file_declares(tmp
         r = subprocess.run(f"{ROS2} launch {cmd} --show-args", shell=True, env=_env(3, tmp_path),
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, (cmd, r.stderr[-1500:])
+
+
+@pytest.mark.parametrize("after_s", [1.0, 2.5, 5.0])
+def test_ctrl_c_while_starting_is_quiet_and_complete(after_s, tmp_path):
+    """SIGINT while the nodes still import torch and MuJoCo or load the model: every node ends
+    with exit code 0, no traceback or KeyboardInterrupt is printed, and nothing is left running."""
+    log = tmp_path / "launch.log"
+    proc = _launch(["sim_demo.launch.py"], _env(33, tmp_path), log)
+    time.sleep(after_s)
+    rc, _ = _stop(proc)
+    text = log.read_text()
+    assert rc == 0 and not _session_pids(proc.pid), text[-3000:]
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text and "Exception ignored" not in text, text[-4000:]
+    assert text.count("process has finished cleanly") == 3, text[-3000:]

@@ -1,0 +1,44 @@
+"""The node executables' entry points. A Ctrl-C (or SIGTERM from launch) that arrives while a
+node is still importing torch or MuJoCo, or building itself, ends the process quietly with exit
+code 0: nothing has been commanded yet, so there is nothing to hold and no traceback to show.
+Once a node runs, its own ``main`` handles the signals (final hold, saved resume state)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+from typing import Any
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(module: str) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGINT raises KeyboardInterrupt by default
+    try:
+        return int(importlib.import_module(module).main() or 0)
+    except KeyboardInterrupt:
+        print(f"{module.rsplit('.', 1)[-1]}: interrupted while starting", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # Leave without running destructors: a half-built renderer or DDS participant torn down at
+        # interpreter exit would print errors about a context that no longer exists.
+        os._exit(0)
+
+
+def sim_node() -> int:
+    return _run("vla_align_ros.ros.sim_node")
+
+
+def trainer_node() -> int:
+    return _run("vla_align_ros.ros.trainer_node")
+
+
+def perception_node() -> int:
+    return _run("vla_align_ros.ros.perception_node")
+
+
+def policy_node() -> int:
+    return _run("vla_align_ros.ros.policy_node")
