@@ -16,16 +16,27 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _quit_now(module: str) -> None:
+    print(f"{module.rsplit('.', 1)[-1]}: interrupted while starting", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    # Leave without running destructors: a half-built renderer or DDS participant torn down at
+    # interpreter exit would print errors about a context that no longer exists.
+    os._exit(0)
+
+
 def _run(module: str) -> int:
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGINT raises KeyboardInterrupt by default
+    # While the heavy imports run, a signal ends the process at once: an exception raised into a
+    # C extension's import can surface as an unrelated error.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: _quit_now(module))
+    main = importlib.import_module(module).main
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return int(importlib.import_module(module).main() or 0)
-    except KeyboardInterrupt:
-        print(f"{module.rsplit('.', 1)[-1]}: interrupted while starting", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        # Leave without running destructors: a half-built renderer or DDS participant torn down at
-        # interpreter exit would print errors about a context that no longer exists.
-        os._exit(0)
+        return int(main() or 0)
+    except KeyboardInterrupt:  # before the node's own handlers were installed
+        _quit_now(module)
+        return 0
 
 
 def sim_node() -> int:
