@@ -621,6 +621,10 @@ def read_episodes(paths: Sequence[str | Path], topics: BagTopics | None = None, 
     """Read every bag and return its synchronised episodes. ``joints``: the wanted joint-state
     columns in order (``JointLayout.from_robot``); None takes each bag's first JointState names."""
     topics = topics or BagTopics()
+    named: dict[str, str] = {}
+    for key, name in vars(topics).items():
+        if name and named.setdefault(name, key) != key:
+            raise BagError(f"topics {named[name]} and {key} both name {name}; each stream needs its own topic")
     stats = SyncStats()
     episodes: list[Episode] = []
     for p in map(Path, paths):
