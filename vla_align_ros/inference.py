@@ -20,11 +20,15 @@ import numpy as np
 import torch
 
 from .data.gripper_events import GripperEvents, gripper_opening
+from .frame_graph import CudaGraphBackend, FrameGraph, mark_cached
 from .data.pseudo_masks import mask_from_peak
 from .model.checkpoint import load_checkpoint
 from .model.text import TextOutput
 from .model.trimodal import TrimodalModel
 from .text_input import split_steps, validate_instruction
+
+
+PRECISIONS = ("fp32", "bf16_autocast", "bf16")
 
 
 @dataclass
@@ -63,8 +67,15 @@ class InferenceSession:
     policy nodes share it when they run in one process, so nothing is encoded twice."""
 
     def __init__(self, checkpoint: str | Path | TrimodalModel, device: str = "cpu", cache_size: int = 32,
-                 threads: int = 0, grow_masks: bool = True) -> None:
+                 threads: int = 0, grow_masks: bool = True, precision: str = "fp32", graphs: bool | None = None,
+                 log: Any = None) -> None:
+        """``precision``: fp32, bf16_autocast (fp32 weights, bf16 matmuls) or bf16 (bf16 weights
+        and autocast). ``graphs``: replay the per-frame forward from a CUDA graph (None: on CUDA
+        only); captures, replays and fallbacks are in ``graph_stats()``."""
         self.device = resolve_device(device)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}: use one of {', '.join(PRECISIONS)}")
+        self.precision = precision
         # The published mask: the region grown from the map's peak (data.pseudo_masks), or the
         # map's own logits > 0 (False).
         self.grow_masks = grow_masks
@@ -72,6 +83,8 @@ class InferenceSession:
         # the checkpoint folder (what policies read beside the weights, e.g. skills.json); None for a model object
         self.checkpoint_dir = None if isinstance(checkpoint, TrimodalModel) else Path(checkpoint)
         self.model: TrimodalModel = model.to(self.device).eval()
+        if precision == "bf16":
+            self.model.to(torch.bfloat16)
         self.cache_size = cache_size
         self._cache: OrderedDict[str, EncodedInstruction] = OrderedDict()
         self._phrases: dict[tuple[str, ...], TextOutput] = {}  # object phrases of locate(), encoded once
@@ -88,12 +101,19 @@ class InferenceSession:
         self._threads = threads  # torch CPU threads of the inference thread (0: torch's default)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vla-inference",
                                           initializer=self._on_worker_start)
-        # CUDA: bf16 autocast, and frames copied through one pinned host buffer per shape so the
-        # upload is asynchronous; the only synchronisation is reading the results back.
-        self.amp = self.device.type == "cuda"
+        # CUDA: frames copied through one pinned host buffer per shape so the upload is
+        # asynchronous; the only synchronisation is reading the results back.
+        use_graphs = self.device.type == "cuda" if graphs is None else graphs
+        if use_graphs and self.device.type != "cuda":
+            raise ValueError("graphs=True needs a CUDA device")
+        self.graph: FrameGraph | None = FrameGraph(CudaGraphBackend(), on_event=log) if use_graphs else None
         self._pinned: dict[tuple[int, ...], torch.Tensor] = {}
         self.profile = False  # True: synchronise between stages so last_timing splits them exactly
-        self.last_timing: dict[str, float] = {}  # ms of the last model call: encode, heads
+        self.last_timing: dict[str, float] = {}  # ms of the last model call (encode, heads: with profile)
+
+    def graph_stats(self) -> dict[str, Any] | None:
+        """CUDA graph captures, replays, eager fallbacks (None: graphs are off)."""
+        return None if self.graph is None else self.graph.stats.as_dict()
 
     def _on_worker_start(self) -> None:
         self._worker_ident = threading.get_ident()
@@ -185,8 +205,7 @@ class InferenceSession:
         m = self.model
         key = tuple(names) + tuple(r for r in rivals if r not in names)  # the named objects first
         txt = self._encoded(key, [object_name_phrase(n) for n in key])
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
-        with amp:
+        with self._amp():
             vis = m.encode_image(self._upload(image)).select(torch.zeros(len(key), dtype=torch.long,
                                                                           device=self.device))  # P copies
             roles = (0, 1) if places and m.cfg.heads.role_pool else (0,)
@@ -209,9 +228,8 @@ class InferenceSession:
 
         m = self.model
         txt = self._encoded(("steps",) + steps, list(steps))
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
         roles = (0, 1) if m.cfg.heads.role_pool else (0,)
-        with amp:
+        with self._amp():
             vis = m.encode_image(self._upload(image)).select(torch.zeros(len(steps), dtype=torch.long,
                                                                           device=self.device))  # K copies
             maps = [m.ground(vis, txt, image.shape[:2], role=r).mask_logits.float().cpu().numpy() for r in roles]
@@ -247,51 +265,102 @@ class InferenceSession:
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
 
+    def _amp(self) -> Any:
+        """The autocast context of this session's precision."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def _frame_fn(self, has_state: bool, has_events: bool, has_words: tuple[bool, bool],
+                  marks: list[float] | None = None) -> Any:
+        """The device part of one frame as a function of tensors only (what a capture records):
+        (image (1, H, W, 3) uint8, [state (1, S) normalised], [events (1, 2)], last step (1,) long,
+        *instruction tensors) -> (step probs (K,), mask logits (H, W), actions (Hc, A), score (1,),
+        progress (1,)), all float32. ``marks``: the time after the vision encoder is appended there
+        (profiling, never under a capture)."""
+        m = self.model
+
+        def fn(*xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            it = iter(xs)
+            image = next(it)
+            s = next(it) if has_state else None
+            events = next(it) if has_events else None
+            last = next(it)
+            tokens = _text_from(it, has_words[0])
+            step_emb = next(it)
+            step_tokens = _text_from(it, has_words[1])
+            h, w = image.shape[1:3]
+            with self._amp():
+                vis = m.encode_image(image)
+                if marks is not None:
+                    marks.append(self._mark())
+                emb_v = m.proj_vision(vis.pooled)  # (1, D)
+                k = step_emb.shape[1]
+                st = m.active_step(emb_v, s, step_emb, torch.ones(1, k, dtype=torch.bool, device=image.device),
+                                   events)
+                # The heads read the active step's phrase (heads.ground_steps), chosen on the device:
+                # this frame's best step, never going back (as on the host).
+                head = m.step_text(step_tokens, st.step_logits.argmax(-1).clamp(min=last)) \
+                    if m.cfg.heads.ground_steps else tokens
+                g = m.ground(vis, head, (h, w))
+                chunk = m.denormalize_actions(m.act(vis, head, s).float())[0]  # (Hc, A)
+            return (st.step_logits.float().softmax(-1)[0], g.mask_logits[0].float(), chunk.float(),
+                    g.score.float().reshape(1), st.progress.float().reshape(1))
+
+        return fn
+
     @torch.no_grad()
     def _step(self, image: np.ndarray, state: np.ndarray | None) -> FrameResult:
         if self._instruction is None:
             raise RuntimeError("no instruction yet: call set_instruction first")
         m, enc = self.model, self._instruction
         h, w = image.shape[:2]
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
         t0 = self._mark()
-        with amp:
-            vis = m.encode_image(self._upload(image))
-            t1 = self._mark()
-            s = None
-            if state is not None and m.cfg.action.state_dim > 0:
-                if np.shape(state) != (m.cfg.action.state_width,):
-                    raise ValueError(f"state has shape {np.shape(state)}; the model reads {m.cfg.action.state_width} "
-                                     f"values ({m.cfg.action.state_dim} positions"
-                                     f"{', then their velocities' if m.cfg.action.velocity else ''})")
-                s = m.normalize_state(torch.as_tensor(np.asarray(state, dtype=np.float32), device=self.device)[None])
-            events = None
-            if m.cfg.heads.ground_steps and state is not None and m.cfg.action.gripper_dims > 0:
-                positions = np.asarray(state, dtype=np.float32)[: m.cfg.action.state_dim]
-                counts = self._gripper.update(float(gripper_opening(positions, m.cfg.action.gripper_dims)))
-                events = torch.tensor([counts], dtype=torch.float32, device=self.device)  # (1, 2)
-            emb_v = m.proj_vision(vis.pooled)  # (1, D)
-            k = enc.step_emb.shape[1]
-            st = m.active_step(emb_v, s, enc.step_emb, torch.ones(1, k, dtype=torch.bool, device=self.device), events)
-            # The heads read the active step's phrase (heads.ground_steps), chosen on the device:
-            # this frame's best step, never going back (as below, on the host).
-            head = enc.tokens
-            if m.cfg.heads.ground_steps:
-                # (bounded by this instruction's steps: a frame of the previous one may have moved it)
-                last = min(self._last_step, k - 1)
-                head = m.step_text(enc.step_tokens, st.step_logits.argmax(-1).clamp(min=last))
-            g = m.ground(vis, head, (h, w))
-            chunk = m.denormalize_actions(m.act(vis, head, s).float())[0]  # (H, A)
-        probs = st.step_logits.float().softmax(-1)[0]
-        logits = g.mask_logits[0].float()
-        peak = int(logits.flatten().argmax())
+        s = events = None
+        if state is not None and m.cfg.action.state_dim > 0:
+            if np.shape(state) != (m.cfg.action.state_width,):
+                raise ValueError(f"state has shape {np.shape(state)}; the model reads {m.cfg.action.state_width} "
+                                 f"values ({m.cfg.action.state_dim} positions"
+                                 f"{', then their velocities' if m.cfg.action.velocity else ''})")
+            s = m.normalize_state(torch.as_tensor(np.asarray(state, dtype=np.float32), device=self.device)[None])
+        if m.cfg.heads.ground_steps and state is not None and m.cfg.action.gripper_dims > 0:
+            positions = np.asarray(state, dtype=np.float32)[: m.cfg.action.state_dim]
+            counts = self._gripper.update(float(gripper_opening(positions, m.cfg.action.gripper_dims)))
+            events = torch.tensor([counts], dtype=torch.float32, device=self.device)  # (1, 2)
+        k = enc.step_emb.shape[1]
+        # (bounded by this instruction's steps: a frame of the previous one may have moved it)
+        last = torch.tensor([min(self._last_step, k - 1)], dtype=torch.long, device=self.device)
+        inputs = [self._upload(image)] + [x for x in (s, events) if x is not None] + [last] \
+            + _text_tensors(enc.tokens) + [mark_cached(enc.step_emb)] + _text_tensors(enc.step_tokens)
+        words = (enc.tokens.words is not None, enc.step_tokens.words is not None)
+        marks: list[float] | None = [] if self.profile else None
+        fn = self._frame_fn(s is not None, events is not None, words, marks)
+        if self.graph is not None and marks is None:
+            key = (s is not None, events is not None, words) + tuple((tuple(x.shape), x.dtype) for x in inputs)
+            out = self.graph(key, fn, *inputs)
+        else:
+            out = fn(*inputs)
         # The one synchronisation: results to the host for publishing.
-        res_probs, res_logits, res_chunk = probs.cpu().numpy(), logits.cpu().numpy(), chunk.cpu().numpy()
-        self.last_timing = {"encode_ms": (t1 - t0) * 1e3, "heads_ms": (time.perf_counter() - t1) * 1e3}
+        res_probs, res_logits, res_chunk, score, progress = (x.cpu().numpy() for x in out)
+        t2 = time.perf_counter()
+        self.last_timing = {"model_ms": (t2 - t0) * 1e3}
+        if marks:
+            self.last_timing.update(encode_ms=(marks[0] - t0) * 1e3, heads_ms=(t2 - marks[0]) * 1e3)
+        peak = int(res_logits.argmax())
         # Online form of the monotonic decoding used offline: the step only moves forward.
         step = max(int(res_probs.argmax()), min(self._last_step, len(res_probs) - 1))
         self._last_step = step
         mask = mask_from_peak(image, res_logits) if self.grow_masks else res_logits > 0
-        return FrameResult(mask=mask, mask_logits=res_logits, score=float(g.score[0]),
+        return FrameResult(mask=mask, mask_logits=res_logits, score=float(score[0]),
                            peak=(peak // w, peak % w), step_index=step, step_probs=res_probs,
-                           progress=float(st.progress[0]), actions=res_chunk)
+                           progress=float(progress[0]), actions=res_chunk)
+
+
+def _text_tensors(t: TextOutput) -> list[torch.Tensor]:
+    """A TextOutput as a flat list of tensors (``_text_from`` reads it back)."""
+    return [mark_cached(t.tokens), mark_cached(t.mask), mark_cached(t.pooled)] + \
+        ([mark_cached(t.words)] if t.words is not None else [])
+
+
+def _text_from(it: Any, has_words: bool) -> TextOutput:
+    return TextOutput(next(it), next(it), next(it), next(it) if has_words else None)
