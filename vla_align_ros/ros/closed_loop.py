@@ -81,7 +81,9 @@ class Processes:
 def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10, seed: int = 5000,
                     hold_out: Sequence[str] = ("target=yellow_plate",), timeout_s: float = 30.0,
                     image_size: int = 96, strip_frames: int = 8, progress: bool = True,
-                    policy: str = "affordance", split: str = "any") -> dict[str, Any]:
+                    policy: str = "affordance", split: str = "any", command_mode: str = "twist") -> dict[str, Any]:
+    """``episodes`` episodes of ``split`` from ``seed`` with the three nodes over DDS; policy_node
+    runs ``policy`` and sends ``command_mode`` commands ('twist' or 'joint_trajectory')."""
     import rclpy
     from rclpy.node import Node
     from sensor_msgs.msg import Image
@@ -102,7 +104,7 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
                                                       "seed": seeds[0], "announce_instruction": True}))
     procs.start("perception_node", node_command("perception_node", {"checkpoint": str(checkpoint), "autostart": True}))
     procs.start("policy_node", node_command("policy_node", {"checkpoint": str(checkpoint), "autostart": True,
-                                                            "policy": policy,
+                                                            "policy": policy, "command_mode": command_mode,
                                                             "robot": "panda_sim"}))
     rclpy.init()
     node = Node("vla_align_closed_loop")
@@ -126,7 +128,8 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
     strip: list[np.ndarray] = []
     try:
         deadline = time.monotonic() + 120.0  # model loading on a busy machine
-        while time.monotonic() < deadline and (reset.get_subscription_count() == 0 or not _nodes_ready(node)):
+        while time.monotonic() < deadline and (reset.get_subscription_count() == 0 or
+                                               not _nodes_ready(node, command_mode)):
             procs.check()
             rclpy.spin_once(node, timeout_sec=0.1)
         bar = tqdm(range(episodes), desc="closed loop", disable=not progress, dynamic_ncols=True)
@@ -160,6 +163,7 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
     summary = summarise(outcomes)
     summary["exit_codes"] = codes
     summary["policy"] = policy
+    summary["command_mode"] = command_mode
     summary["split"] = split
     (out / "closed_loop.json").write_text(json.dumps({"summary": summary, "episodes": [asdict(o) for o in outcomes]},
                                                      indent=2))
@@ -168,10 +172,14 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
     return {**summary, "episodes": [asdict(o) for o in outcomes]}
 
 
-def _nodes_ready(node: Any) -> bool:
+COMMAND_TOPICS = {"twist": "/servo_node/delta_twist_cmds",
+                  "joint_trajectory": "/joint_trajectory_controller/joint_trajectory"}
+
+
+def _nodes_ready(node: Any, command_mode: str = "twist") -> bool:
     names = {n for n, _ in node.get_node_names_and_namespaces()}
     return {"sim_node", "perception_node", "policy_node"} <= names and \
-        node.count_publishers("/perception_node/overlay") > 0 and node.count_publishers("/servo_node/delta_twist_cmds") > 0
+        node.count_publishers("/perception_node/overlay") > 0 and node.count_publishers(COMMAND_TOPICS[command_mode]) > 0
 
 
 def summarise(outcomes: Sequence[EpisodeOutcome]) -> dict[str, Any]:

@@ -41,12 +41,14 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Float64, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from ..control import EStopLatch, SafetyCounters, TwistLimits, Watchdog, filter_gripper, filter_joint_target, filter_twist
+from ..control import (EStopLatch, JointTargetStream, SafetyCounters, TwistLimits, Watchdog, filter_gripper,
+                       filter_twist, stream_limits)
 from ..control.freshness import StampFilter
-from ..control.safety import JointLimits, Outcome, joint_indices
+from ..control.safety import FilterResult, Outcome, joint_indices
 from ..data.joint_state import VelocityTracker, model_state
 from ..image_conv import ImageError, image_to_array
-from ..policies import DEFAULT_POLICY, POLICIES, Observation, Refusal, RobotInterface, make_policy
+from ..model.action_space import EE_TWIST_GRIPPER, JOINT_DELTA, check_command_mode
+from ..policies import DEFAULT_POLICY, EE_TWIST, POLICIES, Observation, Refusal, RobotInterface, make_policy
 from ..text_input import InstructionError, InstructionGate
 from .model_node import ModelLifecycleNode
 from .params import describe
@@ -130,7 +132,10 @@ class PolicyNode(ModelLifecycleNode):
         self._arm_q: np.ndarray | None = None
         if self._velocity is not None:
             self._velocity.reset()
-        self._chunk: tuple[np.ndarray, float] | None = None  # ((H, A), monotonic of its image)
+        # ((H, A), monotonic of its image, its action space, its dimension names)
+        self._chunk: tuple[np.ndarray, float, str, tuple[str, ...]] | None = None
+        if getattr(self, "stream", None) is not None:
+            self.stream.reset()
         self._prev_cmd: np.ndarray | None = None
         self._moving = False  # the last thing sent was a motion command (so a hold is owed on stale input)
         self.counters = SafetyCounters()
@@ -187,10 +192,10 @@ class PolicyNode(ModelLifecycleNode):
         # The control timer's kinematics (workspace check, joint targets); the policy has its own
         # (inference thread), so the two never share Pinocchio's data.
         self.kin = self.robot_cfg.kinematics()
-        lower, upper = self.kin.limits(self.p_joint_names)  # unknown joint names: a clear error here
-        dt = 1.0 / self.p_rate
-        self.joint_limits = JointLimits(self.p_joint_names, lower.tolist(), upper.tolist(),
-                                        [2.0] * len(self.p_joint_names), max_step=2.0 * dt)
+        # joint_trajectory mode streams targets from its own reference (control.joint_stream);
+        # unknown joint names are a clear error here
+        self.joint_limits = stream_limits(self.kin, self.p_joint_names, 1.0 / self.p_rate)
+        self.stream = JointTargetStream(self.kin, self.p_joint_names, self.joint_limits)
         if self.p_js_wait > 0:
             self._check_joint_states(self.p_js_wait)
         self._load_session()
@@ -204,6 +209,13 @@ class PolicyNode(ModelLifecycleNode):
                                     self.robot_cfg.table_z, float(self.p_gripper[1]), float(self.p_gripper[0]))
         self._camera_parts: dict[str, Any] = {"tf": {}}  # camera_info's k, hw, frame; /tf_static's edges
         self.policy = make_policy(self.p_policy, self.session, self.robot)
+        if self.p_policy == "chunk":
+            # the chunk policy sends the model's own actions: they must be in a space this
+            # command mode carries (a joint-delta model cannot drive a servo, nor a twist model
+            # a trajectory controller); the other policies emit twists that joint mode converts by IK
+            check_command_mode(self.policy.space, self.p_mode, self.p_joint_names)
+            self.get_logger().info(f"checkpoint action space: {self.policy.space.describe()} "
+                                   f"({self.policy.space_source}); sent as {self.p_mode}")
         self.watchdog = Watchdog(["image", "model"], self.p_timeout)
         self.stamps = StampFilter(self.p_image_age, self.p_future)
         self.gate = InstructionGate(self.p_instr_interval)
@@ -491,7 +503,7 @@ class PolicyNode(ModelLifecycleNode):
                 self._send_hold("non-finite action chunk")
                 return
             with self._lock:
-                self._chunk = (actions, received)
+                self._chunk = (actions, received, chunk.space, tuple(chunk.dims[: actions.shape[1]]))
             self.watchdog.feed("model", time.monotonic())
             self._publish_chunk(msg, chunk)
 
@@ -544,42 +556,68 @@ class PolicyNode(ModelLifecycleNode):
             if self._moving:
                 self._send_hold(f"stale: {', '.join(stale)}")
             return
-        action = chunk[0][k]
-        self._command(action[:6], float(action[6]) if action.shape[0] > 6 else None)
+        self._command(chunk[0][k], chunk[2], chunk[3])
 
-    def _command(self, twist: np.ndarray, gripper: float | None) -> None:
+    def _command(self, row: np.ndarray, space: str, dims: tuple[str, ...]) -> None:
+        """One chunk row to the arm. A twist row ([vx vy vz wx wy wz], gripper) goes through the
+        twist filter, then out as a TwistStamped, or in joint_trajectory mode through the IK
+        joint stream; a joint_delta row (measured + deltas) only ever as a joint target. A row
+        in a space this mode cannot carry, or unknown, is never sent: the arm holds."""
         dt = 1.0 / self.p_rate
         q = self._arm_q
-        ee = self.kin.ee_pose(q, self.p_joint_names)[0]
-        r = filter_twist(twist, ee, self._prev_cmd, self.twist_limits, dt)
-        self.counters.add(r)
-        if r.outcome is Outcome.DROPPED:
-            self._send_hold(f"dropped command ({', '.join(r.reasons)})")
-            return
-        stamp = self.get_clock().now().to_msg()
-        if self.p_mode == "twist":
-            msg = TwistStamped()
-            msg.header.stamp, msg.header.frame_id = stamp, self.robot_cfg.base_frame
-            (msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z, msg.twist.angular.x, msg.twist.angular.y,
-             msg.twist.angular.z) = (float(v) for v in r.command)
-            self.pub_twist.publish(msg)
-        else:
-            target = q + self.kin.twist_to_joint_delta(q, self.p_joint_names, r.command, dt)
-            jr = filter_joint_target(target, q, None, self.joint_limits, dt)
-            self.counters.add(jr)
-            if jr.outcome is Outcome.DROPPED:
-                self._send_hold("dropped joint target")
+        n_joints = len(self.p_joint_names)
+        if space == JOINT_DELTA:
+            if self.p_mode != "joint_trajectory":  # configure refuses this; a hold, never a twist
+                self._count_hold("action_space_mismatch", f"a {space} chunk cannot be sent as a twist")
                 return
-            self._publish_joint_target(jr.command, dt)
-        self._prev_cmd = r.command
+            jr = self.stream.from_delta(row[:n_joints], q, dt)
+            if not self._send_joint_result(jr, dt):
+                return
+            grip = n_joints
+        elif space in (EE_TWIST, EE_TWIST_GRIPPER):
+            ee = self.kin.ee_pose(q, self.p_joint_names)[0]
+            r = filter_twist(row[:6], ee, self._prev_cmd, self.twist_limits, dt)
+            self.counters.add(r)
+            if r.outcome is Outcome.DROPPED:
+                self._send_hold(f"dropped command ({', '.join(r.reasons)})")
+                return
+            if self.p_mode == "twist":
+                msg = TwistStamped()
+                msg.header.stamp, msg.header.frame_id = self.get_clock().now().to_msg(), self.robot_cfg.base_frame
+                (msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z, msg.twist.angular.x,
+                 msg.twist.angular.y, msg.twist.angular.z) = (float(v) for v in r.command)
+                self.pub_twist.publish(msg)
+            elif not self._send_joint_result(self.stream.from_twist(r.command, q, dt), dt):
+                return
+            self._prev_cmd = r.command
+            grip = 6
+        else:
+            self._count_hold("action_space_unknown", f"chunk in action space {space!r}: not sent")
+            return
         self._moving = True
+        gripper = float(row[grip]) if row.shape[0] > grip and (len(dims) <= grip or dims[grip] == "gripper") else None
         if gripper is not None:
             g = filter_gripper(gripper, *self.p_gripper)
             self.counters.add(g)
             if g.command is not None:
                 self.pub_gripper.publish(Float64(data=float(g.command[0])))
 
+    def _send_joint_result(self, jr: FilterResult, dt: float) -> bool:
+        """Publish a joint-target filter result; a dropped one is a hold. Whether it went out."""
+        self.counters.add(jr)
+        if jr.outcome is Outcome.DROPPED:
+            self._send_hold(f"dropped joint target ({', '.join(jr.reasons)})")
+            return False
+        self._publish_joint_target(jr.command, dt)
+        return True
+
+    def _count_hold(self, reason: str, why: str) -> None:
+        self.counters.counts[reason] = self.counters.counts.get(reason, 0) + 1
+        self._send_hold(why)
+
     def _publish_joint_target(self, q: np.ndarray, dt: float) -> None:
+        """One point ``dt`` after the header stamp (now): joint_trajectory_controller reaches it by
+        the end of this control period and the next cycle's trajectory replaces it."""
         msg = JointTrajectory()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.joint_names = list(self.p_joint_names)
@@ -598,6 +636,7 @@ class PolicyNode(ModelLifecycleNode):
         elif self._arm_q is not None:
             self._publish_joint_target(self._arm_q, 1.0 / self.p_rate)
         self._prev_cmd = None
+        self.stream.reset()  # motion after a hold starts from the measured position again
         self._moving = False
         self.get_logger().warning(f"hold: {why}", throttle_duration_sec=1.0)
 

@@ -25,8 +25,8 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Float64, Int32, String
 from trajectory_msgs.msg import JointTrajectory
 
-from ..sim.commands import (CommandRejected, JointTrajectoryPlan, RejectionCounter, check_gripper,
-                            check_joint_trajectory, check_twist)
+from ..sim.commands import (ActiveTrajectory, CommandRejected, RejectionCounter, check_gripper,
+                            check_joint_trajectory, check_twist, start_trajectory)
 from ..sim.env import TabletopEnv
 from ..sim.record import FINGER_NAMES
 from ..sim.scene import JOINT_NAMES, OBJECTS
@@ -68,9 +68,7 @@ class SimNode(Node):
         self.rejections = RejectionCounter()
         self._twist: np.ndarray | None = None
         self._twist_wall = 0.0
-        self._trajectory: JointTrajectoryPlan | None = None
-        self._traj_start_time = 0.0
-        self._traj_start_q = np.zeros(7)
+        self._trajectory: ActiveTrajectory | None = None
         self._episode = 0
         self._camera_every = max(1, int(round(self.control_rate / self.camera_rate)))
 
@@ -157,6 +155,10 @@ class SimNode(Node):
         self._trajectory = None
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
+        """joint_trajectory_controller semantics: time_from_start counts from the header stamp (a
+        zero stamp: now), the motion starts from the position currently commanded, and a
+        trajectory that ended before it arrived is rejected (``late``) while the current one goes
+        on. A malformed one (names, sizes, NaN, limits, time order) is rejected and the arm holds."""
         try:
             plan = check_joint_trajectory(
                 list(msg.joint_names),
@@ -165,10 +167,24 @@ class SimNode(Node):
         except CommandRejected as err:
             self._reject("joint_trajectory", err)
             return
-        self._trajectory = plan
-        self._traj_start_time = self.env.time
-        self._traj_start_q = self.env.joint_positions()
+        try:
+            active = start_trajectory(plan, self.env.time, self._stamp_offset(msg.header.stamp), self.env.q_target)
+        except CommandRejected as err:  # late: keep executing what the arm has (no hold, no jump)
+            n = self.rejections.add("joint_trajectory", err.reason)
+            self.get_logger().warning(f"rejected joint_trajectory command ({err.reason}, #{n}): {err}",
+                                      throttle_duration_sec=1.0)
+            return
+        self._trajectory = active
         self._twist = None
+
+    def _stamp_offset(self, stamp) -> float:
+        """A header stamp -> simulation seconds from now (0 for a zero stamp). The node's clock is
+        wall time unless use_sim_time; wall seconds pass ``realtime_factor`` times as fast here."""
+        ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        if ns == 0:
+            return 0.0
+        offset = (ns - self.get_clock().now().nanoseconds) * 1e-9
+        return offset if self.get_parameter("use_sim_time").value else offset * self.realtime
 
     def _on_gripper(self, msg: Float64) -> None:
         try:
@@ -188,7 +204,7 @@ class SimNode(Node):
             else:
                 env.command_twist(self._twist)
         elif self._trajectory is not None:
-            env.command_joints(self._trajectory.sample(env.time - self._traj_start_time, self._traj_start_q))
+            env.command_trajectory(self._trajectory)
         env.step()
         stamp = self._stamp()
         self.pub_clock.publish(Clock(clock=stamp))

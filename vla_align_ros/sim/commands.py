@@ -59,6 +59,44 @@ class JointTrajectoryPlan:
         return np.array([np.interp(t, times, pts[:, j]) for j in range(pts.shape[1])])
 
 
+@dataclass
+class ActiveTrajectory:
+    """A JointTrajectory being executed the way joint_trajectory_controller runs one:
+    ``time_from_start`` counts from ``start_time`` (the header stamp; a zero stamp means on
+    receipt), the stretch before the first point interpolates from ``start_q`` (the position the
+    arm was *commanded* to when the trajectory arrived, so a stream of short trajectories
+    continues the motion instead of restarting from the lagging measured position), and the last
+    point is held once reached."""
+
+    plan: JointTrajectoryPlan
+    start_time: float  # simulation seconds at which time_from_start is zero
+    start_q: np.ndarray  # (7,) commanded position when it arrived
+
+    @property
+    def end_time(self) -> float:
+        return self.start_time + float(self.plan.times[-1])
+
+    def target(self, t: float) -> np.ndarray:
+        """The desired joint positions at simulation time ``t`` (a control period's end)."""
+        return self.plan.sample(t - self.start_time, self.start_q)
+
+
+def start_trajectory(plan: JointTrajectoryPlan, now: float, stamp_offset: float,
+                     commanded_q: np.ndarray) -> ActiveTrajectory:
+    """``plan`` received at simulation time ``now``, its header stamp ``stamp_offset`` seconds from
+    now (negative: stamped in the past; 0 for a zero stamp). A trajectory whose every point lies
+    in the past is rejected (``late``), as joint_trajectory_controller rejects it; the caller then
+    keeps executing what it had."""
+    start = now + float(stamp_offset)
+    active = ActiveTrajectory(plan, start, np.asarray(commanded_q, dtype=float).copy())
+    if not np.isfinite(start):
+        raise CommandRejected("non_finite", f"header stamp offset {stamp_offset}")
+    if active.end_time <= now:
+        raise CommandRejected("late", f"the trajectory ended {now - active.end_time:.3f} s before it arrived "
+                                      f"(stamp {stamp_offset:+.3f} s, last point at {plan.times[-1]:.3f} s)")
+    return active
+
+
 def check_joint_trajectory(names: Sequence[str], points: Sequence[tuple[Sequence[float], float]],
                            expected_names: Sequence[str], lower: np.ndarray, upper: np.ndarray) -> JointTrajectoryPlan:
     """names: the message's joint names; points: (positions, time_from_start seconds)."""

@@ -10,6 +10,7 @@ import numpy as np
 
 from .scene import (CUBE_HALF, GRIPPER_MAX, OBJECT_AREA_HIGH, OBJECT_AREA_LOW, OBJECTS, PARKING, PLATE_HALF_HEIGHT,
                     WORKSPACE_HIGH, WORKSPACE_LOW, build_model, camera_intrinsics)
+from .commands import ActiveTrajectory
 from .kinematics import DOWN, ArmKinematics
 from .randomisation import (Randomisation, apply_randomisation, capture_appearance, check_profile, no_randomisation,
                             randomisation_rng, sample_randomisation)
@@ -163,6 +164,13 @@ class TabletopEnv:
 
     def command_joints(self, q: np.ndarray) -> None:
         self.q_target = np.clip(np.asarray(q, dtype=float), self.kin.lo, self.kin.hi)
+
+    def command_trajectory(self, trajectory: "ActiveTrajectory") -> None:
+        """Follow a joint trajectory for the coming control period: the target is where the
+        trajectory says the arm should be at the period's end (sampling at its start would
+        command the position the arm already has, and a stream of one-period trajectories would
+        never move it)."""
+        self.command_joints(trajectory.target(self.time + self.control_dt))
 
     def command_gripper(self, width: float) -> None:
         self.gripper_target = float(np.clip(width, 0.0, GRIPPER_MAX))

@@ -28,7 +28,10 @@ SPLITS = ("seen", "held_out", "multi_step", "paraphrase", "must_not_move")
 
 def evaluate_policies(checkpoint: str | Path, policies: Sequence[str], out: str | Path, episodes: int = 50,
                       multi_step_episodes: int = 30, splits: Sequence[str] = SPLITS, seed: int = 5000,
-                      image_size: int = 96, log: Callable[[str], None] = print) -> dict[str, Any]:
+                      image_size: int = 96, log: Callable[[str], None] = print,
+                      command_mode: str = "twist") -> dict[str, Any]:
+    """``command_mode``: how the commands reach the simulated arm, as policy_node's parameter of
+    that name sends them ('twist' or 'joint_trajectory'; ``rollout.SimCommandPath``)."""
     from ..inference import InferenceSession
     from ..policies import make_policy
     from .env import TabletopEnv
@@ -59,7 +62,7 @@ def evaluate_policies(checkpoint: str | Path, policies: Sequence[str], out: str 
                 out_rows = []
                 for i, s in enumerate(split_seeds):
                     text = instruction(i) if instruction is not None else None
-                    out_rows.append(run_episode(policy, env, robot, s, text, state=state))
+                    out_rows.append(run_episode(policy, env, robot, s, text, state=state, command_mode=command_mode))
                 rows[f"{name}/{key}"] = [result_row(r) for r in out_rows]
                 res[key] = summarise(out_rows)
                 log(f"[rollout] {name:10s} {key:22s} {res[key]['success']}/{res[key]['episodes']} succeeded, "
@@ -94,11 +97,13 @@ def evaluate_policies(checkpoint: str | Path, policies: Sequence[str], out: str 
             policy.close()
         if "seen" in splits and policies:  # one picture of the first policy on the first seen episode
             policy = make_policy(policies[0], session, robot)
-            r = run_episode(policy, env, robot, seeds["seen"][0], frames_every=4, state=state)
+            r = run_episode(policy, env, robot, seeds["seen"][0], frames_every=4, state=state,
+                            command_mode=command_mode)
             write_strip(r.frames, out / "episode_strip.png", 8, f"{policies[0]}: {r.instruction!r} "
                                                                  f"({'success' if r.success else 'failure'})")
     session.close()
-    summary = {"checkpoint": str(run), "hold_out": hold_out, "seed": seed, "table": table}
+    summary = {"checkpoint": str(run), "hold_out": hold_out, "seed": seed, "command_mode": command_mode,
+               "table": table}
     (out / "rollouts.json").write_text(json.dumps({**summary, "episodes": rows}, indent=1))
     (out / "rollouts.md").write_text(markdown_table(table) + "\n")
     return summary

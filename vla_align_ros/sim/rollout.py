@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..control.joint_stream import JointTargetStream, stream_limits
 from ..control.safety import Outcome, TwistLimits, filter_gripper, filter_twist
 from ..data.bag_dataset import task_matches_hold_out
 from ..data.joint_state import VelocityTracker, model_state
@@ -24,9 +25,12 @@ from ..policies.base import Observation, Policy, Refusal
 from ..policies.robot import RobotInterface
 from ..robots.camera import camera_from_info
 from ..robots.config import RobotConfig
+from .commands import check_joint_trajectory, start_trajectory
 from .env import TabletopEnv
+from .scene import JOINT_NAMES
 
 SPLITS = ("mixed", "any", "seen", "held_out", "multi_step")
+COMMAND_MODES = ("twist", "joint_trajectory")  # policy_node's command_mode values
 MOVED_M = 0.01  # the hand moved when it went further than this from where it started
 
 
@@ -86,15 +90,96 @@ def run_hold_out(run: Path, default: Sequence[str] = ("target=yellow_plate",)) -
     return list(found or default)
 
 
+class SimCommandPath:
+    """One chunk row from the policy to the simulated arm, as policy_node sends it and sim_node
+    executes it. ``twist``: the twist filter, then the simulator's servo (``command_twist``).
+    ``joint_trajectory``: the twist filter, the IK joint target streamed from the last target
+    (``control.JointTargetStream``: ``twist_to_joint_delta`` of the robot description, then the
+    joint-target filter), then the simulator following a one-point JointTrajectory of one control
+    period (``check_joint_trajectory``, ``start_trajectory``, ``command_trajectory``: sim_node's
+    code). A ``joint_delta`` row (a joint-space checkpoint) goes straight to the joint stream."""
+
+    def __init__(self, env: TabletopEnv, robot: RobotInterface, mode: str = "twist",
+                 limits: TwistLimits = TwistLimits(max_linear_change=0.08, max_angular_change=0.4)) -> None:
+        if mode not in COMMAND_MODES:
+            raise ValueError(f"command_mode={mode!r}: use one of {COMMAND_MODES}")
+        self.env, self.robot, self.mode, self.limits = env, robot, mode, limits
+        self.names = [n for n in robot.joint_names]
+        self.stream = JointTargetStream(robot.kinematics, self.names,
+                                        stream_limits(robot.kinematics, self.names, env.control_dt))
+        self._order = [JOINT_NAMES.index(n) for n in self.names]  # simulator joint order -> robot's
+        self.prev: np.ndarray | None = None
+        self.counts: dict[str, int] = {}
+
+    def reset(self) -> None:
+        self.prev = None
+        self.stream.reset()
+
+    def _count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def measured(self) -> np.ndarray:
+        return self.env.joint_positions()[self._order]
+
+    def _joint_target(self, q: np.ndarray) -> None:
+        dt = self.env.control_dt
+        plan = check_joint_trajectory(self.names, [(q.tolist(), dt)], JOINT_NAMES, self.env.kin.lo, self.env.kin.hi)
+        self.env.command_trajectory(start_trajectory(plan, self.env.time, 0.0, self.env.q_target))
+
+    def hold(self) -> None:
+        """Zero twist, or a trajectory to the measured joint positions."""
+        self._count("holds")
+        self.reset()
+        if self.mode == "twist":
+            self.env.command_twist(np.zeros(6))
+        else:
+            self._joint_target(self.measured())
+
+    def send(self, row: np.ndarray, space: str = "ee_twist") -> None:
+        """Command one control period of ``row`` (in ``space``), then the gripper (its last value
+        when the row has one beyond the arm's)."""
+        dt = self.env.control_dt
+        n_arm = len(self.names) if space == "joint_delta" else 6
+        if space == "joint_delta":
+            if self.mode != "joint_trajectory":
+                raise ValueError("a joint_delta chunk cannot be sent as twists (command_mode='twist')")
+            jr = self.stream.from_delta(row[:n_arm], self.measured(), dt)
+        else:
+            r = filter_twist(row[:6], self.env.ee_position(), self.prev, self.limits, dt)
+            if r.outcome is Outcome.DROPPED:
+                self._count("dropped")
+                self.hold()
+                return
+            self.prev = r.command
+            if self.mode == "twist":
+                self.env.command_twist(r.command)
+                jr = None
+            else:
+                jr = self.stream.from_twist(r.command, self.measured(), dt)
+        if jr is not None:
+            if jr.outcome is Outcome.DROPPED:
+                self._count("dropped_joint_target")
+                self.hold()
+                return
+            self._joint_target(np.asarray(jr.command))
+        g = filter_gripper(float(row[n_arm]), 0.0, 0.08) if len(row) > n_arm else None
+        if g is not None and g.command is not None:
+            self.env.command_gripper(float(g.command[0]))
+
+
 def run_episode(policy: Policy, env: TabletopEnv, robot: RobotInterface, seed: int,
                 instruction: str | Callable[[Any], str] | None = None,
                 family: str | None = None, max_steps: int = 600, steps_per_frame: int = 2, frames_every: int = 0,
                 state: SimJointState | None = None,
-                limits: TwistLimits = TwistLimits(max_linear_change=0.08, max_angular_change=0.4)) -> RolloutResult:
+                limits: TwistLimits = TwistLimits(max_linear_change=0.08, max_angular_change=0.4),
+                command_mode: str = "twist") -> RolloutResult:
     """One episode of ``policy`` on the layout and task of ``seed`` (and ``family``), saying
     ``instruction`` (default: the task's own; a callable makes it from the task). Success is
-    judged by the task's check. ``state``: the model's state for policies that read it (chunk)."""
+    judged by the task's check. ``state``: the model's state for policies that read it (chunk).
+    ``command_mode``: how policy_node would send the commands ('twist' or 'joint_trajectory',
+    see ``SimCommandPath``)."""
     t_wall = time.perf_counter()
+    path = SimCommandPath(env, robot, command_mode, limits)
     task = env.reset(seed=seed, family=family)
     text = instruction(task) if callable(instruction) else instruction or task.instruction
     res = RolloutResult(seed, task.family, text, False)
@@ -104,7 +189,6 @@ def run_episode(policy: Policy, env: TabletopEnv, robot: RobotInterface, seed: i
         res.detail = policy.reset(text)
     except Refusal as r:
         res.refused, res.detail, res.refused_after_s = r.reason, r.detail, 0.0
-    prev = None
     step = 0
     if state is not None:
         state.reset()
@@ -112,7 +196,7 @@ def run_episode(policy: Policy, env: TabletopEnv, robot: RobotInterface, seed: i
         rgb = env.render(segmentation=False).rgb
         if frames_every and (step // steps_per_frame) % frames_every == 0:
             res.frames.append(rgb.copy())
-        obs = Observation(rgb, env.joint_positions(), None if state is None else state(env), step * dt)
+        obs = Observation(rgb, path.measured(), None if state is None else state(env), step * dt)
         try:
             chunk = policy.act(obs)
         except Refusal as r:
@@ -122,21 +206,11 @@ def run_episode(policy: Policy, env: TabletopEnv, robot: RobotInterface, seed: i
         if chunk.phase == "done":
             break
         for k in range(steps_per_frame):
-            row = chunk.actions[min(k, len(chunk.actions) - 1)]
-            r = filter_twist(row[:6], env.ee_position(), prev, limits, dt)
-            if r.outcome is Outcome.DROPPED:
-                env.command_twist(np.zeros(6))
-                prev = None
-            else:
-                env.command_twist(r.command)
-                prev = r.command
-            g = filter_gripper(float(row[6]), 0.0, 0.08) if len(row) > 6 else None
-            if g is not None and g.command is not None:
-                env.command_gripper(float(g.command[0]))
+            path.send(chunk.actions[min(k, len(chunk.actions) - 1)], chunk.space)
             env.step()
             step += 1
             res.moved_m = max(res.moved_m, float(np.linalg.norm(env.ee_position() - ee0)))
-    env.command_twist(np.zeros(6))
+    path.hold()
     for _ in range(10):  # let things come to rest before judging
         env.step()
     res.moved_m = max(res.moved_m, float(np.linalg.norm(env.ee_position() - ee0)))
