@@ -114,49 +114,51 @@ def siglip_loss(
 
 
 class _ChunkedSiglip(torch.autograd.Function):
-    """SigLIP loss evaluated over column chunks of width c; saves only the inputs and
-    recomputes each (N, c) block in backward, so peak memory is O(N * c), not O(N * M).
+    """SigLIP loss evaluated over column chunks of width c, so peak memory is O(N * c), not
+    O(N * M). The loss is a scalar, so its gradients are computed in the same pass over the
+    blocks as its value (three matmuls per block, as the dense loss needs) and only scaled by
+    the incoming gradient in backward: no block is computed twice.
 
     Per block l = t x.y + b, with P the positives: the loss is sum softplus(l) - sum_P l (as
     -log sigmoid(z l) = softplus(l) - [z = +1] l), and its gradient d/dl = sigmoid(l) - [P].
-    Both are computed in place, so a block costs about two (N, c) buffers."""
+    A block costs two (N, c) buffers: the similarities and the logits, turned into d/dl in place."""
 
     @staticmethod
     def forward(ctx, x, y, logit_scale, bias, row_ids, col_ids, chunk: int):  # type: ignore[override]
         scale = logit_scale.exp()
-        total = x.new_zeros((), dtype=torch.float32 if x.dtype != torch.float64 else torch.float64)
+        acc = torch.float32 if x.dtype != torch.float64 else torch.float64
+        total = x.new_zeros((), dtype=acc)
+        need_grad = any(ctx.needs_input_grad[:4])
+        if need_grad:
+            gx, gy = torch.zeros_like(x), torch.zeros_like(y)
+            g_scale, g_bias = x.new_zeros((), dtype=acc), x.new_zeros((), dtype=acc)
+        n = x.shape[0]
         for j0 in range(0, y.shape[0], chunk):
-            logits = (x @ y[j0 : j0 + chunk].T).mul_(scale).add_(bias)  # (N, c)
+            yc = y[j0 : j0 + chunk]  # (c, D)
+            sim = x @ yc.T  # (N, c)
+            logits = sim * scale + bias  # (N, c)
             pos = row_ids[:, None] == col_ids[None, j0 : j0 + chunk]  # (N, c) bool
-            total = total + F.softplus(logits).sum(dtype=total.dtype) - logits[pos].sum(dtype=total.dtype)
-            del logits, pos
-        ctx.save_for_backward(x, y, logit_scale, bias, row_ids, col_ids)
-        ctx.chunk = chunk
-        return total / x.shape[0]
+            # masked sum without boolean indexing (which would synchronise with the host on a GPU)
+            total = total + F.softplus(logits).sum(dtype=acc) - torch.where(pos, logits, 0).sum(dtype=acc)
+            if need_grad:
+                g = logits.sigmoid_().sub_(pos.view(torch.uint8))  # dL/dl, in place of the logits
+                gx.add_(g @ yc)
+                gy[j0 : j0 + chunk] = g.T @ x
+                g_scale += torch.dot(g.reshape(-1), sim.reshape(-1)).to(acc)
+                g_bias += g.sum(dtype=acc)
+                del g
+            del sim, logits, pos
+        if need_grad:
+            # d/d logit_scale = scale * sum g * sim; d/dx and d/dy carry the factor scale
+            ctx.save_for_backward(gx.mul_(scale / n), gy.mul_(scale / n),
+                                  (g_scale * scale / n).reshape(logit_scale.shape).to(logit_scale.dtype),
+                                  (g_bias / n).reshape(bias.shape).to(bias.dtype))
+        return total / n
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        x, y, logit_scale, bias, row_ids, col_ids = ctx.saved_tensors
-        n = x.shape[0]
-        scale = logit_scale.exp()
-        gx = torch.zeros_like(x)
-        gy = torch.zeros_like(y)
-        g_scale = x.new_zeros(())
-        g_bias = x.new_zeros(())
-        w = grad_out / n
-        for j0 in range(0, y.shape[0], ctx.chunk):
-            yc = y[j0 : j0 + ctx.chunk]  # (c, D)
-            sim = x @ yc.T  # (N, c)
-            pos = row_ids[:, None] == col_ids[None, j0 : j0 + ctx.chunk]  # (N, c) bool
-            g = sim.mul(scale).add_(bias).sigmoid_()  # (N, c)
-            g.sub_(pos.view(torch.uint8)).mul_(w)  # dL/dl (the mask is cast inside the kernel, no copy)
-            gx += scale * (g @ yc)
-            gy[j0 : j0 + ctx.chunk] = scale * (g.T @ x)
-            g_scale += torch.dot(g.reshape(-1), sim.reshape(-1))
-            g_bias += g.sum()
-            del sim, pos, g
-        g_logit_scale = (g_scale * scale).reshape(logit_scale.shape).to(logit_scale.dtype)
-        return gx, gy, g_logit_scale, g_bias.reshape(bias.shape).to(bias.dtype), None, None, None
+        gx, gy, g_logit_scale, g_bias = ctx.saved_tensors
+        return gx * grad_out, gy * grad_out, g_logit_scale * grad_out, g_bias * grad_out, None, None, None
 
 
 def siglip_loss_chunked(
