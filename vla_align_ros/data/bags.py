@@ -541,7 +541,8 @@ def _read_bag(p: Path, topics: BagTopics, joints: JointLayout | None) -> _BagRea
         reader_cm = AnyReader(files)
         reader = reader_cm.__enter__()
     except Exception as e:  # noqa: BLE001 - rosbags raises several types for broken files
-        raise BagError(f"{p}: cannot read the bag ({type(e).__name__}: {e}); it may be truncated") from e
+        raise BagError(f"{p}: cannot read the bag ({type(e).__name__}: {e}); it may be truncated, or written "
+                       f"in a form rosbags cannot open") from e
     wanted = topics.opened
     columns = JointColumns(joints.names if joints is not None else None, topics.joint_states)
     twist_frame: list[str] = []
