@@ -14,6 +14,7 @@ import torch
 from vla_align_ros.data.bag_dataset import (composition_key, episodes_to_samples, matches_hold_out, motion_key,
                                            split_episodes)
 from vla_align_ros.data.bags import BagError, BagTopics, _image_array, action_chunks, read_episodes
+from vla_align_ros.model.action_space import ActionSpace
 from vla_align_ros.sim.record import record_episodes
 from vla_align_ros.sim.scene import OBJECTS
 
@@ -75,7 +76,7 @@ def test_simulator_bag_becomes_synchronised_episodes(tmp_path):
     episodes, stats = read_episodes([tmp_path / "sim"])
     assert len(episodes) == 3 and stats.dropped_no_joint_state == stats.dropped_no_command == 0
     ep = episodes[0]
-    assert ep.task["family"] == "place_two" and ep.action_space.kind == "ee_twist_gripper"
+    assert ep.task["family"] == "place_two" and ep.action_space == ActionSpace.ee_twist_gripper("panda_link0")
     assert ep.images.shape[1:] == (32, 32, 3) and ep.actions.shape[1] == 7 and ep.labels.shape == (len(ep), 32, 32)
     assert ep.step_index[0] == 0 and ep.step_index[-1] == 1 and np.all(np.diff(ep.step_index) >= 0)
     samples = episodes_to_samples(episodes, horizon=4, object_names=[o.name for o in OBJECTS])

@@ -252,6 +252,14 @@ def test_joints_by_name_and_clear_errors(tmp_path) -> None:
     np.testing.assert_allclose(eps[0].joints[:, 0] - eps[0].joints[:, 1], 2.0)  # b is column 3 in the bag, a 1
     np.testing.assert_allclose(eps[0].actions[:-1], 0.1, atol=1e-6)  # no command: joint_states differences
     assert eps[0].action_space == ActionSpace.joint_delta(["b", "a", "f"], ["rad", "rad", "m"])
+    from dataclasses import replace
+
+    from vla_align_ros.training.trainer import episodes_action_space
+
+    assert episodes_action_space(eps * 2) == eps[0].action_space
+    twist = replace(eps[0], action_space=ActionSpace.ee_twist_gripper("base"))
+    with pytest.raises(ValueError, match=r"mix 2 action spaces: joint_delta \[b, a, f\] .*ee_twist_gripper"):
+        episodes_action_space([eps[0], twist])
     with pytest.raises(BagError, match=r"joints \['b'\] are missing from joint_states .* names \['x', 'a', 'f'\]"):
         read_episodes([tiny_bag(tmp_path / "missing", ["x", "a", "f"])], joints=layout)
     with pytest.raises(BagError, match=r"names 3 joints \['b', 'a', 'f'\] but carries 4 positions"):
