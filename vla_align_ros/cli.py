@@ -186,11 +186,12 @@ def _cmd_sim_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .benchmarks.runner import run_bench, table, write
+    from .benchmarks.runner import SECTIONS, run_bench, table, write
 
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    sections = tuple(x.strip() for x in args.sections.split(",") if x.strip()) if args.sections else SECTIONS
     result = run_bench(config=args.config, checkpoint=args.checkpoint, bag=args.bag, quick=args.quick,
-                       device=args.device, log=log)
+                       device=args.device, log=log, sections=sections)
     path = write(result, args.out)
     print(json.dumps(result, indent=2))
     print("\n" + table(result) + f"\n\nJSON: {path}", file=sys.stderr)
@@ -410,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bag", help="bag for the ingestion benchmark (default: a short fresh simulator recording)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] for the model and training sections")
     p.add_argument("--quick", action="store_true", help="a tiny model and few repetitions (what make test runs)")
+    p.add_argument("--sections", default="", help="comma-separated subset of model, training, loss, "
+                   "siglip_memory (PyTorch only) and frame, ros, ingest, sim (need ROS 2 / MuJoCo); default all. "
+                   "Sections whose modules are not installed are skipped and listed")
     p.add_argument("--out", default="bench.json")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_bench)

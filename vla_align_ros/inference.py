@@ -8,6 +8,7 @@ phrase's object, the active step and its progress, and an action chunk in robot 
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 import time
 from collections import OrderedDict
@@ -80,6 +81,8 @@ class InferenceSession:
         # map's own logits > 0 (False).
         self.grow_masks = grow_masks
         model = checkpoint if isinstance(checkpoint, TrimodalModel) else load_checkpoint(checkpoint)
+        if precision == "bf16" and model is checkpoint:
+            model = copy.deepcopy(model)  # bf16 weights: the caller's model stays as it is
         # the checkpoint folder (what policies read beside the weights, e.g. skills.json); None for a model object
         self.checkpoint_dir = None if isinstance(checkpoint, TrimodalModel) else Path(checkpoint)
         self.model: TrimodalModel = model.to(self.device).eval()

@@ -48,3 +48,9 @@ def dds_env(base: Mapping[str, str] | None = None, profile: bool = True) -> dict
     else:
         env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
     return env
+
+
+def checkpoint_dir(path: str) -> str:
+    """A run folder or its ``checkpoint/`` folder -> the checkpoint folder."""
+    p = Path(path)
+    return str(p / "checkpoint") if (p / "checkpoint").is_dir() else str(p)
