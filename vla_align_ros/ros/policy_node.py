@@ -662,6 +662,9 @@ def autostart(node: LifecycleNode) -> None:
         node.trigger_activate()
 
 
+SIGNAL_POLL_S = 0.25  # longest the spin waits in C before a pending signal is handled
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -682,7 +685,11 @@ def run(node_factory) -> int:
         executor.add_node(node)
         if node.p_autostart:
             autostart(node)
-        executor.spin()
+        # spin_once with a timeout, not spin(): a node with no timer (unconfigured, or its
+        # configure failed) would otherwise wait in rcl_wait forever, where a signal's Python
+        # handler never runs, and Ctrl-C could not stop it
+        while executor.context.ok():
+            executor.spin_once(timeout_sec=SIGNAL_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RuntimeError:
