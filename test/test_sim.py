@@ -113,3 +113,32 @@ def test_command_validation_rejects_bad_input():
     with pytest.raises(CommandRejected):
         check_gripper(float("inf"))
     assert check_gripper(0.04) == 0.04
+
+
+def test_parked_objects_stay_parked_and_the_task_objects_keep_their_physics(env):
+    """Objects the task does not use wait off the table: 30 s of simulated time later (the arm
+    moving meanwhile) their poses are exactly where they were parked (before: z = -5,000 m after
+    30 s, falling since there is no table under them). The task's objects still fall onto the table."""
+    from vla_align_ros.sim.scene import CUBE_HALF
+
+    task = env.reset(seed=5)
+    parked = [o.name for o in OBJECTS if o.name not in task.start_xy]
+    assert len(parked) == 3
+    start = {n: env.object_pose(n) for n in parked}
+    t0 = env.time
+    for _ in range(600):  # 30 s at 20 Hz
+        env.command_twist(np.array([0.0, 0.03, 0.0, 0.0, 0.0, 0.0]))
+        env.step()
+    assert env.time - t0 == pytest.approx(30.0, abs=0.01)
+    for n in parked:
+        p, q = env.object_pose(n)
+        assert np.array_equal(p, start[n][0]) and np.array_equal(q, start[n][1]), (n, p, start[n][0])
+        assert p[2] == pytest.approx(0.05)
+    # a task cube lifted 10 cm and let go lands on the table within 0.5 s
+    cube = next(n for n in task.start_xy if n.endswith("_cube"))
+    adr = env.ids.object_qpos[cube]
+    env.data.qpos[adr + 2] += 0.10
+    env.data.qvel[env.ids.object_dof[cube]: env.ids.object_dof[cube] + 6] = 0.0
+    for _ in range(10):
+        env.step()
+    assert env.object_position(cube)[2] == pytest.approx(CUBE_HALF, abs=0.002)

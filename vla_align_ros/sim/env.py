@@ -99,6 +99,10 @@ class TabletopEnv:
                 x, y, z = PARKING[0] - 0.15 * (i % 4), PARKING[1] + 0.15 * (i // 4), 0.05
             yaw = rng.uniform(-0.4, 0.4) if obj.kind == "cube" else 0.0
             self.data.qpos[adr : adr + 7] = [x, y, z, np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+            # Parked objects wait behind the robot where there is no table: gravity compensated,
+            # they stay where they were put instead of falling for the whole episode. The task's
+            # objects keep plain physics.
+            self.model.body_gravcomp[self.ids.object_body[obj.name]] = 0.0 if obj.name in placed else 1.0
         self.data.qpos[self.ids.arm_qpos] = self.home_q
         self.data.qpos[self.ids.finger_qpos] = GRIPPER_MAX / 2
         self.q_target = self.home_q.copy()
