@@ -1,16 +1,28 @@
 """What perception_node and policy_node share: a lifecycle node that loads the trained model on
 configure (or uses one shared in-process), frees it on cleanup, publishes nothing while inactive,
-and counts every drop with a throttled warning."""
+counts every drop with a throttled warning, and watches the graph for publishers of the wrong
+message type on the topics it subscribes to (this rclpy/rmw stack raises no event for them: the
+two sides simply never match, and the node would wait for data that cannot arrive)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from .params import describe
+
+IMAGE_TRANSPORTS = ("raw", "compressed")
+DROP_LOG_S = 2.0  # a drop reason is logged at most this often (each one is counted)
+GRAPH_CHECK_S = 2.0  # how often the subscribed topics' publishers are checked for their type
+
+
+def type_name(msg_type: Any) -> str:
+    """A message class -> its ROS type name, e.g. ``sensor_msgs/msg/Image``."""
+    return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
 
 
 def checkpoint_dir(path: str) -> str:
@@ -31,6 +43,10 @@ class ModelLifecycleNode(LifecycleNode):
         self.p_max_errors = p("max_inference_errors", 3, describe(
             "consecutive model failures after which the node holds and deactivates itself (an out-of-memory "
             "error: at once)", lo=1, hi=1000, integer=True)).value
+        self.p_transport = p("image_transport", "raw", describe(
+            "how camera frames arrive, named as image_transport names them: 'raw' (sensor_msgs/Image on "
+            "topics.image) or 'compressed' (sensor_msgs/CompressedImage, jpeg or png, on topics.image + "
+            "'/compressed')")).value
         self.p_threads = p("torch_threads", 0, describe("torch intra-op threads on CPU (0 = torch's default, one "
                                                         "per core); fewer leaves cores to the executor and DDS",
                                                         lo=0, hi=256, integer=True)).value
@@ -43,6 +59,7 @@ class ModelLifecycleNode(LifecycleNode):
         self._sub_list: list = []
         self._timer_list: list = []
         self.drops: dict[str, int] = {}
+        self._drop_logged: dict[str, float] = {}  # reason -> monotonic time of its last warning
         self._frame_lock = threading.Lock()
         self._pending: Any = None  # the newest frame waiting for the inference thread
         self._draining = False
@@ -50,10 +67,75 @@ class ModelLifecycleNode(LifecycleNode):
         self._fault: str | None = None
         # The inference thread reports a fault through this; the executor thread deactivates.
         self._fault_gc = self.create_guard_condition(self._on_fault)
+        # topic -> the wrong types seen publishing on it (since configure), for the status topic
+        self.type_mismatch: dict[str, list[str]] = {}
+
+    # ---- camera frames: raw or compressed ---------------------------------------------------------
+    def _image_subscription(self, topic: str, callback: Any, qos: Any, group: Any = None, **kwargs: Any) -> Any:
+        """The camera subscription of ``image_transport``: Image on ``topic``, or CompressedImage
+        on ``topic/compressed``. ``callback`` gets either message; ``_frame_array`` decodes both."""
+        if self.p_transport == "raw":
+            from sensor_msgs.msg import Image
+
+            return self.create_subscription(Image, topic, callback, qos, callback_group=group, **kwargs)
+        if self.p_transport == "compressed":
+            from sensor_msgs.msg import CompressedImage
+
+            return self.create_subscription(CompressedImage, f"{topic.rstrip('/')}/compressed", callback, qos,
+                                            callback_group=group, **kwargs)
+        raise ValueError(f"image_transport={self.p_transport!r}: use one of {IMAGE_TRANSPORTS}")
+
+    def _check_transport(self) -> None:
+        if self.p_transport not in IMAGE_TRANSPORTS:
+            raise ValueError(f"image_transport={self.p_transport!r}: use one of {IMAGE_TRANSPORTS}")
+
+    @staticmethod
+    def _frame_array(msg: Any) -> Any:
+        """An Image or a CompressedImage -> (H, W, C) array (RGB for colour); ``ImageError`` when
+        it cannot be read (the caller counts the drop)."""
+        from ..image_conv import compressed_to_array, image_to_array
+
+        return compressed_to_array(msg) if hasattr(msg, "format") else image_to_array(msg)
+
+    @staticmethod
+    def _frame_encoding(msg: Any) -> str:
+        return msg.format if hasattr(msg, "format") else msg.encoding
+
+    # ---- the graph: publishers of the wrong type -------------------------------------------------
+    def _graph_timer(self, group: Any = None) -> Any:
+        """A slow timer that checks the publishers on every subscribed topic (add it to ``_timer_list``)."""
+        self.type_mismatch = {}
+        return self.create_timer(GRAPH_CHECK_S, self._check_graph, callback_group=group)
+
+    def _check_graph(self) -> None:
+        """Each subscription's topic: any publisher whose type is not the subscription's is logged
+        once per (topic, type) and listed in ``type_mismatch``."""
+        for sub in list(self._sub_list):
+            expected = type_name(sub.msg_type)
+            topic = sub.topic_name
+            try:
+                infos = self.get_publishers_info_by_topic(topic)
+            except Exception:  # noqa: BLE001 - a graph query failing (shutting down) is no reason to stop
+                return
+            for info in infos:
+                if info.topic_type == expected:
+                    continue
+                seen = self.type_mismatch.setdefault(topic, [])
+                if info.topic_type not in seen:
+                    seen.append(info.topic_type)
+                    self.get_logger().error(
+                        f"{topic}: node {info.node_namespace.rstrip('/')}/{info.node_name} publishes "
+                        f"{info.topic_type}, but this node subscribes to {expected}: nothing it sends arrives "
+                        f"here (type mismatch; reported once)")
 
     def _drop(self, reason: str, message: str) -> None:
+        """Count a drop by reason and warn, at most every ``DROP_LOG_S`` per reason (one
+        throttle for all reasons would let a frequent drop hide every other kind)."""
         self.drops[reason] = self.drops.get(reason, 0) + 1
-        self.get_logger().warning(f"dropped ({reason}, #{self.drops[reason]}): {message}", throttle_duration_sec=2.0)
+        now = time.monotonic()
+        if now - self._drop_logged.get(reason, -DROP_LOG_S) >= DROP_LOG_S:
+            self._drop_logged[reason] = now
+            self.get_logger().warning(f"dropped ({reason}, #{self.drops[reason]}): {message}")
 
     def _fresh(self, stamp: Any) -> bool:
         """Whether an image's header stamp passes ``self.stamps`` (a StampFilter the node builds

@@ -20,7 +20,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import String
 
-from ..image_conv import ImageError, array_to_image_fields, image_to_array
+from ..image_conv import ImageError, array_to_image_fields
 from ..control.freshness import StampFilter
 from ..text_input import InstructionError, InstructionGate
 from .params import describe
@@ -70,6 +70,7 @@ class PerceptionNode(ModelLifecycleNode):
         self.latency_ms: list[float] = []
 
     def _configure(self) -> TransitionCallbackReturn:
+        self._check_transport()
         self._load_session()
         self.stamps = StampFilter(self.p_image_age, self.p_future)
         self.gate = InstructionGate(self.p_instr_interval)
@@ -83,11 +84,12 @@ class PerceptionNode(ModelLifecycleNode):
         self.pub_progress = self.create_lifecycle_publisher(TaskProgress, t["progress"], 10)
         self.pub_status = self.create_lifecycle_publisher(String, t["status"], 10)
         self._sub_list = [
-            self.create_subscription(Image, t["image"], self._on_image, CAMERA_QOS, callback_group=self.group),
+            self._image_subscription(t["image"], self._on_image, CAMERA_QOS, self.group),
             self.create_subscription(String, t["instruction"], self._on_instruction, INSTRUCTION_QOS,
                                      callback_group=self.group)]
-        self._timer_list = [self.create_timer(1.0, self._publish_status)]
-        self.get_logger().info(f"configured on {self.session.device}")
+        self._timer_list = [self.create_timer(1.0, self._publish_status), self._graph_timer()]
+        self.get_logger().info(f"configured on {self.session.device}; camera: {self._sub_list[0].topic_name} "
+                               f"({self.p_transport})")
         return TransitionCallbackReturn.SUCCESS
 
     def _on_instruction(self, msg: String) -> None:
@@ -101,17 +103,19 @@ class PerceptionNode(ModelLifecycleNode):
         except InstructionError as e:
             self._drop(f"instruction_{e.reason}", str(e))
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Any) -> None:
+        """An Image or (image_transport 'compressed') a CompressedImage; one that cannot be read
+        is a counted drop."""
         if not self._active or self.session is None or self.session.instruction is None:
             return
         t0 = time.perf_counter()
         try:
-            img = image_to_array(msg)
+            img = self._frame_array(msg)
         except ImageError as e:
             self._drop(f"image_{e.reason}", str(e))
             return
         if img.ndim != 3 or img.shape[2] != 3:
-            self._drop("image_encoding", f"perception needs a colour image, got {msg.encoding}")
+            self._drop("image_encoding", f"perception needs a colour image, got {self._frame_encoding(msg)}")
             return
         if not self._fresh(msg.header.stamp):
             return
@@ -166,7 +170,7 @@ class PerceptionNode(ModelLifecycleNode):
     def _publish_status(self) -> None:
         lat = np.asarray(self.latency_ms[-200:])
         self.pub_status.publish(String(data=json.dumps({
-            "active": self._active, "frames": self.frames, "drops": self.drops,
+            "active": self._active, "frames": self.frames, "drops": self.drops, "type_mismatch": self.type_mismatch,
             "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
             "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else None})))
 

@@ -46,7 +46,7 @@ from ..control import (EStopLatch, JointTargetStream, SafetyCounters, TwistLimit
 from ..control.freshness import StampFilter
 from ..control.safety import FilterResult, Outcome, joint_indices
 from ..data.joint_state import VelocityTracker, model_state
-from ..image_conv import ImageError, image_to_array
+from ..image_conv import ImageError
 from ..model.action_space import EE_TWIST_GRIPPER, JOINT_DELTA, check_command_mode
 from ..policies import DEFAULT_POLICY, EE_TWIST, POLICIES, Observation, Refusal, RobotInterface, make_policy
 from ..text_input import InstructionError, InstructionGate
@@ -182,6 +182,7 @@ class PolicyNode(ModelLifecycleNode):
             raise ValueError(f"command_mode={self.p_mode!r}: use 'twist' or 'joint_trajectory'")
         if self.p_policy not in POLICIES:
             raise ValueError(f"policy={self.p_policy!r}: use one of {sorted(POLICIES)}")
+        self._check_transport()
         self.twist_limits = TwistLimits(self.p_max_lin, self.p_max_ang, self.p_lin_step, self.p_ang_step,
                                         tuple(self.p_ws_low), tuple(self.p_ws_high))
         if len(self.p_gripper) != 2 or not self.p_gripper[0] < self.p_gripper[1]:
@@ -251,7 +252,8 @@ class PolicyNode(ModelLifecycleNode):
         latched = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._sub_list = [
-            sub(Image, "image", self._on_image, CAMERA_QOS, self.g_infer),
+            self._image_subscription(t["image"], self._on_image, CAMERA_QOS, self.g_infer,
+                                     event_callbacks=self._qos_events(t["image"], publisher=False)),
             sub(CameraInfo, "camera_info", self._on_camera_info, CAMERA_QOS, self.g_control),
             sub(String, "instruction", self._on_instruction, INSTRUCTION_QOS, self.g_infer),
             sub(JointState, "joint_states", self._on_joints, 10, self.g_control),
@@ -265,7 +267,8 @@ class PolicyNode(ModelLifecycleNode):
                                       f"{self.p_robot!r} has no camera_pose: frames are dropped (camera_unknown) "
                                       "until the robot config gives the camera's pose")
         self._timer_list = [self.create_timer(1.0 / self.p_rate, self._control, callback_group=self.g_control),
-                            self.create_timer(1.0, self._publish_status, callback_group=self.g_control)]
+                            self.create_timer(1.0, self._publish_status, callback_group=self.g_control),
+                            self._graph_timer(self.g_control)]
         self.get_logger().info(f"configured: {self.p_mode} commands at {self.p_rate} Hz on {self.session.device}")
         return TransitionCallbackReturn.SUCCESS
 
@@ -437,12 +440,13 @@ class PolicyNode(ModelLifecycleNode):
         if msg.data and self.estop.reset(time.monotonic()):
             self.get_logger().warning("e-stop reset")
 
-    def _on_image(self, msg: Image) -> None:
-        """Executor thread: check and convert, then hand the frame to the inference thread."""
+    def _on_image(self, msg: Any) -> None:
+        """Executor thread: check and convert (an Image, or a CompressedImage with image_transport
+        'compressed'), then hand the frame to the inference thread."""
         if not self._active or self.session is None or self.session.instruction is None:
             return
         try:
-            img = image_to_array(msg)
+            img = self._frame_array(msg)
         except ImageError as e:
             self._drop(f"image_{e.reason}", str(e))
             return
@@ -451,7 +455,7 @@ class PolicyNode(ModelLifecycleNode):
         now = time.monotonic()
         self.watchdog.feed("image", now)
         if img.shape[2] != 3:
-            self._drop("image_encoding", f"policy needs a colour image, got {msg.encoding}")
+            self._drop("image_encoding", f"policy needs a colour image, got {self._frame_encoding(msg)}")
             return
         self._submit_frame((msg, img, self._state, now))
 
@@ -646,7 +650,8 @@ class PolicyNode(ModelLifecycleNode):
         self.pub_status.publish(String(data=json.dumps({
             "active": self._active, "estop": self.estop.latched, "stale": self.watchdog.stale(now),
             "deadline_events": self.deadline_events, "fault": self._fault,
-            "safety": self.counters.counts, "drops": self.drops, "policy": self.p_policy,
+            "safety": self.counters.counts, "drops": self.drops, "type_mismatch": self.type_mismatch,
+            "policy": self.p_policy,
             "plan": self.plan_text, "plan_phase": self.plan_phase, "refusal": self.last_refusal,
             "inference_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
             "inference_ms_p99": float(np.percentile(lat, 99)) if lat.size else None})))
