@@ -83,7 +83,8 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else shipped_model("sim_tiny")
     summary = evaluate_policies(checkpoint, args.policies, args.out, episodes=args.episodes,
-                                multi_step_episodes=args.multi_step_episodes, splits=args.splits, seed=args.seed)
+                                multi_step_episodes=args.multi_step_episodes, splits=args.splits, seed=args.seed,
+                                command_mode=args.command_mode)
     print(markdown_table(summary["table"]))
     print(f"[rollout] {Path(args.out) / 'rollouts.md'}, {Path(args.out) / 'rollouts.json'}")
     return 0
@@ -325,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", nargs="+", default=["seen", "held_out", "multi_step", "paraphrase", "must_not_move"],
                    choices=("seen", "held_out", "multi_step", "paraphrase", "must_not_move"))
     p.add_argument("--seed", type=int, default=5000, help="first episode seed (layouts from 5000 are never trained on)")
+    p.add_argument("--command-mode", choices=("twist", "joint_trajectory"), default="twist",
+                   help="how commands reach the simulated arm: twists to its servo, or joint targets through the "
+                        "robot description's IK as one-point JointTrajectory messages (policy_node's two modes)")
     p.add_argument("--out", default="runs/rollouts")
     p.set_defaults(func=_cmd_rollout)
 
