@@ -20,8 +20,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .instruction_sets import MUST_NOT_MOVE, must_not_move, paraphrase
-from .rollout import (RolloutResult, SimJointState, result_row, run_episode, run_hold_out, select_seeds, sim_robot,
-                      summarise, write_strip)
+from .rollout import (RolloutResult, SimJointState, check_policy_command_mode, result_row, run_episode, run_hold_out,
+                      select_seeds, sim_robot, summarise, write_strip)
 
 SPLITS = ("seen", "held_out", "multi_step", "paraphrase", "must_not_move")
 
@@ -31,7 +31,9 @@ def evaluate_policies(checkpoint: str | Path, policies: Sequence[str], out: str 
                       image_size: int = 96, log: Callable[[str], None] = print,
                       command_mode: str = "twist") -> dict[str, Any]:
     """``command_mode``: how the commands reach the simulated arm, as policy_node's parameter of
-    that name sends them ('twist' or 'joint_trajectory'; ``rollout.SimCommandPath``)."""
+    that name sends them ('twist' or 'joint_trajectory'; ``rollout.SimCommandPath``). A chunk
+    policy whose checkpoint's action space that mode cannot carry raises ActionSpaceError before
+    its first episode (``rollout.check_policy_command_mode``, policy_node's configure check)."""
     from ..inference import InferenceSession
     from ..policies import make_policy
     from .env import TabletopEnv
@@ -55,6 +57,7 @@ def evaluate_policies(checkpoint: str | Path, policies: Sequence[str], out: str 
         robot = sim_robot(env)
         for name in policies:
             policy = make_policy(name, session, robot)
+            check_policy_command_mode(policy, command_mode, robot.joint_names)
             res: dict[str, Any] = {}
 
             def run_split(key: str, split_seeds: list[int], instruction: Any = None) -> list[RolloutResult]:

@@ -4,15 +4,22 @@ The simulator is stepped in-process for speed, but every message carries the top
 header stamp (simulation time) it would have had on the ROS graph, so the bag reads like one
 ``ros2 bag record`` made of a running ``sim_node`` (with /clock). Episodes follow each other
 in one bag; each starts with its instruction message.
+
+The expert commands the arm in one of policy_node's command modes: ``twist`` (the servo's
+TwistStamped, the original recording) or ``joint_trajectory``: the expert's twist goes through
+the in-process command path (``rollout.SimCommandPath``: twist filter, IK joint stream, joint
+target filter, a one-point JointTrajectory of one control period) and the bag holds the
+JointTrajectory each control step actually sent, which the bag reader turns into ``joint_delta``
+actions (target minus measured joints).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -23,6 +30,13 @@ from .randomisation import check_profile
 from .scene import FINGER_NAMES, JOINT_NAMES, OBJECTS
 from .topics import BASE_FRAME, CAMERA_FRAME, TOPIC_TYPES, SimTopics
 
+if TYPE_CHECKING:
+    from .rollout import SentTrajectory
+
+# policy_node's command modes (rollout.COMMAND_MODES; rollout is imported only when joint mode
+# records, as it brings torch, which sim_node, importing this module, does not need)
+COMMAND_MODES = ("twist", "joint_trajectory")
+
 
 @dataclass
 class RecordStats:
@@ -32,17 +46,24 @@ class RecordStats:
     messages: int
     bag_bytes: int
     sim_seconds: float
+    commands: dict[str, int] = field(default_factory=dict)  # joint_trajectory mode: SimCommandPath.counts summed
 
 
 class BagRecorder:
-    """Builds rosbags messages from the environment and writes them with sim-time stamps."""
+    """Builds rosbags messages from the environment and writes them with sim-time stamps.
+    ``command_mode``: the arm command topic the bag holds, ``twist_cmd`` ('twist') or
+    ``joint_trajectory_cmd`` ('joint_trajectory'); never both (a bag with both reads as twist)."""
 
-    def __init__(self, out: Path, storage: str = "mcap", topics: SimTopics | None = None) -> None:
+    def __init__(self, out: Path, storage: str = "mcap", topics: SimTopics | None = None,
+                 command_mode: str = "twist") -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
         from rosbags.typesys import Stores, get_typestore
 
         if storage not in ("mcap", "sqlite3"):
             raise ValueError(f"storage={storage!r}: must be 'mcap' or 'sqlite3'")
+        if command_mode not in COMMAND_MODES:
+            raise ValueError(f"command_mode={command_mode!r}: use one of {COMMAND_MODES}")
+        skip = "joint_trajectory_cmd" if command_mode == "twist" else "twist_cmd"
         self.ts = get_typestore(Stores.ROS2_KILTED)
         self.topics = topics or SimTopics()
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
@@ -50,8 +71,8 @@ class BagRecorder:
         self.writer.open()
         self.conns: dict[str, Any] = {}
         for key, msgtype in TOPIC_TYPES.items():
-            if key == "joint_trajectory_cmd":
-                continue  # the expert drives the arm with twists
+            if key == skip:
+                continue  # the expert drives the arm through the other command topic
             self.conns[key] = self.writer.add_connection(getattr(self.topics, key), msgtype, typestore=self.ts)
         self.messages = 0
         m = self.ts.types
@@ -127,13 +148,31 @@ class BagRecorder:
                                roi=M["RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
 
     def write_command(self, stamp_ns: int, action: ExpertAction) -> None:
+        """The expert's twist on the servo topic, then its gripper command."""
         M = self.M
         t = action.twist
         self._write("twist_cmd", M["TwistStamped"](
             header=self._header(stamp_ns, BASE_FRAME),
             twist=M["Twist"](linear=M["Vector3"](x=float(t[0]), y=float(t[1]), z=float(t[2])),
                              angular=M["Vector3"](x=float(t[3]), y=float(t[4]), z=float(t[5])))), stamp_ns)
-        self._write("gripper_cmd", M["Float64"](data=float(action.gripper)), stamp_ns)
+        self.write_gripper(stamp_ns, action)
+
+    def write_gripper(self, stamp_ns: int, action: ExpertAction) -> None:
+        self._write("gripper_cmd", self.M["Float64"](data=float(action.gripper)), stamp_ns)
+
+    def write_trajectory(self, stamp_ns: int, sent: SentTrajectory) -> None:
+        """A JointTrajectory as policy_node publishes one (``_publish_joint_target``): header stamp
+        now (sim time), no frame, the joint names, one point with positions only, reached
+        ``time_from_start`` (one control period) after the stamp."""
+        types = self.ts.types
+        ns = int(round(sent.time_from_start * 1e9))
+        point = types["trajectory_msgs/msg/JointTrajectoryPoint"](
+            positions=np.asarray(sent.positions, dtype=np.float64), velocities=np.zeros(0, np.float64),
+            accelerations=np.zeros(0, np.float64), effort=np.zeros(0, np.float64),
+            time_from_start=types["builtin_interfaces/msg/Duration"](sec=ns // 1_000_000_000,
+                                                                     nanosec=ns % 1_000_000_000))
+        self._write("joint_trajectory_cmd", types["trajectory_msgs/msg/JointTrajectory"](
+            header=self._header(stamp_ns, ""), joint_names=list(sent.names), points=[point]), stamp_ns)
 
     def write_phase(self, stamp_ns: int, action: ExpertAction) -> None:
         self._write("gt_phase", self.M["String"](data=json.dumps({"phase": action.phase,
@@ -146,14 +185,20 @@ class BagRecorder:
 def record_episodes(out: str | Path, episodes: int, seed: int, families: Sequence[str] | None = None,
                     storage: str = "mcap", image_size: tuple[int, int] = (96, 96), control_hz: float = 20.0,
                     progress: bool = True, overwrite: bool = False, tasks_per_scene: int = 1,
-                    randomisation: str = "none") -> RecordStats:
+                    randomisation: str = "none", command_mode: str = "twist") -> RecordStats:
     """Run the expert for ``episodes`` episodes (seeds seed, seed+1, ...) and write one bag.
     ``tasks_per_scene`` > 1 records each scene (object layout) with that many different tasks,
     so a model cannot read the task off the layout and has to watch what the arm does.
     ``randomisation`` ('none', 'train', 'unseen') draws each episode's appearance (table tint,
-    lights, camera pose, object colour jitter) from that profile; 'none' records today's scene."""
+    lights, camera pose, object colour jitter) from that profile; 'none' records today's scene.
+    ``command_mode``: 'twist' (the servo topic; the original bags, byte for byte) or
+    'joint_trajectory' (the expert's twists sent as policy_node sends them in that mode, through
+    ``rollout.SimCommandPath``; the bag holds the JointTrajectory sent each control step,
+    stamped with the simulation time, and notes the mode in its metadata)."""
     if tasks_per_scene < 1:
         raise ValueError(f"tasks_per_scene={tasks_per_scene}: must be >= 1")
+    if command_mode not in COMMAND_MODES:
+        raise ValueError(f"command_mode={command_mode!r}: use one of {COMMAND_MODES}")
     check_profile(randomisation)
     out = Path(out)
     if out.exists():
@@ -163,11 +208,20 @@ def record_episodes(out: str | Path, episodes: int, seed: int, families: Sequenc
     per_family: dict[str, list[int]] = {}
     successes = 0
     t_offset_ns = 0
-    recorder = BagRecorder(out, storage)
+    commands: dict[str, int] = {}
+    recorder = BagRecorder(out, storage, command_mode=command_mode)
     if randomisation != "none":  # bag metadata only: 'none' bags stay as they always were
         recorder.writer.set_custom_data("vla_align.randomisation", randomisation)
+    if command_mode != "twist":  # likewise: twist bags carry no note
+        recorder.writer.set_custom_data("vla_align.command_mode", command_mode)
     try:
         with TabletopEnv(image_size=image_size, control_hz=control_hz, randomisation=randomisation) as env:
+            path = None
+            if command_mode == "joint_trajectory":
+                from .rollout import SimCommandPath, sim_robot
+
+                path = SimCommandPath(env, sim_robot(env), command_mode, on_trajectory=lambda sent: (
+                    recorder.write_trajectory(t_offset_ns + int(round(sent.stamp * 1e9)), sent)))
             bar = tqdm(range(episodes), desc="record", disable=not progress, dynamic_ncols=True)
             for i in bar:
                 family = None if not families else families[i % len(families)]
@@ -179,16 +233,26 @@ def record_episodes(out: str | Path, episodes: int, seed: int, families: Sequenc
                 stamp = lambda: t_offset_ns + int(round(env.time * 1e9))  # noqa: E731
                 recorder.write_instruction(stamp(), env)
                 recorder.write_state(stamp(), env)
+                if path is not None:
+                    path.reset()
                 last_phase = None
                 for action in ScriptedExpert(env).actions():
                     if (action.phase, action.step_index) != last_phase:
                         recorder.write_phase(stamp(), action)
                         last_phase = (action.phase, action.step_index)
-                    recorder.write_command(stamp(), action)
-                    env.command_twist(action.twist)
+                    if path is None:
+                        recorder.write_command(stamp(), action)
+                        env.command_twist(action.twist)
+                    else:  # the twist filter, IK stream and one-point trajectory; on_trajectory writes it
+                        path.send(np.asarray(action.twist, dtype=float))
+                        recorder.write_gripper(stamp(), action)
                     env.command_gripper(action.gripper)
                     env.step()
                     recorder.write_state(stamp(), env)
+                if path is not None:
+                    for k, v in path.counts.items():
+                        commands[k] = commands.get(k, 0) + v
+                    path.counts.clear()
                 for _ in range(10):
                     env.step()
                 ok = env.success()
@@ -203,4 +267,4 @@ def record_episodes(out: str | Path, episodes: int, seed: int, families: Sequenc
         recorder.close()
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return RecordStats(episodes=episodes, successes=successes, per_family=per_family, messages=recorder.messages,
-                       bag_bytes=size, sim_seconds=t_offset_ns / 1e9)
+                       bag_bytes=size, sim_seconds=t_offset_ns / 1e9, commands=commands)

@@ -21,6 +21,7 @@ from ..control.joint_stream import JointTargetStream, stream_limits
 from ..control.safety import Outcome, TwistLimits, filter_gripper, filter_twist
 from ..data.bag_dataset import task_matches_hold_out
 from ..data.joint_state import VelocityTracker, model_state
+from ..model.action_space import ActionSpace, check_command_mode
 from ..policies.base import Observation, Policy, Refusal
 from ..policies.robot import RobotInterface
 from ..robots.camera import camera_from_info
@@ -48,6 +49,7 @@ class RolloutResult:
     steps: int = 0  # control steps run
     seconds: float = 0.0  # wall time
     refused_after_s: float | None = None  # simulated seconds until the refusal
+    commands: dict[str, int] = field(default_factory=dict)  # SimCommandPath.counts: sent, holds, drops
     frames: list[np.ndarray] = field(default_factory=list, repr=False)
 
     @property
@@ -90,6 +92,28 @@ def run_hold_out(run: Path, default: Sequence[str] = ("target=yellow_plate",)) -
     return list(found or default)
 
 
+@dataclass(frozen=True)
+class SentTrajectory:
+    """A one-point JointTrajectory as ``SimCommandPath`` sent it to the simulated arm: what
+    policy_node would publish on the joint_trajectory_cmd topic (``_publish_joint_target``)."""
+
+    names: tuple[str, ...]  # joint_names, the robot description's arm joints in its order
+    positions: np.ndarray  # (N,) the one point's positions, rad
+    time_from_start: float  # s: one control period
+    stamp: float  # header stamp: simulation seconds when it was sent
+
+
+def check_policy_command_mode(policy: Policy, command_mode: str, joint_names: Sequence[str]) -> None:
+    """As policy_node's configure: a policy that sends a checkpoint's own actions (the chunk
+    policy, whose ``space`` is the checkpoint's ``ActionSpace``) must be in a space
+    ``command_mode`` carries, its joints the commanded ``joint_names`` in order; otherwise
+    ``ActionSpaceError`` naming both. Policies that emit twists pass (joint mode converts them
+    by IK)."""
+    space = getattr(policy, "space", None)
+    if isinstance(space, ActionSpace):
+        check_command_mode(space, command_mode, joint_names)
+
+
 class SimCommandPath:
     """One chunk row from the policy to the simulated arm, as policy_node sends it and sim_node
     executes it. ``twist``: the twist filter, then the simulator's servo (``command_twist``).
@@ -97,13 +121,19 @@ class SimCommandPath:
     (``control.JointTargetStream``: ``twist_to_joint_delta`` of the robot description, then the
     joint-target filter), then the simulator following a one-point JointTrajectory of one control
     period (``check_joint_trajectory``, ``start_trajectory``, ``command_trajectory``: sim_node's
-    code). A ``joint_delta`` row (a joint-space checkpoint) goes straight to the joint stream."""
+    code). A ``joint_delta`` row (a joint-space checkpoint) goes straight to the joint stream.
+
+    ``counts``: twists and trajectories sent, holds, and rows dropped by the twist or joint-target
+    filter. ``on_trajectory``: called with every JointTrajectory sent (``SentTrajectory``), holds
+    included; the recorder writes them to the bag."""
 
     def __init__(self, env: TabletopEnv, robot: RobotInterface, mode: str = "twist",
-                 limits: TwistLimits = TwistLimits(max_linear_change=0.08, max_angular_change=0.4)) -> None:
+                 limits: TwistLimits = TwistLimits(max_linear_change=0.08, max_angular_change=0.4),
+                 on_trajectory: Callable[[SentTrajectory], None] | None = None) -> None:
         if mode not in COMMAND_MODES:
             raise ValueError(f"command_mode={mode!r}: use one of {COMMAND_MODES}")
         self.env, self.robot, self.mode, self.limits = env, robot, mode, limits
+        self.on_trajectory = on_trajectory
         self.names = [n for n in robot.joint_names]
         self.stream = JointTargetStream(robot.kinematics, self.names,
                                         stream_limits(robot.kinematics, self.names, env.control_dt))
@@ -125,13 +155,20 @@ class SimCommandPath:
         dt = self.env.control_dt
         plan = check_joint_trajectory(self.names, [(q.tolist(), dt)], JOINT_NAMES, self.env.kin.lo, self.env.kin.hi)
         self.env.command_trajectory(start_trajectory(plan, self.env.time, 0.0, self.env.q_target))
+        self._count("trajectories")
+        if self.on_trajectory is not None:
+            self.on_trajectory(SentTrajectory(tuple(self.names), np.array(q, dtype=float), dt, self.env.time))
+
+    def _twist(self, twist: np.ndarray) -> None:
+        self.env.command_twist(twist)
+        self._count("twists")
 
     def hold(self) -> None:
         """Zero twist, or a trajectory to the measured joint positions."""
         self._count("holds")
         self.reset()
         if self.mode == "twist":
-            self.env.command_twist(np.zeros(6))
+            self._twist(np.zeros(6))
         else:
             self._joint_target(self.measured())
 
@@ -152,7 +189,7 @@ class SimCommandPath:
                 return
             self.prev = r.command
             if self.mode == "twist":
-                self.env.command_twist(r.command)
+                self._twist(r.command)
                 jr = None
             else:
                 jr = self.stream.from_twist(r.command, self.measured(), dt)
@@ -172,14 +209,19 @@ def run_episode(policy: Policy, env: TabletopEnv, robot: RobotInterface, seed: i
                 family: str | None = None, max_steps: int = 600, steps_per_frame: int = 2, frames_every: int = 0,
                 state: SimJointState | None = None,
                 limits: TwistLimits = TwistLimits(max_linear_change=0.08, max_angular_change=0.4),
-                command_mode: str = "twist") -> RolloutResult:
+                command_mode: str = "twist",
+                on_trajectory: Callable[[SentTrajectory], None] | None = None) -> RolloutResult:
     """One episode of ``policy`` on the layout and task of ``seed`` (and ``family``), saying
     ``instruction`` (default: the task's own; a callable makes it from the task). Success is
     judged by the task's check. ``state``: the model's state for policies that read it (chunk).
     ``command_mode``: how policy_node would send the commands ('twist' or 'joint_trajectory',
-    see ``SimCommandPath``)."""
+    see ``SimCommandPath``); a chunk policy whose checkpoint's action space that mode cannot carry
+    is refused before the episode starts, as policy_node's configure refuses it
+    (``check_policy_command_mode``: ActionSpaceError). ``on_trajectory``: sees every
+    JointTrajectory sent (``SimCommandPath``)."""
     t_wall = time.perf_counter()
-    path = SimCommandPath(env, robot, command_mode, limits)
+    path = SimCommandPath(env, robot, command_mode, limits, on_trajectory)
+    check_policy_command_mode(policy, command_mode, path.names)
     task = env.reset(seed=seed, family=family)
     text = instruction(task) if callable(instruction) else instruction or task.instruction
     res = RolloutResult(seed, task.family, text, False)
@@ -217,6 +259,7 @@ def run_episode(policy: Policy, env: TabletopEnv, robot: RobotInterface, seed: i
     res.gripper_moved = abs(env.gripper_width() - width0) > 0.005
     res.success = bool(env.success()) and not res.refused
     res.steps = step
+    res.commands = dict(path.counts)
     res.seconds = round(time.perf_counter() - t_wall, 2)
     return res
 
