@@ -1,5 +1,5 @@
-"""The launch files, checked statically (`launch` is not installable here): every executable is a
-console script, every argument has a description, every config file exists, and every parameter a
+"""The launch files, checked statically (test_ros2_launch.py runs them under the real `ros2 launch`):
+every executable is a console script, every argument has a description, every config file exists, and every parameter a
 launch file or a parameter file sets is one the node really declares (read from live nodes)."""
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def test_launch_file_is_consistent(launch, declared):
             executables.append(exe)
         if name == "join" and call.args and ast.unparse(call.args[0]) == "share":
             rel = Path(*[a.value for a in call.args[1:]])
-            assert (REPO / rel).is_file(), f"{launch.name} names {rel}, which does not exist"
+            assert (REPO / rel).exists(), f"{launch.name} names {rel}, which does not exist"
             if rel.parts[0] == "config" and rel.suffix == ".yaml" and rel.stem in declared:
                 params = yaml.safe_load((REPO / rel).read_text())["/**"]["ros__parameters"]
                 extra = _flatten(params) - declared[rel.stem]

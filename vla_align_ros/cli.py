@@ -167,13 +167,14 @@ def _cmd_record(args: argparse.Namespace) -> int:
     stats = record_episodes(args.out, args.episodes, args.seed, families, storage=args.storage,
                             image_size=(args.image_size, args.image_size), progress=not args.quiet,
                             overwrite=args.overwrite, tasks_per_scene=args.tasks_per_scene,
-                            randomisation=args.randomisation)
+                            randomisation=args.randomisation, command_mode=args.command_mode)
     summary = {
         "bag": args.out, "storage": args.storage, "randomisation": args.randomisation, "episodes": stats.episodes,
         "expert_successes": stats.successes,
         "per_family": {k: {"success": v[0], "episodes": v[1]} for k, v in sorted(stats.per_family.items())},
         "messages": stats.messages, "bag_mb": round(stats.bag_bytes / 1e6, 2),
         "mb_per_episode": round(stats.bag_bytes / 1e6 / max(stats.episodes, 1), 2), "sim_seconds": stats.sim_seconds,
+        **({"command_mode": args.command_mode, "commands": stats.commands} if args.command_mode != "twist" else {}),
     }
     print(json.dumps(summary, indent=2))
     return 0
@@ -351,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--randomisation", choices=("none", "train", "unseen"), default="none",
                    help="domain randomisation profile of the scene's appearance (table tint, lights, camera pose, "
                         "object colour jitter); 'unseen' lies outside every 'train' range; 'none' is the plain scene")
+    p.add_argument("--command-mode", choices=("twist", "joint_trajectory"), default="twist",
+                   help="how the expert commands the arm: 'twist' (the servo's TwistStamped) or 'joint_trajectory' "
+                        "(policy_node's joint path; the bag holds the JointTrajectory commands, read as joint_delta)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--from-topics", nargs="*", default=[], metavar="TOPIC",
                    help="record these live topics instead of running the simulator")
