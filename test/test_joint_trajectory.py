@@ -58,6 +58,28 @@ def test_the_joint_stream_continues_from_its_last_target_and_restarts_after_a_ho
     assert bad.command is None and bad.outcome.value == "dropped" and stream.reference is None
 
 
+def test_a_stalled_arm_cannot_leave_the_reference_centimetres_ahead() -> None:
+    """Fingertips on the table while the twist keeps asking for depth: the per-joint lead bound
+    alone let the reference's hand sink 5 cm below the real one and the arm stall; now the
+    reference restarts from the measured position once its hand leads by more than 3 cm."""
+    kin = RobotConfig.load("panda_sim").kinematics()
+    dt = 0.05
+    stream = JointTargetStream(kin, ARM, stream_limits(kin, ARM, dt))
+    q = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
+    down = np.array([0.0, 0.0, -0.1, 0.0, 0.0, 0.0])
+    leads = []
+    for _ in range(60):  # 3 s of pressing down while nothing moves
+        r = stream.from_twist(down, q, dt)
+        leads.append(np.linalg.norm(kin.ee_pose(r.command, ARM)[0] - kin.ee_pose(q, ARM)[0]))
+    assert stream.rebased >= 2 and max(leads) <= 0.03 + 0.006, (stream.rebased, max(leads))
+    # an arm that follows is never rebased
+    follow = JointTargetStream(kin, ARM, stream_limits(kin, ARM, dt))
+    x = q.copy()
+    for _ in range(60):
+        x = follow.from_twist(np.array([0.0, 0.1, 0.0, 0.0, 0.0, 0.0]), x, dt).command
+    assert follow.rebased == 0
+
+
 @pytest.mark.parametrize("mode", ["twist", "joint_trajectory"])
 def test_one_period_trajectories_move_the_hand_as_far_as_twists_do(mode: str) -> None:
     """1.5 s of +y at 0.1 m/s through each command path of the in-process rollout: the hand

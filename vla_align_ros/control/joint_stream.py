@@ -7,8 +7,12 @@ from a joint that covers only a fraction of it before the next restart, and the 
 moves. A servo integrates instead: each twist target continues from the last target sent (the
 reference), and the safety filter (``filter_joint_target``) bounds how far that reference may
 lead the measured position (``max_velocity * dt``), the change per cycle (``max_step``) and the
-joint limits, so a stalled arm cannot wind the reference up. After a hold the reference restarts
-from the measured position.
+joint limits. Those bounds are per joint; an arm held back by contact (fingertips pressed on the
+table while the twist keeps asking for a little more depth) could still leave the reference's end
+effector centimetres away from the real one, every joint at its lead bound, and the arm stalled.
+So when the reference's end effector is more than ``max_ee_lead`` from the measured one, the
+reference restarts from the measured position (counted in ``rebased``). After a hold the
+reference restarts from the measured position too.
 
 Pure NumPy and the robot description's kinematics: no ROS, no simulator. policy_node and the
 in-process rollout (``sim.rollout``) run the same object.
@@ -30,13 +34,17 @@ class JointTargetStream:
     ``joint_names``: the commanded joints, in the order of every ``q`` given here; ``limits``: the
     joint-target safety limits, same order."""
 
-    def __init__(self, kinematics: Any, joint_names: Sequence[str], limits: JointLimits) -> None:
+    def __init__(self, kinematics: Any, joint_names: Sequence[str], limits: JointLimits,
+                 max_ee_lead: float = 0.03) -> None:
         if list(limits.names) != list(joint_names):
             raise ValueError(f"joint limits are for {limits.names}, the stream commands {list(joint_names)}")
         self.kin = kinematics
         self.names = list(joint_names)
         self.limits = limits
+        # m; the simulated Panda lags about 0.1 s, 2.5 cm at the 0.25 m/s speed limit
+        self.max_ee_lead = max_ee_lead
         self.reference: np.ndarray | None = None  # the last target sent (None: start from the measured position)
+        self.rebased = 0  # restarts from the measured position because the reference ran away
 
     def reset(self) -> None:
         """After a hold: the next target starts from the measured position."""
@@ -52,6 +60,11 @@ class JointTargetStream:
         the twist filter) over ``dt`` s: the reference plus the IK joint change at the reference,
         through the joint-target filter. A dropped result (non-finite IK) clears the reference."""
         q = np.asarray(measured, dtype=float)
+        if self.reference is not None and self.max_ee_lead > 0:
+            lead = np.linalg.norm(self.kin.ee_pose(self.reference, self.names)[0] - self.kin.ee_pose(q, self.names)[0])
+            if lead > self.max_ee_lead:
+                self.reference = None
+                self.rebased += 1
         base = q if self.reference is None else self.reference
         target = base + self.kin.twist_to_joint_delta(base, self.names, np.asarray(twist, dtype=float), dt)
         return self._filtered(target, q, dt)
