@@ -22,7 +22,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 SHARED ?= ../shared
 LAUNCH_KIT := $(SHARED)/ros2-launch
 # Node executables: `ros2 run` and launch_ros look for them in <prefix>/lib/<package>/ only.
-NODE_EXES := sim_node trainer_node perception_node policy_node
+NODE_EXES := sim_node trainer_node perception_node policy_node vla_align_node
 
 MSG_SRCS := $(wildcard msg/*.msg) vla_align_msgs/CMakeLists.txt vla_align_msgs/package.xml
 PKG_SRCS := $(shell find vla_align_ros -name '*.py') setup.py setup.cfg package.xml \

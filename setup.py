@@ -40,6 +40,7 @@ setup(
             "trainer_node = vla_align_ros.ros.entry:trainer_node",
             "perception_node = vla_align_ros.ros.entry:perception_node",
             "policy_node = vla_align_ros.ros.entry:policy_node",
+            "vla_align_node = vla_align_ros.ros.entry:vla_align_node",
         ],
     },
 )

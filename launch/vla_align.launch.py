@@ -1,6 +1,9 @@
 """perception_node + policy_node for a robot: camera and instruction in, masks and arm commands out.
 
     ros2 launch vla_align_ros vla_align.launch.py checkpoint:=/path/to/run device:=cuda
+
+By default both nodes run in one process (``vla_align_node``) and share one model and one vision
+pass per frame; ``one_process:=false`` starts them as two processes.
 """
 
 import os
@@ -8,6 +11,7 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -29,17 +33,27 @@ def generate_launch_description() -> LaunchDescription:
                               description="affordance (the model's intent and pick/place maps drive motion "
                                           "primitives), chunk (the learned action chunks) or rules (the rule-parser "
                                           "baseline)"),
+        DeclareLaunchArgument("one_process", default_value="true",
+                              description="true: both nodes in one process sharing the model and each frame's "
+                                          "vision pass (vla_align_node); false: two processes"),
         DeclareLaunchArgument("perception_params", default_value=os.path.join(share, "config", "nodes", "perception_node.yaml"),
                               description="perception_node parameter file"),
         DeclareLaunchArgument("policy_params", default_value=os.path.join(share, "config", "nodes", "policy_node.yaml"),
                               description="policy_node parameter file"),
     ]
     common = {"checkpoint": LaunchConfiguration("checkpoint"), "device": LaunchConfiguration("device")}
+    policy_only = {"command_mode": LaunchConfiguration("command_mode"), "policy": LaunchConfiguration("policy"),
+                   "robot": LaunchConfiguration("robot")}
+    one = IfCondition(LaunchConfiguration("one_process"))
+    two = UnlessCondition(LaunchConfiguration("one_process"))
+    # The parameter files are keyed by node name, so one process reads each node its own section;
+    # no `name` here: it would rename both nodes of the process.
+    both = Node(package="vla_align_ros", executable="vla_align_node", output="screen", condition=one,
+                parameters=[LaunchConfiguration("perception_params"), LaunchConfiguration("policy_params"),
+                            {**common, **policy_only}])
     perception = Node(package="vla_align_ros", executable="perception_node", name="perception_node", output="screen",
-                      parameters=[LaunchConfiguration("perception_params"), common])
+                      parameters=[LaunchConfiguration("perception_params"), common], condition=two)
     policy = Node(package="vla_align_ros", executable="policy_node", name="policy_node", output="screen",
-                  parameters=[LaunchConfiguration("policy_params"),
-                              {**common, "command_mode": LaunchConfiguration("command_mode"),
-                               "policy": LaunchConfiguration("policy"), "robot": LaunchConfiguration("robot")}])
+                  parameters=[LaunchConfiguration("policy_params"), {**common, **policy_only}], condition=two)
     dds = SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile"))
-    return LaunchDescription(args + [dds, perception, policy])
+    return LaunchDescription(args + [dds, both, perception, policy])

@@ -94,7 +94,7 @@ import json, sys, threading, time, rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, DurabilityPolicy, ReliabilityPolicy
 from geometry_msgs.msg import TwistStamped
-from std_msgs.msg import Bool
+from std_msgs.msg import Bool, String
 rclpy.init()
 n = Node("launch_watch")
 latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -103,6 +103,9 @@ def on_success(m):
     if m.data:
         print(f"SUCCESS {time.monotonic() - t0:.2f}", flush=True)
 n.create_subscription(Bool, "/ground_truth/success", on_success, latched)
+status = {}
+for name in ("perception_node", "policy_node"):
+    n.create_subscription(String, f"/{name}/status", lambda m, name=name: status.__setitem__(name, json.loads(m.data)), 10)
 n.create_subscription(TwistStamped, "/servo_node/delta_twist_cmds", lambda m: twists.append(
     abs(m.twist.linear.x) + abs(m.twist.linear.y) + abs(m.twist.linear.z) + abs(m.twist.angular.x)
     + abs(m.twist.angular.y) + abs(m.twist.angular.z)), 10)
@@ -111,7 +114,7 @@ threading.Thread(target=lambda: (sys.stdin.readline(), done.set()), daemon=True)
 while not done.is_set():
     rclpy.spin_once(n, timeout_sec=0.05)
 print("RESULT " + json.dumps({"twists": len(twists), "moving": sum(v > 0.02 for v in twists),
-                              "last": twists[-1] if twists else None}), flush=True)
+                              "last": twists[-1] if twists else None, "status": status}), flush=True)
 """
 
 
@@ -254,3 +257,47 @@ def test_ctrl_c_while_starting_is_quiet_and_complete(after_s, tmp_path):
     assert rc == 0 and not _session_pids(proc.pid), text[-3000:]
     assert "Traceback" not in text and "KeyboardInterrupt" not in text and "Exception ignored" not in text, text[-4000:]
     assert text.count("process has finished cleanly") == 3, text[-3000:]
+
+
+def test_vla_align_launch_runs_both_nodes_in_one_process_and_drives_the_arm(tmp_path):
+    """The robot launch file's default: perception_node and policy_node in one vla_align_node
+    process, each reading its own section of the parameter files, sharing one model. Against
+    the simulator (as a robot's drivers would be) the arm completes the task; the pair ran one
+    vision pass per camera frame; Ctrl-C ends it cleanly with a hold."""
+    env = _env(39, tmp_path)
+    sim = subprocess.Popen([str(VENV_BIN / "sim_node"), "--ros-args", "-p", "seed:=5000", "-p", "image_width:=96",
+                            "-p", "image_height:=96"], env=env, stdout=(tmp_path / "sim.log").open("w"),
+                           stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_reset_sigint)
+    watch = subprocess.Popen([sys.executable, "-c", WATCH], env=env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(watch.stdout.readline, "")), daemon=True).start()
+    log = tmp_path / "launch.log"
+    proc = _launch(["vla_align.launch.py", "robot:=panda_sim"], env, log)
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 150 and not any(l.startswith("SUCCESS") for l in lines) and proc.poll() is None:
+            time.sleep(0.2)
+        reached = any(l.startswith("SUCCESS") for l in lines)
+        time.sleep(1.5)  # one more status from each node
+        rc, _ = _stop(proc)
+    finally:
+        for p in (proc, sim):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGINT)
+        sim.wait(timeout=30)
+        watch.stdin.write("end\n")
+        watch.stdin.flush()
+        watch.wait(timeout=30)
+    text = log.read_text()
+    assert reached, text[-4000:]
+    assert text.count("[vla_align_node-") > 0 and "[perception_node-" not in text, text[-2000:]
+    assert "sharing the model with another node of this process" in text, text[-3000:]
+    assert rc == 0 and not _session_pids(proc.pid) and "Traceback" not in text, text[-3000:]
+    result = json.loads([l for l in lines if l.startswith("RESULT ")][-1][len("RESULT "):])
+    assert result["moving"] > 0 and result["last"] == 0.0, result
+    model = result["status"]["perception_node"]["model"]
+    frames = result["status"]["perception_node"]["frames"]
+    assert model["shared_by"] == 2 and frames > 20, result["status"]
+    assert model["vision_passes"] <= frames + 2, (model, frames)  # one vision pass per camera frame
+

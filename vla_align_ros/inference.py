@@ -25,6 +25,7 @@ from .frame_graph import CudaGraphBackend, FrameGraph, mark_cached
 from .data.pseudo_masks import mask_from_peak
 from .model.checkpoint import load_checkpoint
 from .model.text import TextOutput
+from .model.vision import VisionOutput
 from .model.trimodal import TrimodalModel
 from .text_input import split_steps, validate_instruction
 
@@ -111,6 +112,10 @@ class InferenceSession:
             raise ValueError("graphs=True needs a CUDA device")
         self.graph: FrameGraph | None = FrameGraph(CudaGraphBackend(), on_event=log) if use_graphs else None
         self._pinned: dict[tuple[int, ...], torch.Tensor] = {}
+        self.vision_passes = 0  # vision encoder runs (frames, locate, locate_steps), for the one-pass check
+        self.frame_cache_hits = 0  # step() calls answered from another node's result for the same frame
+        self.vision_reuses = 0  # locate_steps() calls that used step()'s vision features of the same frame
+        self._frame_vision: tuple[object, Any] | None = None  # (frame key, VisionOutput) of the last step()
         self.profile = False  # True: synchronise between stages so last_timing splits them exactly
         self.last_timing: dict[str, float] = {}  # ms of the last model call (encode, heads: with profile)
 
@@ -182,8 +187,9 @@ class InferenceSession:
         with self.lock:
             text = None if self._instruction is None else self._instruction.text
             if key is not None and self._last is not None and self._last[0] == (key, text):
+                self.frame_cache_hits += 1
                 return self._last[1]
-            res = self._call(self._step, image, state if state is not None else self.latest_state)
+            res = self._call(self._step, image, state if state is not None else self.latest_state, key)
             if key is not None:
                 self._last = ((key, text), res)
             return res
@@ -206,6 +212,7 @@ class InferenceSession:
         from .data.bag_dataset import object_name_phrase
 
         m = self.model
+        self.vision_passes += 1
         key = tuple(names) + tuple(r for r in rivals if r not in names)  # the named objects first
         txt = self._encoded(key, [object_name_phrase(n) for n in key])
         with self._amp():
@@ -218,23 +225,32 @@ class InferenceSession:
             logits = [exclusive_logits(x) for x in logits]
         return {n: mask_location(logits[1 if n in places and len(roles) > 1 else 0][i]) for i, n in enumerate(names)}
 
-    def locate_steps(self, image: np.ndarray, steps: Sequence[str]) -> list[tuple[tuple[float, float, float], ...]]:
+    def locate_steps(self, image: np.ndarray, steps: Sequence[str], key: object = None,
+                     ) -> list[tuple[tuple[float, float, float], ...]]:
         """Where each step of an instruction acts, from its own maps: [(pick, place)] per step,
         each (row, col, confidence) in pixels of ``image``: the peaks of the step phrase's object
-        role (0) and place role (1). A model without roles gives the pick only."""
+        role (0) and place role (1). A model without roles gives the pick only. ``key``: the
+        frame's identity; when ``step`` has just run on the same frame, its vision features are
+        reused instead of running the encoder again."""
         with self.lock:
-            return self._call(self._locate_steps, image, tuple(steps))
+            return self._call(self._locate_steps, image, tuple(steps), key)
 
     @torch.no_grad()
-    def _locate_steps(self, image: np.ndarray, steps: tuple[str, ...]) -> list[tuple[tuple[float, float, float], ...]]:
+    def _locate_steps(self, image: np.ndarray, steps: tuple[str, ...], key: object = None,
+                      ) -> list[tuple[tuple[float, float, float], ...]]:
         from .policies.maps import mask_location
 
         m = self.model
         txt = self._encoded(("steps",) + steps, list(steps))
         roles = (0, 1) if m.cfg.heads.role_pool else (0,)
         with self._amp():
-            vis = m.encode_image(self._upload(image)).select(torch.zeros(len(steps), dtype=torch.long,
-                                                                          device=self.device))  # K copies
+            if key is not None and self._frame_vision is not None and self._frame_vision[0] == key:
+                base = self._frame_vision[1]
+                self.vision_reuses += 1
+            else:
+                base = m.encode_image(self._upload(image))
+                self.vision_passes += 1
+            vis = base.select(torch.zeros(len(steps), dtype=torch.long, device=self.device))  # K copies
             maps = [m.ground(vis, txt, image.shape[:2], role=r).mask_logits.float().cpu().numpy() for r in roles]
         return [tuple(mask_location(x[k]) for x in maps) for k in range(len(steps))]
 
@@ -279,7 +295,7 @@ class InferenceSession:
         """The device part of one frame as a function of tensors only (what a capture records):
         (image (1, H, W, 3) uint8, [state (1, S) normalised], [events (1, 2)], last step (1,) long,
         *instruction tensors) -> (step probs (K,), mask logits (H, W), actions (Hc, A), score (1,),
-        progress (1,)), all float32. ``marks``: the time after the vision encoder is appended there
+        progress (1,)), all float32, then the vision features (``_vision_tensors``). ``marks``: the time after the vision encoder is appended there
         (profiling, never under a capture)."""
         m = self.model
 
@@ -308,16 +324,17 @@ class InferenceSession:
                 g = m.ground(vis, head, (h, w))
                 chunk = m.denormalize_actions(m.act(vis, head, s).float())[0]  # (Hc, A)
             return (st.step_logits.float().softmax(-1)[0], g.mask_logits[0].float(), chunk.float(),
-                    g.score.float().reshape(1), st.progress.float().reshape(1))
+                    g.score.float().reshape(1), st.progress.float().reshape(1)) + _vision_tensors(vis)
 
         return fn
 
     @torch.no_grad()
-    def _step(self, image: np.ndarray, state: np.ndarray | None) -> FrameResult:
+    def _step(self, image: np.ndarray, state: np.ndarray | None, key: object = None) -> FrameResult:
         if self._instruction is None:
             raise RuntimeError("no instruction yet: call set_instruction first")
         m, enc = self.model, self._instruction
         h, w = image.shape[:2]
+        self.vision_passes += 1
         t0 = self._mark()
         s = events = None
         if state is not None and m.cfg.action.state_dim > 0:
@@ -343,8 +360,11 @@ class InferenceSession:
             out = self.graph(key, fn, *inputs)
         else:
             out = fn(*inputs)
+        # The vision features stay on the device for locate_steps on the same frame (a capture's
+        # buffers: valid until the next step, which replaces this entry).
+        self._frame_vision = (key, _vision_from(out[5:], self.model))
         # The one synchronisation: results to the host for publishing.
-        res_probs, res_logits, res_chunk, score, progress = (x.cpu().numpy() for x in out)
+        res_probs, res_logits, res_chunk, score, progress = (x.cpu().numpy() for x in out[:5])
         t2 = time.perf_counter()
         self.last_timing = {"model_ms": (t2 - t0) * 1e3}
         if marks:
@@ -357,6 +377,25 @@ class InferenceSession:
         return FrameResult(mask=mask, mask_logits=res_logits, score=float(score[0]),
                            peak=(peak // w, peak % w), step_index=step, step_probs=res_probs,
                            progress=float(progress[0]), actions=res_chunk)
+
+
+def _vision_tensors(v: VisionOutput) -> tuple[torch.Tensor, ...]:
+    """The tensors of a VisionOutput, optional ones that exist only (the model decides which)."""
+    return (v.patches, v.pooled) + tuple(t for t in (v.fine, v.colour, v.fine_grey) if t is not None)
+
+
+def _vision_from(xs: Sequence[torch.Tensor], model: TrimodalModel) -> VisionOutput:
+    """``_vision_tensors`` back into a VisionOutput; which optional tensors exist follows the
+    model's configuration (the grid from the patch count)."""
+    it = iter(xs)
+    patches, pooled = next(it), next(it)
+    side = int(round(patches.shape[1] ** 0.5))
+    heads = model.cfg.heads
+    has_fine = model.fine is not None
+    fine = next(it) if has_fine else None
+    colour = next(it) if has_fine and heads.colour_channels > 0 else None
+    fine_grey = next(it) if has_fine and heads.factorised_masks != "none" else None
+    return VisionOutput(patches, pooled, (side, side), fine, colour, fine_grey)
 
 
 def _text_tensors(t: TextOutput) -> list[torch.Tensor]:

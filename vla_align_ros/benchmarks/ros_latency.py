@@ -142,7 +142,7 @@ def node_latency(checkpoint: str, frames: int, width: int = 640, height: int = 4
         js_pub = node.create_publisher(JointState, "/joint_states", 10)
         js = JointState(name=ARM_JOINTS + FINGERS, position=[0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.8, 0.04, 0.04])
         from ..inference import InferenceSession
-        from ..ros.model_node import checkpoint_dir
+        from ..paths import checkpoint_dir
         from .frame import INSTRUCTION
 
         # The bare model on the same checkpoint in this process, one call after each node frame,

@@ -112,7 +112,7 @@ class AffordancePolicy(Policy):
     def _skill(self) -> StepSkill:
         return self.skills.skills[self.tokens[self.step]]
 
-    def _look(self, image: np.ndarray) -> None:
+    def _look(self, image: np.ndarray, frame: int | None = None) -> None:
         """One frame's sighting of the current step's pick (and place) point."""
         skill = self._skill()
         pick_phrase, place_phrase = self.phrases[self.step]
@@ -124,7 +124,7 @@ class AffordancePolicy(Policy):
             texts = [pick_phrase, self.skills.object_query + target]
         else:
             texts = [pick_phrase] if pick_phrase == place_phrase or skill.kind != "place" else [pick_phrase, place_phrase]
-        maps = self.session.locate_steps(image, texts)
+        maps = self.session.locate_steps(image, texts, key=frame)
         if target is not None:
             pick, place = maps[0][0], maps[1][0]
         else:
@@ -205,7 +205,7 @@ class AffordancePolicy(Policy):
             self._start = self._pose()[0]
         while self.step < len(self.tokens):
             if self._motion is None:
-                self._look(obs.image)
+                self._look(obs.image, obs.frame)
                 if len(self._sightings) >= self.localise_frames:
                     self._start_motion()
                 else:

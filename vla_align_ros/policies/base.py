@@ -31,6 +31,7 @@ class Observation:
     joints: np.ndarray  # (N,) arm joint positions, named by the robot interface's joint_names
     state: np.ndarray | None = None  # the model's state vector (joint_state.model_state), for learned chunks
     stamp: float = 0.0  # seconds
+    frame: int | None = None  # the frame's identity (header stamp in ns): lets the session share one vision pass
 
 
 @dataclass

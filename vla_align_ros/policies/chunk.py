@@ -67,7 +67,7 @@ class ChunkPolicy(Policy):
         return "learned action chunks with temporal ensembling"
 
     def act(self, obs: Observation) -> ActionChunk:
-        pred = self.session.step(obs.image, obs.state).actions  # (H, A)
+        pred = self.session.step(obs.image, obs.state, key=obs.frame).actions  # (H, A)
         self._chunks.append((self._t, np.asarray(pred, dtype=np.float64)))
         rows = [ensemble(list(self._chunks), self._t + k, self.decay) for k in range(len(pred))]
         self._t += self.steps_per_frame

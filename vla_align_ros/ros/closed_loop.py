@@ -35,7 +35,7 @@ class EpisodeOutcome:
 def node_command(executable: str, params: dict[str, Any], name: str | None = None) -> list[str]:
     """``python -m`` command line of one of the package's nodes with ``-p`` parameters."""
     module = {"sim_node": "vla_align_ros.ros.sim_node", "perception_node": "vla_align_ros.ros.perception_node",
-              "policy_node": "vla_align_ros.ros.policy_node"}[executable]
+              "policy_node": "vla_align_ros.ros.policy_node", "vla_align_node": "vla_align_ros.ros.vla_align_node"}[executable]
     cmd = [sys.executable, "-m", module, "--ros-args"]
     if name:
         cmd += ["-r", f"__node:={name}"]
@@ -81,9 +81,12 @@ class Processes:
 def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10, seed: int = 5000,
                     hold_out: Sequence[str] = ("target=yellow_plate",), timeout_s: float = 30.0,
                     image_size: int = 96, strip_frames: int = 8, progress: bool = True,
-                    policy: str = "affordance", split: str = "any", command_mode: str = "twist") -> dict[str, Any]:
+                    policy: str = "affordance", split: str = "any", command_mode: str = "twist",
+                    one_process: bool = False) -> dict[str, Any]:
     """``episodes`` episodes of ``split`` from ``seed`` with the three nodes over DDS; policy_node
-    runs ``policy`` and sends ``command_mode`` commands ('twist' or 'joint_trajectory')."""
+    runs ``policy`` and sends ``command_mode`` commands ('twist' or 'joint_trajectory').
+    ``one_process``: perception_node and policy_node in one ``vla_align_node`` process, sharing
+    the model and each frame's vision pass."""
     import rclpy
     from rclpy.node import Node
     from sensor_msgs.msg import Image
@@ -102,10 +105,14 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
     # episode's, not one the policy would have to drop (a change within instruction_min_interval_s).
     procs.start("sim_node", node_command("sim_node", {"image_width": image_size, "image_height": image_size,
                                                       "seed": seeds[0], "announce_instruction": True}))
-    procs.start("perception_node", node_command("perception_node", {"checkpoint": str(checkpoint), "autostart": True}))
-    procs.start("policy_node", node_command("policy_node", {"checkpoint": str(checkpoint), "autostart": True,
-                                                            "policy": policy, "command_mode": command_mode,
-                                                            "robot": "panda_sim"}))
+    policy_params = {"checkpoint": str(checkpoint), "autostart": True, "policy": policy, "command_mode": command_mode,
+                     "robot": "panda_sim"}
+    if one_process:
+        procs.start("vla_align_node", node_command("vla_align_node", policy_params))
+    else:
+        procs.start("perception_node", node_command("perception_node", {"checkpoint": str(checkpoint),
+                                                                        "autostart": True}))
+        procs.start("policy_node", node_command("policy_node", policy_params))
     rclpy.init()
     node = Node("vla_align_closed_loop")
     state: dict[str, Any] = {"task": None, "success": False, "frames": []}
@@ -123,6 +130,10 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
     node.create_subscription(String, "/ground_truth/task", on_task, LATCHED)
     node.create_subscription(Bool, "/ground_truth/success", on_success, LATCHED)
     node.create_subscription(Image, "/perception_node/overlay", on_overlay, CAMERA_QOS)
+    statuses: dict[str, dict[str, Any]] = {}
+    for name in ("perception_node", "policy_node"):
+        node.create_subscription(String, f"/{name}/status",
+                                 lambda msg, name=name: statuses.__setitem__(name, json.loads(msg.data)), 10)
     reset = node.create_publisher(Int32, "/sim_node/reset", 10)
     outcomes: list[EpisodeOutcome] = []
     strip: list[np.ndarray] = []
@@ -156,11 +167,15 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
             if i == 0:
                 strip = state["frames"]
             bar.set_postfix(success=f"{sum(o.success for o in outcomes)}/{len(outcomes)}")
+        end = time.monotonic() + 1.5  # the statuses' last counts (published every second)
+        while time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.05)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
         codes = procs.stop()
     summary = summarise(outcomes)
+    summary["vision"] = vision_per_frame(statuses, one_process)
     summary["exit_codes"] = codes
     summary["policy"] = policy
     summary["command_mode"] = command_mode
@@ -170,6 +185,20 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
     if strip:
         write_strip(strip, out / "episode_strip.png", strip_frames, outcomes[0].instruction if outcomes else "")
     return {**summary, "episodes": [asdict(o) for o in outcomes]}
+
+
+def vision_per_frame(statuses: dict[str, dict[str, Any]], one_process: bool) -> dict[str, Any] | None:
+    """Vision encoder passes per camera frame of the pair, from the nodes' last statuses (one
+    session in one process; each node's own in two)."""
+    models = {k: (v.get("model") or {}) for k, v in statuses.items()}
+    frames = statuses.get("perception_node", {}).get("frames")
+    if not frames or not all("vision_passes" in m for m in models.values()) or len(models) < 2:
+        return None
+    passes = models["perception_node"]["vision_passes"] if one_process else \
+        sum(m["vision_passes"] for m in models.values())
+    return {"frames": frames, "vision_passes": passes, "per_frame": round(passes / frames, 3),
+            "frame_cache_hits": models["perception_node"].get("frame_cache_hits", 0),
+            "vision_reuses": models["policy_node"].get("vision_reuses", 0)}
 
 
 COMMAND_TOPICS = {"twist": "/servo_node/delta_twist_cmds",

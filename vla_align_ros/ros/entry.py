@@ -53,3 +53,7 @@ def perception_node() -> int:
 
 def policy_node() -> int:
     return _run("vla_align_ros.ros.policy_node")
+
+
+def vla_align_node() -> int:
+    return _run("vla_align_ros.ros.vla_align_node")

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
+from ..paths import checkpoint_dir
 from .params import describe
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
@@ -23,12 +23,6 @@ GRAPH_CHECK_S = 2.0  # how often the subscribed topics' publishers are checked f
 def type_name(msg_type: Any) -> str:
     """A message class -> its ROS type name, e.g. ``sensor_msgs/msg/Image``."""
     return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
-
-
-def checkpoint_dir(path: str) -> str:
-    """A run folder or its ``checkpoint/`` folder -> the checkpoint folder."""
-    p = Path(path)
-    return str(p / "checkpoint") if (p / "checkpoint").is_dir() else str(p)
 
 
 class ModelLifecycleNode(LifecycleNode):
@@ -157,6 +151,17 @@ class ModelLifecycleNode(LifecycleNode):
                           f"{type(e).__name__}: {e}"
             self._fault_gc.trigger()
 
+    def _model_counts(self) -> dict[str, Any] | None:
+        """The session's vision passes, frames answered from another node's forward, vision
+        features reused, CUDA graph counts and how many nodes of this process share it."""
+        s = self.session
+        if s is None:
+            return None
+        from .. import session_pool
+
+        return {"vision_passes": s.vision_passes, "frame_cache_hits": s.frame_cache_hits,
+                "vision_reuses": s.vision_reuses, "graphs": s.graph_stats(), "shared_by": session_pool.holders(s)}
+
     def _inference_ok(self) -> None:
         self._errors_in_row = 0
 
@@ -222,9 +227,13 @@ class ModelLifecycleNode(LifecycleNode):
             return
         if not self.p_checkpoint:
             raise ValueError("parameter 'checkpoint' is empty: give a trained run folder")
-        from ..inference import InferenceSession
+        from .. import session_pool
 
-        self.session = InferenceSession(checkpoint_dir(self.p_checkpoint), self.p_device, threads=self.p_threads)
+        # Nodes of one process on the same checkpoint and device share one session: one copy of
+        # the weights, one inference thread, and one vision pass per frame (the frame cache).
+        self.session = session_pool.acquire(checkpoint_dir(self.p_checkpoint), self.p_device, threads=self.p_threads)
+        if session_pool.holders(self.session) > 1:
+            self.get_logger().info("sharing the model with another node of this process")
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def _configure(self) -> TransitionCallbackReturn:
@@ -277,7 +286,9 @@ class ModelLifecycleNode(LifecycleNode):
         owned = self.session is not None and self.session is not self._shared_session
         on_cuda = owned and self.session.device.type == "cuda"
         if owned:
-            self.session.close()
+            from .. import session_pool
+
+            owned = session_pool.release(self.session)  # False while another node still holds it
         self.session = None  # the last reference to an owned model: its memory is freed
         if owned:
             self.get_logger().info("model released")

@@ -25,7 +25,7 @@ from ..control.freshness import StampFilter
 from ..text_input import InstructionError, InstructionGate
 from .params import describe
 from .model_node import ModelLifecycleNode
-from .policy_node import run
+from .process import run
 from .qos import CAMERA_QOS, INSTRUCTION_QOS
 
 OVERLAY_COLOUR = np.array([255, 0, 255], dtype=np.float32)
@@ -126,7 +126,7 @@ class PerceptionNode(ModelLifecycleNode):
         shared process), then masks, overlay and progress."""
         msg, img, t0 = job
         try:
-            res = self.session.step(img, key=(msg.header.stamp.sec, msg.header.stamp.nanosec))
+            res = self.session.step(img, key=msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
         except Exception as e:  # noqa: BLE001 - never let a model failure escape
             self._inference_failed(e)
             return
@@ -172,7 +172,7 @@ class PerceptionNode(ModelLifecycleNode):
         self.pub_status.publish(String(data=json.dumps({
             "active": self._active, "frames": self.frames, "drops": self.drops, "type_mismatch": self.type_mismatch,
             "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
-            "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else None})))
+            "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else None, "model": self._model_counts()})))
 
 
 def main() -> int:

@@ -22,20 +22,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import threading
 import time
 from typing import Any
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import TwistStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration as RclDuration
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.signals import SignalHandlerOptions
-from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Float64, String
@@ -51,6 +47,7 @@ from ..model.action_space import EE_TWIST_GRIPPER, JOINT_DELTA, check_command_mo
 from ..policies import DEFAULT_POLICY, EE_TWIST, POLICIES, Observation, Refusal, RobotInterface, make_policy
 from ..text_input import InstructionError, InstructionGate
 from .model_node import ModelLifecycleNode
+from .process import run
 from .params import describe
 from .qos import CAMERA_QOS, INSTRUCTION_QOS
 
@@ -144,6 +141,9 @@ class PolicyNode(ModelLifecycleNode):
         # the instruction the policy was last reset with (None: none, or it refused; inference thread)
         self._plan: str | None = None
         self.plan_text = ""  # what the policy made of it
+        # The last instruction this node accepted: its own record, since a session shared with
+        # perception_node in one process has already been given the same text by that node.
+        self._accepted: str | None = None
         self.last_refusal: dict[str, str] | None = None
 
     def _on_set_parameters(self, params) -> Any:
@@ -177,6 +177,7 @@ class PolicyNode(ModelLifecycleNode):
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def _configure(self) -> TransitionCallbackReturn:
+        self._accepted = None
         # Validation first: nothing is created when a parameter is wrong.
         if self.p_mode not in ("twist", "joint_trajectory"):
             raise ValueError(f"command_mode={self.p_mode!r}: use 'twist' or 'joint_trajectory'")
@@ -316,11 +317,13 @@ class PolicyNode(ModelLifecycleNode):
             return
         try:
             text = self.gate.accept(msg.data, time.monotonic())
-            if self.session.instruction is not None and text == self.session.instruction.text:
+            if text == self._accepted and self.session.instruction is not None \
+                    and text == self.session.instruction.text:
                 if self.plan_finishing:
                     self._new_plan(text)  # said again once the task is done (retreating or still): do it again
                 return  # the same instruction again (latched topics resend it): nothing changes
             enc = self.session.set_instruction(text)
+            self._accepted = enc.text
         except InstructionError as e:
             self._drop(f"instruction_{e.reason}", str(e))
             return
@@ -474,7 +477,8 @@ class PolicyNode(ModelLifecycleNode):
             return
         try:
             chunk = self.policy.act(Observation(img, self._arm_q, state,
-                                                msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
+                                                msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
+                                                msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec))
         except Refusal as r:
             with self._state_lock:
                 if self._active and self._moving:
@@ -654,69 +658,7 @@ class PolicyNode(ModelLifecycleNode):
             "policy": self.p_policy,
             "plan": self.plan_text, "plan_phase": self.plan_phase, "refusal": self.last_refusal,
             "inference_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
-            "inference_ms_p99": float(np.percentile(lat, 99)) if lat.size else None})))
-
-
-def autostart(node: LifecycleNode) -> None:
-    """configure + activate, as a lifecycle manager would; logs and leaves the node unconfigured
-    when configure fails."""
-    from lifecycle_msgs.msg import State
-
-    node.trigger_configure()
-    if node._state_machine.current_state[0] == State.PRIMARY_STATE_INACTIVE:  # noqa: SLF001
-        node.trigger_activate()
-
-
-SIGNAL_POLL_S = 0.25  # longest the spin waits in C before a pending signal is handled
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def run(node_factory) -> int:
-    # rclpy's own SIGINT/SIGTERM handlers shut the context down before this function gets control
-    # back, so the final hold could not be published. Here a signal only interrupts the spin; the
-    # hold goes out on a live context, then the node and the context are shut down.
-    rclpy.init(args=sys.argv, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-    node = executor = None
-    try:
-        node = node_factory()
-        # One executor thread plus the inference thread: measured on 2 cores, a 3-thread
-        # MultiThreadedExecutor made each frame 1.5x the bare model; this 1.1x.
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        if node.p_autostart:
-            autostart(node)
-        # spin_once with a timeout, not spin(): a node with no timer (unconfigured, or its
-        # configure failed) would otherwise wait in rcl_wait forever, where a signal's Python
-        # handler never runs, and Ctrl-C could not stop it
-        while executor.context.ok():
-            executor.spin_once(timeout_sec=SIGNAL_POLL_S)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError:
-        if rclpy.ok():
-            raise
-        # a message taken while the context was shut down from outside: a clean stop
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the final hold short
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if node is None:
-            rclpy.try_shutdown()
-            return 0
-        try:
-            if node._active:  # noqa: SLF001
-                node._before_stop("shutdown")  # noqa: SLF001 - the policy's one hold before it goes
-        except Exception:  # noqa: BLE001 - best effort on the way out
-            pass
-        if executor is not None:
-            executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+            "inference_ms_p99": float(np.percentile(lat, 99)) if lat.size else None, "model": self._model_counts()})))
 
 
 def main() -> int:

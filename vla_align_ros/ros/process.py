@@ -1,0 +1,82 @@
+"""Running model nodes in a process: one or several lifecycle nodes on one single-threaded
+executor, configured and activated on start when their ``autostart`` parameter says so, and a
+stop (SIGINT, SIGTERM) that lets every node that commands the arm send its hold on a live
+context before anything shuts down."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any, Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode
+from rclpy.signals import SignalHandlerOptions
+
+SIGNAL_POLL_S = 0.25  # longest the spin waits in C before a pending signal is handled
+
+
+def autostart(node: LifecycleNode) -> None:
+    """configure + activate, as a lifecycle manager would; logs and leaves the node unconfigured
+    when configure fails."""
+    from lifecycle_msgs.msg import State
+
+    node.trigger_configure()
+    if node._state_machine.current_state[0] == State.PRIMARY_STATE_INACTIVE:  # noqa: SLF001
+        node.trigger_activate()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run(*node_factories: Callable[[], Any]) -> int:
+    """Build the nodes (in order; nodes of one process on the same checkpoint share its model),
+    spin them until SIGINT, SIGTERM or an outside shutdown, then stop each: its hold, then its
+    destruction. Exit code 0."""
+    # rclpy's own SIGINT/SIGTERM handlers shut the context down before this function gets control
+    # back, so the final hold could not be published. Here a signal only interrupts the spin; the
+    # hold goes out on a live context, then the nodes and the context are shut down.
+    rclpy.init(args=sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    nodes: list[Any] = []
+    executor = None
+    try:
+        # One executor thread plus the inference thread: measured on 2 cores, a 3-thread
+        # MultiThreadedExecutor made each frame 1.5x the bare model; this 1.1x.
+        executor = SingleThreadedExecutor()
+        for factory in node_factories:
+            node = factory()
+            nodes.append(node)
+            executor.add_node(node)
+        for node in nodes:
+            if node.p_autostart:
+                autostart(node)
+        # spin_once with a timeout, not spin(): a node with no timer (unconfigured, or its
+        # configure failed) would otherwise wait in rcl_wait forever, where a signal's Python
+        # handler never runs, and Ctrl-C could not stop it
+        while executor.context.ok():
+            executor.spin_once(timeout_sec=SIGNAL_POLL_S)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except RuntimeError:
+        if rclpy.ok():
+            raise
+        # a message taken while the context was shut down from outside: a clean stop
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the final hold short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for node in nodes:
+            try:
+                if node._active:  # noqa: SLF001
+                    node._before_stop("shutdown")  # noqa: SLF001 - e.g. the policy's one hold before it goes
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+        if executor is not None:
+            executor.shutdown()
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
