@@ -38,7 +38,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
               f"trains one)")
     summary = run_closed_loop(checkpoint, args.out, episodes=args.episodes, seed=seed, hold_out=hold_out,
                               timeout_s=args.timeout, progress=not args.quiet, policy=args.policy,
-                              split=args.split, one_process=args.one_process)
+                              split=args.split, one_process=args.one_process, command_mode=args.command_mode)
     _print_closed_loop(summary, Path(args.out))
     return 0
 
@@ -115,7 +115,7 @@ def _print_closed_loop(summary: dict, folder: Path) -> None:
         r = summary[name]
         rate = "-" if r["success_rate"] is None else f"{r['success_rate']:.2f}"
         print(f"{name:<12} {r['episodes']:>8} {r['successes']:>9} {rate:>6}")
-    print(f"policy: {summary.get('policy', '?')}")
+    print(f"policy: {summary.get('policy', '?')}, command mode: {summary.get('command_mode', 'twist')}")
     v = summary.get("vision")
     if v:
         print(f"vision encoder passes per camera frame (perception + policy): {v['per_frame']:.2f} "
@@ -313,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", choices=("affordance", "chunk", "rules"), default="affordance",
                    help="policy_node's policy: affordance (the model's intent and pick/place maps drive motion "
                         "primitives), chunk (the learned action chunks), rules (the rule-parser baseline)")
+    p.add_argument("--command-mode", choices=("twist", "joint_trajectory"), default="twist",
+                   help="closed loop: policy_node's command_mode (twists to the servo, or joint trajectories)")
     p.add_argument("--one-process", action="store_true",
                    help="perception_node and policy_node in one vla_align_node process sharing the model and each "
                         "frame's vision pass (as vla_align.launch.py runs them)")
