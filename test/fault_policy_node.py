@@ -22,7 +22,7 @@ class FaultySession(InferenceSession):
         kind, _, arg = fault.partition(":")
         self.kind, self.arg, self.calls = kind, float(arg or 0), 0
 
-    def _step(self, image: np.ndarray, state: np.ndarray | None) -> FrameResult:
+    def _step(self, image: np.ndarray, state: np.ndarray | None, key: object = None) -> FrameResult:
         self.calls += 1
         late = self.calls > self.arg
         if self.kind == "slow":
@@ -33,7 +33,7 @@ class FaultySession(InferenceSession):
             raise RuntimeError("CUDA error: an illegal memory access was encountered (injected)")
         elif self.kind == "oom_after" and late:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
-        res = super()._step(image, state)
+        res = super()._step(image, state, key)
         if self.kind == "nan" and self.calls % 2 == 0:
             res.actions[1, 0] = np.nan  # one value of every other chunk
         return res

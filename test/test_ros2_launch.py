@@ -86,7 +86,7 @@ def test_ros2_run_finds_every_node_executable(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     found = {line.split()[1] for line in r.stdout.splitlines() if line.strip()}
-    assert found == {"sim_node", "trainer_node", "perception_node", "policy_node"}, r.stdout
+    assert found == {"sim_node", "trainer_node", "perception_node", "policy_node", "vla_align_node"}, r.stdout
 
 
 WATCH = r"""
