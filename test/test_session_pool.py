@@ -47,3 +47,19 @@ def test_one_vision_pass_per_frame_for_perception_chunk_and_maps(checkpoint):
         assert s.vision_passes == 4 + 4 and s.frame_cache_hits == 4 and s.vision_reuses == 4
     finally:
         session_pool.release(s)
+
+
+def test_the_frame_key_survives_a_captured_forward(checkpoint):
+    """With a capture backend (as on CUDA) a map look-up on the frame just answered still reuses
+    its vision features."""
+    from vla_align_ros.frame_graph import FrameGraph, StaticEagerBackend
+    from vla_align_ros.inference import InferenceSession
+
+    s = InferenceSession(checkpoint)
+    s.graph = FrameGraph(StaticEagerBackend())
+    s.set_instruction("put the red cube on the blue plate")
+    img = np.random.default_rng(4).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    s.step(img, key=11)
+    assert s.locate_steps(img, ["the red cube"], key=11) == s.locate_steps(img, ["the red cube"])
+    assert s.vision_reuses == 1 and s.graph_stats()["captures"] == 1
+    s.close()

@@ -295,8 +295,8 @@ class InferenceSession:
         """The device part of one frame as a function of tensors only (what a capture records):
         (image (1, H, W, 3) uint8, [state (1, S) normalised], [events (1, 2)], last step (1,) long,
         *instruction tensors) -> (step probs (K,), mask logits (H, W), actions (Hc, A), score (1,),
-        progress (1,)), all float32, then the vision features (``_vision_tensors``). ``marks``: the time after the vision encoder is appended there
-        (profiling, never under a capture)."""
+        progress (1,)), all float32, then the vision features (``_vision_tensors``). ``marks``: the
+        time after the vision encoder is appended there (profiling, never under a capture)."""
         m = self.model
 
         def fn(*xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -356,8 +356,8 @@ class InferenceSession:
         marks: list[float] | None = [] if self.profile else None
         fn = self._frame_fn(s is not None, events is not None, words, marks)
         if self.graph is not None and marks is None:
-            key = (s is not None, events is not None, words) + tuple((tuple(x.shape), x.dtype) for x in inputs)
-            out = self.graph(key, fn, *inputs)
+            signature = (s is not None, events is not None, words) + tuple((tuple(x.shape), x.dtype) for x in inputs)
+            out = self.graph(signature, fn, *inputs)
         else:
             out = fn(*inputs)
         # The vision features stay on the device for locate_steps on the same frame (a capture's
