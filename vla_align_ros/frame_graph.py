@@ -74,7 +74,9 @@ class _Entry:
     inputs: tuple[Tensor, ...]
     replay: Callable[[], None]
     outputs: tuple[Tensor, ...]
-    last_seen: list[int] = field(default_factory=list)  # id() of the tensor last copied into each input
+    # the tensor last copied into each input, held so that a freed tensor's identity cannot be
+    # taken by a new one and mistaken for it
+    last_seen: list[Tensor | None] = field(default_factory=list)
 
 
 @dataclass
@@ -115,9 +117,9 @@ class FrameGraph:
                 self.stats.fallbacks += 1
                 return tuple(fn(*inputs))
         for i, (buf, x) in enumerate(zip(entry.inputs, inputs)):
-            if entry.last_seen[i] != id(x) or not _is_cached(x):
+            if entry.last_seen[i] is not x or not _is_cached(x):
                 buf.copy_(x, non_blocking=True)
-                entry.last_seen[i] = id(x)
+                entry.last_seen[i] = x if _is_cached(x) else None
         entry.replay()
         self.stats.replays += 1
         return entry.outputs
@@ -134,7 +136,7 @@ class FrameGraph:
         if len(self._entries) >= self.max_entries:
             self._entries.pop(next(iter(self._entries)))
             self.stats.evictions += 1
-        entry = _Entry(static, replay, outputs, [id(x) for x in inputs])
+        entry = _Entry(static, replay, outputs, [x if _is_cached(x) else None for x in inputs])
         self._entries[key] = entry
         self.stats.captures += 1
         self.on_event(f"{self.backend.name} captured for {key!r} ({self.stats.captures} so far)")
