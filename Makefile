@@ -73,6 +73,7 @@ ros2-launch: install
 	  else echo "[setup] no $(LAUNCH_KIT): ros2 launch is not installed and its tests will skip"; fi
 
 test: install ros2-launch
+	$(VENV)/bin/ruff check vla_align_ros test scripts launch setup.py
 	$(PY) -m pytest -q -p no:cacheprovider test
 
 demo: install ros2-launch

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from test_sim_ros import VENV_BIN, ros_env
 

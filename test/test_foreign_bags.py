@@ -62,7 +62,7 @@ class ForeignBag:
 
         folder.mkdir(parents=True)
         self.folder = folder
-        self._file = open(folder / "robot_2024-05-01-10-00-00_0.mcap", "wb")
+        self._file = open(folder / "robot_2024-05-01-10-00-00_0.mcap", "wb")  # noqa: SIM115 - closed in close()
         self.w = Writer(self._file)
         self._ts = get_typestore(Stores.ROS2_KILTED)  # only to spell the .msg definitions
         self._schemas: dict[str, Any] = {}

@@ -151,10 +151,10 @@ class FrameGraph:
 def _is_cached(x: Tensor) -> bool:
     """Inputs marked with ``mark_cached`` (encodings kept across frames) are copied only when a
     different tensor object arrives; per-frame inputs are copied every call."""
-    return getattr(x, "_frame_graph_cached", False)
+    return getattr(x, "vla_frame_graph_cached", False)
 
 
 def mark_cached(x: Tensor) -> Tensor:
     """Mark ``x`` as an input that stays the same object (and value) across frames."""
-    x._frame_graph_cached = True  # type: ignore[attr-defined]
+    x.vla_frame_graph_cached = True  # type: ignore[attr-defined]
     return x

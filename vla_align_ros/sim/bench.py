@@ -7,7 +7,6 @@ import platform
 import time
 from typing import Any
 
-import numpy as np
 
 from .env import TabletopEnv
 from .expert import ScriptedExpert, run_expert
