@@ -14,10 +14,8 @@ import sys
 import time
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
@@ -32,6 +30,7 @@ from ..sim.record import FINGER_NAMES
 from ..sim.scene import JOINT_NAMES, OBJECTS
 from ..sim.topics import BASE_FRAME, CAMERA_FRAME, SimTopics
 from .params import describe
+from .process import run
 from .qos import INSTRUCTION_QOS
 
 try:  # a ROS install has tf2_msgs; the PyPI wheels do not (then the camera's pose is not broadcast)
@@ -281,21 +280,8 @@ class SimNode(Node):
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = SimNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError:
-        if rclpy.ok():
-            raise
-        # a message taken while SIGINT shut the context down (rclpy reports it this way): a clean stop
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+def main() -> int:
+    return run(SimNode)
 
 
 if __name__ == "__main__":
