@@ -141,13 +141,16 @@ class JointLayout:
 
 
 class JointColumns:
-    """JointState names -> the wanted columns. The index map is built once per distinct name
-    tuple (a driver sends the same names every time), so each message costs one dict lookup and
-    one fancy index. ``wanted`` None: the first message's names are the wanted order."""
+    """Joint names of a message (JointState, or a JointTrajectory's) -> the wanted columns. The
+    index map is built once per distinct name tuple (a driver sends the same names every time),
+    so each message costs one dict lookup and one fancy index. ``wanted`` None: the first
+    message's names are the wanted order. ``msgtype`` and ``stream`` name the message and the
+    stream in errors."""
 
-    def __init__(self, wanted: Sequence[str] | None, topic: str) -> None:
+    def __init__(self, wanted: Sequence[str] | None, topic: str, msgtype: str = "JointState",
+                 stream: str = "joint_states") -> None:
         self.wanted: tuple[str, ...] | None = tuple(wanted) if wanted is not None else None
-        self.topic = topic
+        self.topic, self.msgtype, self.stream = topic, msgtype, stream
         self._index: dict[tuple[str, ...], np.ndarray] = {}
 
     def index(self, names: tuple[str, ...], n_positions: int) -> np.ndarray:
@@ -157,15 +160,15 @@ class JointColumns:
         if idx is not None and n_positions == len(names):
             return idx
         if n_positions != len(names):
-            raise BagError(f"{self.topic}: a JointState names {len(names)} joints {list(names)} but carries "
+            raise BagError(f"{self.topic}: a {self.msgtype} names {len(names)} joints {list(names)} but carries "
                            f"{n_positions} positions; each position needs its joint's name")
         if self.wanted is None:
             self.wanted = names
         col = {n: i for i, n in enumerate(names)}
         missing = [n for n in self.wanted if n not in col]
         if missing:
-            raise BagError(f"{self.topic}: joints {missing} are missing from joint_states (wanted, in order: "
-                           f"{list(self.wanted)}); the bag's JointState names {list(names)}")
+            raise BagError(f"{self.topic}: joints {missing} are missing from {self.stream} (wanted, in order: "
+                           f"{list(self.wanted)}); the bag's {self.msgtype} names {list(names)}")
         idx = np.array([col[n] for n in self.wanted], dtype=np.int64)
         self._index[names] = idx
         return idx
@@ -670,21 +673,11 @@ def _calibration(camera_infos: list[tuple[int, Any]], transforms: list[tuple[int
 def _trajectory_targets(values: list[tuple[tuple[str, ...], np.ndarray]], arm: Sequence[str], topic: str,
                         ) -> np.ndarray:
     """JointTrajectory first points [(joint_names, positions)] -> (N, A) targets of the ``arm``
-    joints in that order, matched by name (the index map built once per name tuple)."""
+    joints in that order, matched by name as joint states are (``JointColumns``)."""
+    columns = JointColumns(arm, topic, "JointTrajectory", "the JointTrajectory commands")
     out = np.empty((len(values), len(arm)), dtype=np.float64)
-    index: dict[tuple[str, ...], list[int]] = {}
     for i, (names, pos) in enumerate(values):
-        idx = index.get(names)
-        if idx is None:
-            if len(pos) != len(names):
-                raise BagError(f"{topic}: a JointTrajectory names {len(names)} joints {list(names)} but its first "
-                               f"point has {len(pos)} positions")
-            missing = [n for n in arm if n not in names]
-            if missing:
-                raise BagError(f"{topic}: the JointTrajectory commands {list(names)}, without the arm joints "
-                               f"{missing} (wanted, in order: {list(arm)})")
-            idx = index[names] = [names.index(n) for n in arm]
-        out[i] = pos[idx]
+        out[i] = pos[columns.index(names, len(pos))]
     return out
 
 
