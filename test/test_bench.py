@@ -102,3 +102,17 @@ def test_bench_quick_on_a_bare_pytorch_machine(tmp_path):
         assert row["grad_abs_diff_sample"] <= 1e-6
     assert mem[-1]["chunked_peak_mib"] < mem[-1]["dense_peak_mib"]
     assert {"siglip_chunked_over_dense_time", "trimodal_over_two_tower_step/sim_tiny"} <= set(r["targets"])
+
+
+def test_the_siglip_b16_sized_model_builds_from_config_without_weights():
+    """The model the full and GPU profiles time beside sim_tiny (the quick profile skips it)."""
+    from vla_align_ros.benchmarks.model_bench import siglip_b16_sized_config
+    from vla_align_ros.model.trimodal import TrimodalModel
+
+    cfg = siglip_b16_sized_config()
+    v, t = cfg.vision, cfg.text
+    assert (v.image_size, v.patch_size, v.hidden_size, v.num_layers, v.num_heads) == (224, 16, 768, 12, 12)
+    assert (t.hidden_size, t.num_layers, t.num_heads, t.name_or_path) == (768, 12, 12, "")
+    model = TrimodalModel(cfg)
+    vision = sum(p.numel() for p in model.vision.parameters())
+    assert 80e6 < vision < 100e6, vision  # a ViT-B/16 tower

@@ -33,7 +33,8 @@ def siglip_b16_sized_config() -> ModelConfig:
                         "patch_size": 16, "hidden_size": 768, "num_layers": 12, "num_heads": 12, "pretrained": False},
              "text": {"kind": "hf", "name_or_path": "", "tokenizer_path": str(tokenizer), "hidden_size": 768,
                       "num_layers": 12, "num_heads": 12}}
-    return ModelConfig.from_dict(merge_overrides(recipe, sized))
+    # the recipe's own keys are a subset: fill in every setting first, then size it
+    return ModelConfig.from_dict(merge_overrides(ModelConfig.from_dict(recipe).to_dict(), sized))
 
 
 def variants(device: torch.device) -> list[tuple[str, str, bool]]:
