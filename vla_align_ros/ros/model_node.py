@@ -20,6 +20,12 @@ DROP_LOG_S = 2.0  # a drop reason is logged at most this often (each one is coun
 GRAPH_CHECK_S = 2.0  # how often the subscribed topics' publishers are checked for their type
 
 
+def stamp_ns(stamp: Any) -> int:
+    """A builtin_interfaces/Time -> nanoseconds. A frame's header stamp in ns is also its key in
+    the shared session's frame cache, so perception and policy must derive it alike."""
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
 def type_name(msg_type: Any) -> str:
     """A message class -> its ROS type name, e.g. ``sensor_msgs/msg/Image``."""
     return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
@@ -134,7 +140,7 @@ class ModelLifecycleNode(LifecycleNode):
     def _fresh(self, stamp: Any) -> bool:
         """Whether an image's header stamp passes ``self.stamps`` (a StampFilter the node builds
         on configure); a stamp in the future, too old or out of order is a counted drop."""
-        reason = self.stamps.check(stamp.sec * 1_000_000_000 + stamp.nanosec, self.get_clock().now().nanoseconds)
+        reason = self.stamps.check(stamp_ns(stamp), self.get_clock().now().nanoseconds)
         if reason is not None:
             self._drop(f"image_{reason}", f"image stamped {stamp.sec}.{stamp.nanosec:09d}: {reason.replace('_', ' ')}")
         return reason is None

@@ -24,7 +24,7 @@ from ..image_conv import ImageError, array_to_image_fields
 from ..control.freshness import StampFilter
 from ..text_input import InstructionError, InstructionGate
 from .params import describe
-from .model_node import ModelLifecycleNode
+from .model_node import ModelLifecycleNode, stamp_ns
 from .process import run
 from .qos import CAMERA_QOS, INSTRUCTION_QOS
 
@@ -126,7 +126,7 @@ class PerceptionNode(ModelLifecycleNode):
         shared process), then masks, overlay and progress."""
         msg, img, t0 = job
         try:
-            res = self.session.step(img, key=msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
+            res = self.session.step(img, key=stamp_ns(msg.header.stamp))
         except Exception as e:  # noqa: BLE001 - never let a model failure escape
             self._inference_failed(e)
             return

@@ -46,7 +46,7 @@ from ..image_conv import ImageError
 from ..model.action_space import EE_TWIST_GRIPPER, JOINT_DELTA, check_command_mode
 from ..policies import DEFAULT_POLICY, EE_TWIST, POLICIES, Observation, Refusal, RobotInterface, make_policy
 from ..text_input import InstructionError, InstructionGate
-from .model_node import ModelLifecycleNode
+from .model_node import ModelLifecycleNode, stamp_ns
 from .process import run
 from .params import describe
 from .qos import CAMERA_QOS, INSTRUCTION_QOS
@@ -478,7 +478,7 @@ class PolicyNode(ModelLifecycleNode):
         try:
             chunk = self.policy.act(Observation(img, self._arm_q, state,
                                                 msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
-                                                msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec))
+                                                stamp_ns(msg.header.stamp)))
         except Refusal as r:
             with self._state_lock:
                 if self._active and self._moving:
