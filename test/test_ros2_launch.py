@@ -299,5 +299,8 @@ def test_vla_align_launch_runs_both_nodes_in_one_process_and_drives_the_arm(tmp_
     model = result["status"]["perception_node"]["model"]
     frames = result["status"]["perception_node"]["frames"]
     assert model["shared_by"] == 2 and frames > 20, result["status"]
-    assert model["vision_passes"] <= frames + 2, (model, frames)  # one vision pass per camera frame
+    # One vision pass per camera frame, not one per node (that would be about 2x). The slack
+    # covers frames perception ran while its count was not yet published and the affordance
+    # policy's few plan-time passes on a frame perception has not reached yet.
+    assert model["vision_passes"] <= 1.1 * frames + 4, (model, frames)
 
