@@ -94,8 +94,7 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
     from tqdm import tqdm
 
     from ..image_conv import image_to_array
-    from .qos import CAMERA_QOS
-    from .sim_node import LATCHED
+    from .qos import CAMERA_QOS, COMMAND_QOS, LATCHED_QOS, STREAM_QOS
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,14 +126,14 @@ def run_closed_loop(checkpoint: str | Path, out: str | Path, episodes: int = 10,
         if state.get("collect"):
             state["frames"].append(np.array(image_to_array(msg)))
 
-    node.create_subscription(String, "/ground_truth/task", on_task, LATCHED)
-    node.create_subscription(Bool, "/ground_truth/success", on_success, LATCHED)
+    node.create_subscription(String, "/ground_truth/task", on_task, LATCHED_QOS)
+    node.create_subscription(Bool, "/ground_truth/success", on_success, LATCHED_QOS)
     node.create_subscription(Image, "/perception_node/overlay", on_overlay, CAMERA_QOS)
     statuses: dict[str, dict[str, Any]] = {}
     for name in ("perception_node", "policy_node"):
         node.create_subscription(String, f"/{name}/status",
-                                 lambda msg, name=name: statuses.__setitem__(name, json.loads(msg.data)), 10)
-    reset = node.create_publisher(Int32, "/sim_node/reset", 10)
+                                 lambda msg, name=name: statuses.__setitem__(name, json.loads(msg.data)), STREAM_QOS)
+    reset = node.create_publisher(Int32, "/sim_node/reset", COMMAND_QOS)
     outcomes: list[EpisodeOutcome] = []
     strip: list[np.ndarray] = []
     try:

@@ -10,7 +10,8 @@ from typing import Sequence
 
 import rclpy
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+from .qos import RECORD_QOS
 
 
 def _message_class(type_name: str):
@@ -65,13 +66,12 @@ def record_topics(out: str | Path, topics: Sequence[str], duration: float, stora
             if type_name not in ts.types:
                 raise RuntimeError(f"{topic}: type {type_name} is unknown to the bag writer")
             conn = writer.add_connection(topic, type_name, typestore=ts)
-            qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
 
             def write(data: bytes, conn=conn, topic=topic) -> None:
                 writer.write(conn, time.time_ns(), data)
                 counts[topic] += 1
 
-            node.create_subscription(_message_class(type_name), topic, write, qos, raw=True)
+            node.create_subscription(_message_class(type_name), topic, write, RECORD_QOS, raw=True)
         end = time.monotonic() + duration
         while time.monotonic() < end:
             rclpy.spin_once(node, timeout_sec=0.05)

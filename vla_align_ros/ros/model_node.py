@@ -1,23 +1,29 @@
 """What perception_node and policy_node share: a lifecycle node that loads the trained model on
 configure (or uses one shared in-process), frees it on cleanup, publishes nothing while inactive,
-counts every drop with a throttled warning, and watches the graph for publishers of the wrong
-message type on the topics it subscribes to (this rclpy/rmw stack raises no event for them: the
-two sides simply never match, and the node would wait for data that cannot arrive)."""
+counts every drop with a throttled warning, reports its status every second (a
+DiagnosticStatus on /diagnostics, from unconfigured on; the detailed JSON on ``~/status`` while
+active), and watches the graph for publishers of the wrong message type on the topics it
+subscribes to (this rclpy/rmw stack raises no event for them: the two sides simply never match,
+and the node would wait for data that cannot arrive)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from std_msgs.msg import String
 
 from ..paths import checkpoint_dir
+from .diagnostics import DiagnosticsPublisher
 from .params import describe
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
 DROP_LOG_S = 2.0  # a drop reason is logged at most this often (each one is counted)
 GRAPH_CHECK_S = 2.0  # how often the subscribed topics' publishers are checked for their type
+STATUS_PERIOD_S = 1.0  # /diagnostics and ~/status
 
 
 def stamp_ns(stamp: Any) -> int:
@@ -33,13 +39,17 @@ def type_name(msg_type: Any) -> str:
 
 class ModelLifecycleNode(LifecycleNode):
     PUBLISHERS: tuple[str, ...] = ()  # attribute names of the lifecycle publishers, destroyed on cleanup
+    TOPICS: dict[str, str] = {}  # topics.<key> parameter defaults (ros/topics.py)
 
     def __init__(self, name: str, session: Any = None) -> None:
         super().__init__(name)
         p = self.declare_parameter
+        self.t = {k: p(f"topics.{k}", v, describe(f"topic: {k}")).value for k, v in self.TOPICS.items()}
         self.p_checkpoint = p("checkpoint", "", describe("trained run folder or its checkpoint/ folder")).value
         self.p_device = p("device", "cpu", describe("torch device: cpu, cuda, cuda:N or auto")).value
-        self.p_autostart = p("autostart", False, describe("configure and activate on start")).value
+        self.p_autostart = p("autostart", False, describe(
+            "configure and activate on start (plain ros2 run); launch files set it false and drive the "
+            "transitions themselves")).value
         self.p_max_errors = p("max_inference_errors", 3, describe(
             "consecutive model failures after which the node holds and deactivates itself (an out-of-memory "
             "error: at once)", lo=1, hi=1000, integer=True)).value
@@ -50,6 +60,11 @@ class ModelLifecycleNode(LifecycleNode):
         self.p_threads = p("torch_threads", 0, describe("torch intra-op threads on CPU (0 = torch's default, one "
                                                         "per core); fewer leaves cores to the executor and DDS",
                                                         lo=0, hi=256, integer=True)).value
+        self.p_future = p("image_max_future_s", 0.1, describe(
+            "an image stamped further ahead of this node's clock is dropped (clock skew)", lo=0.0, hi=10.0)).value
+        self.p_instr_interval = p("instruction_min_interval_s", 0.2, describe(
+            "a different instruction sooner than this after the last change is refused (rate limit)",
+            lo=0.0, hi=10.0)).value
         self._shared_session = session
         self.session: Any = None
         self._active = False
@@ -69,23 +84,38 @@ class ModelLifecycleNode(LifecycleNode):
         self._fault_gc = self.create_guard_condition(self._on_fault)
         # topic -> the wrong types seen publishing on it (since configure), for the status topic
         self.type_mismatch: dict[str, list[str]] = {}
+        # Not a lifecycle publisher and not torn down on cleanup: an inactive node reports that too.
+        self.diagnostics = DiagnosticsPublisher(self)
+        self._status_timer = self.create_timer(STATUS_PERIOD_S, self._publish_status)
+
+    # ---- status ---------------------------------------------------------------------------------
+    def _status(self) -> dict[str, Any]:
+        """The node's detailed status (``~/status`` JSON; ``diagnostics.diagnose`` reads it too)."""
+        raise NotImplementedError
+
+    def _publish_status(self) -> None:
+        """The status on /diagnostics always, and as JSON on ``~/status`` while active."""
+        status = self._status()
+        self.diagnostics.publish(status)
+        if self._active and hasattr(self, "pub_status"):
+            self.pub_status.publish(String(data=json.dumps(status)))
 
     # ---- camera frames: raw or compressed ---------------------------------------------------------
     def _image_subscription(self, topic: str, callback: Any, qos: Any, group: Any = None, **kwargs: Any) -> Any:
         """The camera subscription of ``image_transport``: Image on ``topic``, or CompressedImage
         on ``topic/compressed``. ``callback`` gets either message; ``_frame_array`` decodes both."""
+        self._check_transport()
         if self.p_transport == "raw":
             from sensor_msgs.msg import Image
 
             return self.create_subscription(Image, topic, callback, qos, callback_group=group, **kwargs)
-        if self.p_transport == "compressed":
-            from sensor_msgs.msg import CompressedImage
+        from sensor_msgs.msg import CompressedImage
 
-            return self.create_subscription(CompressedImage, f"{topic.rstrip('/')}/compressed", callback, qos,
-                                            callback_group=group, **kwargs)
-        raise ValueError(f"image_transport={self.p_transport!r}: use one of {IMAGE_TRANSPORTS}")
+        return self.create_subscription(CompressedImage, f"{topic.rstrip('/')}/compressed", callback, qos,
+                                        callback_group=group, **kwargs)
 
     def _check_transport(self) -> None:
+        """``image_transport`` is one of IMAGE_TRANSPORTS (checked on configure, before anything is created)."""
         if self.p_transport not in IMAGE_TRANSPORTS:
             raise ValueError(f"image_transport={self.p_transport!r}: use one of {IMAGE_TRANSPORTS}")
 

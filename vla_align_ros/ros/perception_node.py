@@ -9,7 +9,6 @@ and the frame's result, so nothing is computed twice.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Any
@@ -26,7 +25,8 @@ from ..text_input import InstructionError, InstructionGate
 from .params import describe
 from .model_node import ModelLifecycleNode, stamp_ns
 from .process import run
-from .qos import CAMERA_QOS, INSTRUCTION_QOS
+from .qos import CAMERA_QOS, INSTRUCTION_QOS, STREAM_QOS
+from .topics import PERCEPTION_TOPICS
 
 OVERLAY_COLOUR = np.array([255, 0, 255], dtype=np.float32)
 
@@ -51,6 +51,7 @@ def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 
 class PerceptionNode(ModelLifecycleNode):
     PUBLISHERS = ("pub_grounding", "pub_mask", "pub_overlay", "pub_progress", "pub_status")
+    TOPICS = PERCEPTION_TOPICS
 
     def __init__(self, session: Any = None, name: str = "perception_node") -> None:
         super().__init__(name, session)
@@ -58,14 +59,6 @@ class PerceptionNode(ModelLifecycleNode):
         self.p_overlay = p("publish_overlay", True, describe("publish the image with the mask drawn on it")).value
         self.p_image_age = p("image_max_age_s", 1.0, describe("an image older than this (by its stamp) is dropped",
                                                               lo=0.01, hi=60.0)).value
-        self.p_future = p("image_max_future_s", 0.1, describe(
-            "an image stamped further ahead of this node's clock is dropped (clock skew)", lo=0.0, hi=10.0)).value
-        self.p_instr_interval = p("instruction_min_interval_s", 0.2, describe(
-            "a different instruction sooner than this after the last change is refused (rate limit)",
-            lo=0.0, hi=10.0)).value
-        self.t = {k: p(f"topics.{k}", v, describe(f"topic: {k}")).value for k, v in {
-            "image": "/camera/image_raw", "instruction": "/instruction", "grounding": "~/grounding",
-            "mask": "~/mask", "overlay": "~/overlay", "progress": "~/progress", "status": "~/status"}.items()}
         self.frames = 0
         self.latency_ms: list[float] = []
 
@@ -78,16 +71,16 @@ class PerceptionNode(ModelLifecycleNode):
 
         t = self.t
         self.group = MutuallyExclusiveCallbackGroup()
-        self.pub_grounding = self.create_lifecycle_publisher(GroundingResult, t["grounding"], 10)
+        self.pub_grounding = self.create_lifecycle_publisher(GroundingResult, t["grounding"], STREAM_QOS)
         self.pub_mask = self.create_lifecycle_publisher(Image, t["mask"], CAMERA_QOS)
         self.pub_overlay = self.create_lifecycle_publisher(Image, t["overlay"], CAMERA_QOS)
-        self.pub_progress = self.create_lifecycle_publisher(TaskProgress, t["progress"], 10)
-        self.pub_status = self.create_lifecycle_publisher(String, t["status"], 10)
+        self.pub_progress = self.create_lifecycle_publisher(TaskProgress, t["progress"], STREAM_QOS)
+        self.pub_status = self.create_lifecycle_publisher(String, t["status"], STREAM_QOS)
         self._sub_list = [
             self._image_subscription(t["image"], self._on_image, CAMERA_QOS, self.group),
             self.create_subscription(String, t["instruction"], self._on_instruction, INSTRUCTION_QOS,
                                      callback_group=self.group)]
-        self._timer_list = [self.create_timer(1.0, self._publish_status), self._graph_timer()]
+        self._timer_list = [self._graph_timer()]
         self.get_logger().info(f"configured on {self.session.device}; camera: {self._sub_list[0].topic_name} "
                                f"({self.p_transport})")
         return TransitionCallbackReturn.SUCCESS
@@ -167,12 +160,11 @@ class PerceptionNode(ModelLifecycleNode):
         pr.segment_ends = [nan] * len(enc.steps)
         self.pub_progress.publish(pr)
 
-    def _publish_status(self) -> None:
+    def _status(self) -> dict[str, Any]:
         lat = np.asarray(self.latency_ms[-200:])
-        self.pub_status.publish(String(data=json.dumps({
-            "active": self._active, "frames": self.frames, "drops": self.drops, "type_mismatch": self.type_mismatch,
-            "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
-            "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else None, "model": self._model_counts()})))
+        return {"active": self._active, "frames": self.frames, "drops": self.drops, "type_mismatch": self.type_mismatch,
+                "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
+                "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else None, "model": self._model_counts()}
 
 
 def main() -> int:

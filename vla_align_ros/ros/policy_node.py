@@ -20,7 +20,6 @@ stays silent until everything is fresh again.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -30,9 +29,7 @@ from typing import Any
 import numpy as np
 from geometry_msgs.msg import TwistStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.duration import Duration as RclDuration
 from rclpy.lifecycle import TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Float64, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -49,7 +46,8 @@ from ..text_input import InstructionError, InstructionGate
 from .model_node import ModelLifecycleNode, stamp_ns
 from .process import run
 from .params import describe
-from .qos import CAMERA_QOS, INSTRUCTION_QOS
+from .qos import CAMERA_QOS, INSTRUCTION_QOS, STREAM_QOS, TF_STATIC_QOS, command_out_qos
+from .topics import POLICY_TOPICS
 
 try:  # a ROS install has tf2_msgs; the PyPI wheels do not (then the robot config's camera_pose gives the pose)
     from tf2_msgs.msg import TFMessage
@@ -69,6 +67,7 @@ def duration_to_msg(seconds: float) -> Any:
 
 class PolicyNode(ModelLifecycleNode):
     PUBLISHERS = ("pub_twist", "pub_traj", "pub_gripper", "pub_chunk", "pub_status")
+    TOPICS = POLICY_TOPICS
 
     def __init__(self, session: Any = None, name: str = "policy_node") -> None:
         super().__init__(name, session)
@@ -97,11 +96,6 @@ class PolicyNode(ModelLifecycleNode):
         self.p_joint_names = list(p("joint_names", ARM_JOINTS, describe("arm joints the model commands, in order")).value)
         self.p_state_names = list(p("state_joint_names", ARM_JOINTS + FINGERS,
                                     describe("joint_states entries the model reads as its state, in order")).value)
-        self.p_future = p("image_max_future_s", 0.1, describe(
-            "an image stamped further ahead of this node's clock is dropped (clock skew)", lo=0.0, hi=10.0)).value
-        self.p_instr_interval = p("instruction_min_interval_s", 0.2, describe(
-            "a different instruction sooner than this after the last change is refused (rate limit)",
-            lo=0.0, hi=10.0)).value
         self.p_deadline = p("command_deadline_s", 1.0, describe(
             "deadline offered on the command topics: a gap longer than this raises a deadline event here and on "
             "any subscriber that requests one (after a hold the node is silent on purpose, and says so)",
@@ -112,12 +106,6 @@ class PolicyNode(ModelLifecycleNode):
                                                                "message and fails if its names do not match "
                                                                "(0 = do not wait; mismatches are then counted drops)",
                                                                lo=0.0, hi=60.0)).value
-        self.t = {k: p(f"topics.{k}", v, describe(f"topic: {k}")).value for k, v in {
-            "image": "/camera/image_raw", "camera_info": "/camera/camera_info", "tf_static": "/tf_static",
-            "instruction": "/instruction", "joint_states": "/joint_states",
-            "twist_cmd": "/servo_node/delta_twist_cmds", "joint_trajectory_cmd": "/joint_trajectory_controller/joint_trajectory",
-            "gripper_cmd": "/gripper/command", "action_chunk": "~/action_chunk", "estop": "/estop",
-            "estop_reset": "/estop_reset", "status": "~/status"}.items()}
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._lock = threading.Lock()
         self._velocity: VelocityTracker | None = None  # set in configure for a model that reads velocities
@@ -147,17 +135,11 @@ class PolicyNode(ModelLifecycleNode):
         self.last_refusal: dict[str, str] | None = None
 
     def _on_set_parameters(self, params) -> Any:
-        """Run-time changes: timeouts and speed limits. Out of range or inconsistent values are
-        refused with the reason; accepted ones apply from the next control cycle."""
+        """Run-time changes: timeouts and speed limits, from the next control cycle. rclpy has
+        already refused a read-only parameter, a wrong type or a value outside the descriptor's range."""
         from rcl_interfaces.msg import SetParametersResult
 
-        ranges = {"image_max_age_s": (0.01, 10.0), "command_timeout_s": (0.01, 10.0),
-                  "max_linear_speed": (0.001, 2.0), "max_angular_speed": (0.001, 6.0)}
-        new = {prm.name: prm.value for prm in params if prm.name in ranges}
-        for name, value in new.items():
-            lo, hi = ranges[name]
-            if not isinstance(value, (int, float)) or not lo <= float(value) <= hi:
-                return SetParametersResult(successful=False, reason=f"{name}={value!r} must be in [{lo}, {hi}]")
+        new = {prm.name: prm.value for prm in params}
         self.p_image_age = float(new.get("image_max_age_s", self.p_image_age))
         self.p_timeout = float(new.get("command_timeout_s", self.p_timeout))
         self.p_max_lin = float(new.get("max_linear_speed", self.p_max_lin))
@@ -171,6 +153,7 @@ class PolicyNode(ModelLifecycleNode):
         return SetParametersResult(successful=True)
 
     watchdog: Watchdog | None = None
+    deadline_events = 0  # deadline events on the command topics (since configure)
     policy: Any = None
     plan_phase = ""  # the policy's phase at the last frame
     plan_finishing = False  # ... and whether the task is achieved (a repeated instruction then restarts it)
@@ -227,8 +210,7 @@ class PolicyNode(ModelLifecycleNode):
         self.g_infer = MutuallyExclusiveCallbackGroup()
         self.g_control = MutuallyExclusiveCallbackGroup()
         t = self.t
-        cmd_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             deadline=RclDuration(nanoseconds=int(self.p_deadline * 1e9)))
+        cmd_qos = command_out_qos(self.p_deadline)
         self.deadline_events = 0
 
         def command_publisher(msg_type: Any, topic: str) -> Any:
@@ -243,32 +225,29 @@ class PolicyNode(ModelLifecycleNode):
         self.pub_gripper = command_publisher(Float64, t["gripper_cmd"])
         from vla_align_msgs.msg import ActionChunk
 
-        self.pub_chunk = self.create_lifecycle_publisher(ActionChunk, t["action_chunk"], 10)
-        self.pub_status = self.create_lifecycle_publisher(String, t["status"], 10)
+        self.pub_chunk = self.create_lifecycle_publisher(ActionChunk, t["action_chunk"], STREAM_QOS)
+        self.pub_status = self.create_lifecycle_publisher(String, t["status"], STREAM_QOS)
 
         def sub(msg_type: Any, key: str, cb: Any, qos: Any, group: Any) -> Any:
             return self.create_subscription(msg_type, t[key], cb, qos, callback_group=group,
                                             event_callbacks=self._qos_events(t[key], publisher=False))
 
-        latched = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._sub_list = [
             self._image_subscription(t["image"], self._on_image, CAMERA_QOS, self.g_infer,
                                      event_callbacks=self._qos_events(t["image"], publisher=False)),
             sub(CameraInfo, "camera_info", self._on_camera_info, CAMERA_QOS, self.g_control),
             sub(String, "instruction", self._on_instruction, INSTRUCTION_QOS, self.g_infer),
-            sub(JointState, "joint_states", self._on_joints, 10, self.g_control),
-            sub(Bool, "estop", self._on_estop, 10, self.g_control),
-            sub(Bool, "estop_reset", self._on_estop_reset, 10, self.g_control),
+            sub(JointState, "joint_states", self._on_joints, STREAM_QOS, self.g_control),
+            sub(Bool, "estop", self._on_estop, STREAM_QOS, self.g_control),
+            sub(Bool, "estop_reset", self._on_estop_reset, STREAM_QOS, self.g_control),
         ]
         if TFMessage is not None:
-            self._sub_list.append(sub(TFMessage, "tf_static", self._on_tf_static, latched, self.g_control))
+            self._sub_list.append(sub(TFMessage, "tf_static", self._on_tf_static, TF_STATIC_QOS, self.g_control))
         elif self.robot_cfg.camera_pose is None and self.p_policy != "chunk":
             self.get_logger().warning(f"tf2_msgs is not installed, so /tf_static cannot be read, and robot "
                                       f"{self.p_robot!r} has no camera_pose: frames are dropped (camera_unknown) "
                                       "until the robot config gives the camera's pose")
         self._timer_list = [self.create_timer(1.0 / self.p_rate, self._control, callback_group=self.g_control),
-                            self.create_timer(1.0, self._publish_status, callback_group=self.g_control),
                             self._graph_timer(self.g_control)]
         self.get_logger().info(f"configured: {self.p_mode} commands at {self.p_rate} Hz on {self.session.device}")
         return TransitionCallbackReturn.SUCCESS
@@ -648,17 +627,19 @@ class PolicyNode(ModelLifecycleNode):
         self._moving = False
         self.get_logger().warning(f"hold: {why}", throttle_duration_sec=1.0)
 
-    def _publish_status(self) -> None:
+    def _status(self) -> dict[str, Any]:
         now = time.monotonic()
         lat = np.asarray(self.inference_ms[-200:]) if self.inference_ms else np.zeros(0)
-        self.pub_status.publish(String(data=json.dumps({
-            "active": self._active, "estop": self.estop.latched, "stale": self.watchdog.stale(now),
+        estop = getattr(self, "estop", None)  # both built on configure
+        return {
+            "active": self._active, "estop": bool(estop and estop.latched),
+            "stale": self.watchdog.stale(now) if self.watchdog is not None else [],
             "deadline_events": self.deadline_events, "fault": self._fault,
             "safety": self.counters.counts, "drops": self.drops, "type_mismatch": self.type_mismatch,
             "policy": self.p_policy,
             "plan": self.plan_text, "plan_phase": self.plan_phase, "refusal": self.last_refusal,
             "inference_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
-            "inference_ms_p99": float(np.percentile(lat, 99)) if lat.size else None, "model": self._model_counts()})))
+            "inference_ms_p99": float(np.percentile(lat, 99)) if lat.size else None, "model": self._model_counts()}
 
 
 def main() -> int:

@@ -17,7 +17,6 @@ import numpy as np
 from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Float64, Int32, String
@@ -29,17 +28,16 @@ from ..sim.env import TabletopEnv
 from ..sim.record import FINGER_NAMES
 from ..sim.scene import JOINT_NAMES, OBJECTS
 from ..sim.topics import BASE_FRAME, CAMERA_FRAME, SimTopics
+from .diagnostics import DiagnosticsPublisher
 from .params import describe
 from .process import run
-from .qos import INSTRUCTION_QOS
+from .qos import CAMERA_QOS, COMMAND_QOS, INSTRUCTION_QOS, LATCHED_QOS, STREAM_QOS
+from .topics import relative
 
 try:  # a ROS install has tf2_msgs; the PyPI wheels do not (then the camera's pose is not broadcast)
     from tf2_msgs.msg import TFMessage
 except ImportError:
     TFMessage = None
-
-COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class SimNode(Node):
@@ -58,7 +56,8 @@ class SimNode(Node):
         self.command_timeout = p("command_timeout_s", 0.2, describe("a twist older than this is ignored",
                                                                  read_only=False, lo=0.05, hi=5.0)).value
         self.realtime = p("realtime_factor", 1.0, describe("simulation speed relative to wall time", lo=0.1, hi=20.0)).value
-        self.topics = SimTopics()
+        # The recording's topic names, relative (but /clock and /tf_static) so a namespace applies.
+        self.topics = SimTopics(**{k: relative(v) for k, v in SimTopics().as_dict().items()})
         for name in SimTopics.names():
             setattr(self.topics, name, p(f"topics.{name}", getattr(self.topics, name), describe(f"topic: {name}")).value)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -72,19 +71,20 @@ class SimNode(Node):
         self._camera_every = max(1, int(round(self.control_rate / self.camera_rate)))
 
         t = self.topics
-        self.pub_clock = self.create_publisher(Clock, t.clock, 10)
-        self.pub_image = self.create_publisher(Image, t.image, qos_profile_sensor_data)
-        self.pub_info = self.create_publisher(CameraInfo, t.camera_info, qos_profile_sensor_data)
+        self.pub_clock = self.create_publisher(Clock, t.clock, STREAM_QOS)
+        self.pub_image = self.create_publisher(Image, t.image, CAMERA_QOS)
+        self.pub_info = self.create_publisher(CameraInfo, t.camera_info, CAMERA_QOS)
         # the camera's pose, as a static broadcaster gives it
-        self.pub_tf_static = self.create_publisher(TFMessage, t.tf_static, LATCHED) if TFMessage else None
-        self.pub_joints = self.create_publisher(JointState, t.joint_states, 10)
+        self.pub_tf_static = self.create_publisher(TFMessage, t.tf_static, LATCHED_QOS) if TFMessage else None
+        self.pub_joints = self.create_publisher(JointState, t.joint_states, STREAM_QOS)
         self.pub_instruction = self.create_publisher(String, t.instruction, INSTRUCTION_QOS)
-        self.pub_seg = self.create_publisher(Image, t.gt_segmentation, qos_profile_sensor_data)
-        self.pub_poses = self.create_publisher(PoseArray, t.gt_object_poses, 10)
-        self.pub_ee = self.create_publisher(PoseStamped, "/ground_truth/ee_pose", 10)
-        self.pub_task = self.create_publisher(String, t.gt_task, LATCHED)
-        self.pub_success = self.create_publisher(Bool, t.gt_success, LATCHED)
-        self.pub_stats = self.create_publisher(String, "~/stats", 10)
+        self.pub_seg = self.create_publisher(Image, t.gt_segmentation, CAMERA_QOS)
+        self.pub_poses = self.create_publisher(PoseArray, t.gt_object_poses, STREAM_QOS)
+        self.pub_ee = self.create_publisher(PoseStamped, "ground_truth/ee_pose", STREAM_QOS)
+        self.pub_task = self.create_publisher(String, t.gt_task, LATCHED_QOS)
+        self.pub_success = self.create_publisher(Bool, t.gt_success, LATCHED_QOS)
+        self.pub_stats = self.create_publisher(String, "~/stats", STREAM_QOS)
+        self.diagnostics = DiagnosticsPublisher(self)
         self.create_subscription(TwistStamped, t.twist_cmd, self._on_twist, COMMAND_QOS)
         self.create_subscription(JointTrajectory, t.joint_trajectory_cmd, self._on_trajectory, COMMAND_QOS)
         self.create_subscription(Float64, t.gripper_cmd, self._on_gripper, COMMAND_QOS)
@@ -97,10 +97,9 @@ class SimNode(Node):
 
     # ---- parameters / episodes ----------------------------------------------------------------
     def _on_set_parameters(self, params) -> SetParametersResult:
+        """command_timeout_s at run time (rclpy has checked the descriptor's range)."""
         for prm in params:
             if prm.name == "command_timeout_s":
-                if not (0.05 <= prm.value <= 5.0):
-                    return SetParametersResult(successful=False, reason="command_timeout_s must be in [0.05, 5]")
                 self.command_timeout = prm.value
         return SetParametersResult(successful=True)
 
@@ -271,9 +270,11 @@ class SimNode(Node):
         return msg
 
     def _publish_stats(self) -> None:
-        self.pub_stats.publish(String(data=json.dumps({
-            "sim_time": self.env.time, "steps": self.env.steps_taken, "episode": self._episode,
-            "rejected": self.rejections.counts, "rejected_total": self.rejections.total})))
+        """The simulator's counters as JSON on ~/stats and as its status on /diagnostics."""
+        stats = {"sim_time": self.env.time, "steps": self.env.steps_taken, "episode": self._episode,
+                 "rejected": self.rejections.counts, "rejected_total": self.rejections.total}
+        self.pub_stats.publish(String(data=json.dumps(stats)))
+        self.diagnostics.publish(stats)
 
     def destroy_node(self) -> None:
         self.env.close()

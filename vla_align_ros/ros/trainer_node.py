@@ -1,5 +1,6 @@
 """``trainer_node``: the same training as ``vla-align train``, configured by ROS parameters,
-reporting progress on a topic (std_msgs/String, JSON) while it runs. SIGINT or SIGTERM (Ctrl-C,
+reporting progress on a topic (std_msgs/String, JSON) while it runs and its state on
+/diagnostics every second. SIGINT or SIGTERM (Ctrl-C,
 or launch shutting down) stops training after the current step, saves the resume state, reports
 ``{"state": "stopped", ...}`` and exits 0; ``resume:=true`` with the same ``out`` continues."""
 
@@ -12,28 +13,35 @@ import threading
 from pathlib import Path
 
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
-PROGRESS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+from .diagnostics import DiagnosticsPublisher
+from .params import describe
+from .qos import PROGRESS_QOS
+
+STATUS_PERIOD_S = 1.0  # /diagnostics
 
 
 class TrainerNode(Node):
     def __init__(self) -> None:
         super().__init__("trainer_node")
-        ro = lambda text: ParameterDescriptor(description=text, read_only=True)  # noqa: E731
-        self.bags = list(self.declare_parameter("bags", [""], ro("rosbag2 folders to train on")).value)
-        self.config = self.declare_parameter("config", "", ro("training YAML ('' = the package's sim_tiny.yaml)")).value
-        self.out = self.declare_parameter("out", "runs/train", ro("run folder")).value
-        self.resume = self.declare_parameter("resume", False, ro("continue a stopped run")).value
-        self.steps = self.declare_parameter("steps", 0, ro("override the config's step count (0 = keep)")).value
-        self.every = self.declare_parameter("progress_every", 10, ro("publish progress every N steps")).value
-        self.shutdown_when_done = self.declare_parameter("shutdown_when_done", True, ro("exit after training")).value
+        p = self.declare_parameter
+        self.bags = list(p("bags", [""], describe("rosbag2 folders to train on")).value)
+        self.config = p("config", "", describe("training YAML ('' = the package's sim_tiny.yaml)")).value
+        self.out = p("out", "runs/train", describe("run folder")).value
+        self.resume = p("resume", False, describe("continue a stopped run")).value
+        self.steps = p("steps", 0, describe("override the config's step count (0 = keep)", lo=0, hi=10**9,
+                                            integer=True)).value
+        self.every = p("progress_every", 10, describe("publish progress every N steps", lo=1, hi=10**6,
+                                                      integer=True)).value
+        self.shutdown_when_done = p("shutdown_when_done", True, describe("exit after training")).value
         self.pub = self.create_publisher(String, "~/progress", PROGRESS_QOS)
+        self.diagnostics = DiagnosticsPublisher(self)
+        self.last_progress: dict = {"state": "starting"}
+        self.create_timer(STATUS_PERIOD_S, lambda: self.diagnostics.publish(self.last_progress))
         self.done = threading.Event()
         self.stop = threading.Event()  # set by SIGINT/SIGTERM: save the resume state and return
         self.ok = False
@@ -45,6 +53,7 @@ class TrainerNode(Node):
         self.thread.start()
 
     def _publish(self, payload: dict) -> None:
+        self.last_progress = payload
         self.pub.publish(String(data=json.dumps(payload)))
 
     def _run(self, bags: list[str]) -> None:
