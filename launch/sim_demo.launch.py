@@ -2,6 +2,9 @@
 
     ros2 launch vla_align_ros sim_demo.launch.py                       # the shipped model
     ros2 launch vla_align_ros sim_demo.launch.py checkpoint:=runs/mine command_mode:=joint_trajectory
+    ros2 launch vla_align_ros sim_demo.launch.py namespace:=arm1       # every topic under /arm1
+
+Launch drives the two lifecycle nodes: configure when they start, activate once configured.
 """
 
 import os
@@ -11,6 +14,8 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from vla_align_ros.ros.launch_lifecycle import managed_lifecycle_node
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -22,6 +27,10 @@ def generate_launch_description() -> LaunchDescription:
                               description="trained run folder (vla-align train --out); default: the shipped "
                                           "simulator model"),
         DeclareLaunchArgument("device", default_value="cpu", description="torch device: cpu, cuda, cuda:N or auto"),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="ROS namespace of the three nodes and their topics (e.g. arm1); "
+                                          "/tf_static, /clock and /diagnostics stay global"),
+        DeclareLaunchArgument("image_size", default_value="96", description="simulated camera width and height, px"),
         DeclareLaunchArgument("seed", default_value="5000", description="seed of the first simulated episode"),
         DeclareLaunchArgument("command_mode", default_value="twist",
                               description="twist (Cartesian servo) or joint_trajectory (joint_trajectory_controller)"),
@@ -39,14 +48,19 @@ def generate_launch_description() -> LaunchDescription:
                               description="policy_node parameter file"),
     ]
     common = {"checkpoint": LaunchConfiguration("checkpoint"), "device": LaunchConfiguration("device")}
-    sim = Node(package="vla_align_ros", executable="sim_node", name="sim_node", output="screen",
+    ns = LaunchConfiguration("namespace")
+    size = LaunchConfiguration("image_size")
+    sim = Node(package="vla_align_ros", executable="sim_node", name="sim_node", namespace=ns, output="screen",
                parameters=[LaunchConfiguration("sim_params"),
-                           {"seed": LaunchConfiguration("seed"), "image_width": 96, "image_height": 96}])
-    perception = Node(package="vla_align_ros", executable="perception_node", name="perception_node", output="screen",
-                      parameters=[LaunchConfiguration("perception_params"), common])
-    policy = Node(package="vla_align_ros", executable="policy_node", name="policy_node", output="screen",
-                  parameters=[LaunchConfiguration("policy_params"),
-                              {**common, "command_mode": LaunchConfiguration("command_mode"),
-                               "policy": LaunchConfiguration("policy"), "robot": LaunchConfiguration("robot")}])
+                           {"seed": LaunchConfiguration("seed"), "image_width": size, "image_height": size}])
+    perception = managed_lifecycle_node(package="vla_align_ros", executable="perception_node", name="perception_node",
+                                        namespace=ns, output="screen",
+                                        parameters=[LaunchConfiguration("perception_params"), common])
+    policy = managed_lifecycle_node(package="vla_align_ros", executable="policy_node", name="policy_node",
+                                    namespace=ns, output="screen",
+                                    parameters=[LaunchConfiguration("policy_params"),
+                                                {**common, "command_mode": LaunchConfiguration("command_mode"),
+                                                 "policy": LaunchConfiguration("policy"),
+                                                 "robot": LaunchConfiguration("robot")}])
     dds = SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile"))
-    return LaunchDescription(args + [dds, sim, perception, policy])
+    return LaunchDescription(args + [dds, sim, *perception, *policy])

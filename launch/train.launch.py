@@ -19,6 +19,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("out", default_value="runs/train", description="run folder for checkpoints and logs"),
         DeclareLaunchArgument("config", default_value="", description="training YAML ('' = config/train/sim_tiny.yaml)"),
         DeclareLaunchArgument("resume", default_value="false", description="continue a stopped run"),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="ROS namespace of trainer_node (its progress topic is <namespace>/trainer_node/progress)"),
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "train", "trainer_node.yaml"),
                               description="trainer_node parameter file"),
     ]
@@ -26,6 +28,7 @@ def generate_launch_description() -> LaunchDescription:
         package="vla_align_ros",
         executable="trainer_node",
         name="trainer_node",
+        namespace=LaunchConfiguration("namespace"),
         output="screen",
         parameters=[LaunchConfiguration("params_file"),
                     {"bags": LaunchConfiguration("bags"), "out": LaunchConfiguration("out"),

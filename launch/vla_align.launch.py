@@ -3,7 +3,14 @@
     ros2 launch vla_align_ros vla_align.launch.py checkpoint:=/path/to/run device:=cuda
 
 By default both nodes run in one process (``vla_align_node``) and share one model and one vision
-pass per frame; ``one_process:=false`` starts them as two processes.
+pass per frame; ``one_process:=false`` starts them as two processes. ``namespace:=arm1`` puts
+both nodes and their relative topics (camera/image_raw, joint_states, ...) under /arm1.
+
+Lifecycle: with two processes, launch drives each node (configure when it starts, activate once
+configured; launch_ros ``LifecycleNode`` and its transition events). The one process holds two
+lifecycle nodes, and launch_ros' ``LifecycleNode`` action manages one node per process (it names
+the process' node with ``-r __node:=NAME``, which would rename both), so there each node
+configures and activates itself (``autostart: true`` in the parameter files).
 """
 
 import os
@@ -15,6 +22,8 @@ from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from vla_align_ros.ros.launch_lifecycle import managed_lifecycle_node
+
 
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory("vla_align_ros")
@@ -25,6 +34,9 @@ def generate_launch_description() -> LaunchDescription:
                               description="trained run folder (vla-align train --out); default: the shipped "
                                           "simulator model"),
         DeclareLaunchArgument("device", default_value="cpu", description="torch device: cpu, cuda, cuda:N or auto"),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="ROS namespace of the nodes and their topics (e.g. arm1); /tf_static and "
+                                          "/diagnostics stay global"),
         DeclareLaunchArgument("command_mode", default_value="twist",
                               description="twist (Cartesian servo) or joint_trajectory (joint_trajectory_controller)"),
         DeclareLaunchArgument("robot", default_value="panda",
@@ -48,12 +60,15 @@ def generate_launch_description() -> LaunchDescription:
     two = UnlessCondition(LaunchConfiguration("one_process"))
     # The parameter files are keyed by node name, so one process reads each node its own section;
     # no `name` here: it would rename both nodes of the process.
-    both = Node(package="vla_align_ros", executable="vla_align_node", output="screen", condition=one,
+    ns = LaunchConfiguration("namespace")
+    both = Node(package="vla_align_ros", executable="vla_align_node", namespace=ns, output="screen", condition=one,
                 parameters=[LaunchConfiguration("perception_params"), LaunchConfiguration("policy_params"),
                             {**common, **policy_only}])
-    perception = Node(package="vla_align_ros", executable="perception_node", name="perception_node", output="screen",
-                      parameters=[LaunchConfiguration("perception_params"), common], condition=two)
-    policy = Node(package="vla_align_ros", executable="policy_node", name="policy_node", output="screen",
-                  parameters=[LaunchConfiguration("policy_params"), {**common, **policy_only}], condition=two)
+    perception = managed_lifecycle_node(package="vla_align_ros", executable="perception_node", name="perception_node",
+                                        namespace=ns, output="screen", condition=two,
+                                        parameters=[LaunchConfiguration("perception_params"), common])
+    policy = managed_lifecycle_node(package="vla_align_ros", executable="policy_node", name="policy_node",
+                                    namespace=ns, output="screen", condition=two,
+                                    parameters=[LaunchConfiguration("policy_params"), {**common, **policy_only}])
     dds = SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile"))
-    return LaunchDescription(args + [dds, both, perception, policy])
+    return LaunchDescription(args + [dds, both, *perception, *policy])

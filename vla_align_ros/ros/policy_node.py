@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from geometry_msgs.msg import TwistStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.duration import Duration as RclDuration
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Float64, String
@@ -54,6 +55,7 @@ try:  # a ROS install has tf2_msgs; the PyPI wheels do not (then the robot confi
 except ImportError:
     TFMessage = None
 
+HOLD_ACK_S = 0.5  # longest a stop waits for the subscribers to acknowledge the final hold
 ARM_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
 FINGERS = ["panda_finger_joint1", "panda_finger_joint2"]
 
@@ -287,8 +289,13 @@ class PolicyNode(ModelLifecycleNode):
         return super().on_activate(state)
 
     def _before_stop(self, why: str) -> None:
+        """One hold, then silence; waits (at most HOLD_ACK_S) until every reliable subscriber has
+        the hold, so a process that exits next does not take it down with its DDS participant."""
         if self._moving or self._chunk is not None:
-            self._send_hold(why)  # publishers are still active here: one hold, then silence
+            self._send_hold(why)  # publishers are still active here
+            pub = self.pub_twist if self.p_mode == "twist" else self.pub_traj
+            if not pub.wait_for_all_acked(RclDuration(seconds=HOLD_ACK_S)):
+                self.get_logger().warning(f"the final hold was not acknowledged within {HOLD_ACK_S} s")
 
     # ---- inputs ---------------------------------------------------------------------------------
     def _on_instruction(self, msg: String) -> None:

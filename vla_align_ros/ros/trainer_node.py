@@ -28,16 +28,17 @@ STATUS_PERIOD_S = 1.0  # /diagnostics
 class TrainerNode(Node):
     def __init__(self) -> None:
         super().__init__("trainer_node")
-        p = self.declare_parameter
-        self.bags = list(p("bags", [""], describe("rosbag2 folders to train on")).value)
-        self.config = p("config", "", describe("training YAML ('' = the package's sim_tiny.yaml)")).value
-        self.out = p("out", "runs/train", describe("run folder")).value
-        self.resume = p("resume", False, describe("continue a stopped run")).value
-        self.steps = p("steps", 0, describe("override the config's step count (0 = keep)", lo=0, hi=10**9,
-                                            integer=True)).value
-        self.every = p("progress_every", 10, describe("publish progress every N steps", lo=1, hi=10**6,
-                                                      integer=True)).value
-        self.shutdown_when_done = p("shutdown_when_done", True, describe("exit after training")).value
+        self.bags = list(self.declare_parameter("bags", [""], describe("rosbag2 folders to train on")).value)
+        self.config = self.declare_parameter("config", "", describe("training YAML ('' = the package's "
+                                                                    "sim_tiny.yaml)")).value
+        self.out = self.declare_parameter("out", "runs/train", describe("run folder")).value
+        self.resume = self.declare_parameter("resume", False, describe("continue a stopped run")).value
+        self.steps = self.declare_parameter("steps", 0, describe("override the config's step count (0 = keep)",
+                                                                 lo=0, hi=10**9, integer=True)).value
+        self.every = self.declare_parameter("progress_every", 10, describe("publish progress every N steps",
+                                                                           lo=1, hi=10**6, integer=True)).value
+        self.shutdown_when_done = self.declare_parameter("shutdown_when_done", True,
+                                                         describe("exit after training")).value
         self.pub = self.create_publisher(String, "~/progress", PROGRESS_QOS)
         self.diagnostics = DiagnosticsPublisher(self)
         self.last_progress: dict = {"state": "starting"}

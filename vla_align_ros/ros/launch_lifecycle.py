@@ -1,0 +1,40 @@
+"""Lifecycle nodes driven by launch, as ros2/demos' lifecycle_py and launch_ros' lifecycle example
+do: launch starts a ``LifecycleNode`` (with ``autostart`` false), asks it to configure
+(``EmitEvent(ChangeState(configure))``), and when the node reports configuring -> inactive
+(``OnStateTransition``) asks it to activate. A later active -> inactive (a fault, or an operator
+deactivating it) is left alone. Imported by the launch files only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from launch.actions import EmitEvent, LogInfo, RegisterEventHandler
+from launch.events import matches_action
+from launch_ros.actions import LifecycleNode
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
+
+LOG_PREFIX = "launch lifecycle"  # tests find launch's own transition requests by this
+
+
+def _request(node: LifecycleNode, transition: int, condition: Any = None) -> EmitEvent:
+    return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition),
+                     condition=condition)
+
+
+def managed_lifecycle_node(*, name: str, parameters: list[Any], **kwargs: Any) -> list[Any]:
+    """A ``LifecycleNode`` (``autostart`` false: launch owns its transitions), the handler that
+    activates it once configured, one that logs it active, and the configure request. ``kwargs`` go to ``LifecycleNode``
+    (package, executable, namespace, output, condition, ...); a ``condition`` applies to all three."""
+    node = LifecycleNode(name=name, parameters=[*parameters, {"autostart": False}], **kwargs)
+    condition = kwargs.get("condition")
+    activate = RegisterEventHandler(OnStateTransition(
+        target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
+        entities=[LogInfo(msg=f"{LOG_PREFIX}: {name} configured, requesting activate"),
+                  _request(node, Transition.TRANSITION_ACTIVATE)]), condition=condition)
+    active = RegisterEventHandler(OnStateTransition(
+        target_lifecycle_node=node, start_state="activating", goal_state="active",
+        entities=[LogInfo(msg=f"{LOG_PREFIX}: {name} is active")]), condition=condition)
+    return [activate, active, node, LogInfo(msg=f"{LOG_PREFIX}: {name} requesting configure", condition=condition),
+            _request(node, Transition.TRANSITION_CONFIGURE, condition)]
