@@ -12,7 +12,7 @@ import torch
 
 from .config import ModelConfig
 from .data.synthetic import DEFAULT_HELD_OUT, compositional_split
-from .model import TrimodalModel, save_checkpoint
+from .model import create_model, save_checkpoint
 from .training.loop import evaluate_retrieval, train_contrastive
 
 
@@ -21,7 +21,7 @@ def run_synthetic_demo(config_path: Path, out_dir: Path, steps: int = 600, n_tra
     torch.manual_seed(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = ModelConfig.from_yaml(config_path)
-    model = TrimodalModel(cfg)
+    model = create_model(cfg)
     train, test = compositional_split(n_train, n_test, seed)
     t0 = time.perf_counter()
     log = train_contrastive(model, train, steps=steps, batch_size=128, lr=1e-3, seed=seed, progress=progress)

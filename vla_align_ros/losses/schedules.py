@@ -1,4 +1,5 @@
-"""Pure schedule functions (step -> value), for temperature and learning rate."""
+"""Pure schedule functions (step -> value) for the contrastive temperature (the learning-rate
+schedule is the trainer's: ``training.schedule``)."""
 
 from __future__ import annotations
 
@@ -31,11 +32,3 @@ def temperature_schedule(kind: str, step: int, total_steps: int, t_start: float,
         return cosine_schedule(step, total_steps, t_start, t_end)
     raise ValueError(f"kind={kind!r}: must be one of ('constant', 'linear', 'cosine')")
 
-
-def warmup_cosine_lr(step: int, total_steps: int, warmup_steps: int, base_lr: float, min_lr: float = 0.0) -> float:
-    """Linear warmup to ``base_lr`` then cosine decay to ``min_lr``."""
-    if warmup_steps < 0 or total_steps <= 0:
-        raise ValueError(f"warmup_steps={warmup_steps}, total_steps={total_steps}: invalid")
-    if step < warmup_steps:
-        return base_lr * (step + 1) / warmup_steps
-    return cosine_schedule(step - warmup_steps, max(total_steps - warmup_steps, 1), base_lr, min_lr)

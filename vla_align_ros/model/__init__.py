@@ -2,6 +2,7 @@
 
 from .action import ActionEncoder
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, verify_checkpoint
+from .factory import create_loss, create_model
 from .heads import (PolicyHead, SpatialGroundingHead, SpatialOutput, StepState, TemporalGroundingHead,
                     decode_monotonic_steps, decode_segment, masks_to_boxes)
 from .projection import Projection
@@ -10,7 +11,7 @@ from .trimodal import Embeddings, TrimodalModel
 from .vision import VisionEncoder, VisionOutput, efficientnet_lite0_weights_path
 
 __all__ = [
-    "ActionEncoder", "CheckpointError", "load_checkpoint", "save_checkpoint", "verify_checkpoint",
+    "ActionEncoder", "CheckpointError", "create_loss", "create_model", "load_checkpoint", "save_checkpoint", "verify_checkpoint",
     "PolicyHead", "SpatialGroundingHead", "SpatialOutput", "StepState", "TemporalGroundingHead",
     "decode_monotonic_steps", "decode_segment", "masks_to_boxes", "Projection", "TextEncoder", "TextOutput", "minilm_path",
     "Embeddings", "TrimodalModel", "VisionEncoder", "VisionOutput", "efficientnet_lite0_weights_path",

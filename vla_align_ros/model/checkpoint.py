@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..config import ModelConfig
+from .factory import create_model
 from .trimodal import TrimodalModel
 
 WEIGHTS = "model.safetensors"
@@ -150,7 +151,7 @@ def load_checkpoint(ckpt_dir: str | Path, map_location: str | torch.device = "cp
         raise CheckpointError(f"{d / CONFIG}: invalid model config ({e})") from e
     if (d / TOKENIZER).is_dir():
         cfg.text.tokenizer_path = str(d / TOKENIZER)
-    model = TrimodalModel(cfg, load_pretrained=False)
+    model = create_model(cfg, load_pretrained=False)
     try:
         state = load_file(str(d / WEIGHTS), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as e:

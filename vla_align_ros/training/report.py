@@ -20,12 +20,14 @@ from ..metrics import alignment, hubness, mask_iou, modality_gap, pointing_accur
 from ..metrics.retrieval import (CORRECTIONS, chance_recall_at_1, coarse_bound_r1, mean_r1,
                                  pairwise_retrieval)
 from ..model.checkpoint import load_checkpoint
+from ..model.factory import create_model
 from ..model.heads import decode_monotonic_steps, decode_segment
 from ..model.trimodal import TrimodalModel
 from ..robots.config import RobotConfig
 from .affordance_eval import affordance_metrics
 from .objective import policy_keypoints
-from .trainer import DataConfig, TokenTable, TrainConfig, make_batch
+from .tokens import TokenTable
+from .trainer import DataConfig, TrainConfig, make_batch
 
 OPPOSITES = (("pick up the red cube", "put down the red cube"), ("push the blue cube left", "push the blue cube right"),
              ("lift the green block", "lower the green block"))
@@ -263,7 +265,7 @@ def evaluate_run(run: Path, bags: Sequence[str | Path], out: Path, max_frames: i
     data_cfg.topics = data_cfg.topics.with_overrides(topics)
     train_cfg = from_dict(TrainConfig, {k: v for k, v in raw_cfg.items() if k not in ("data", "model")})
     torch.manual_seed(train_cfg.seed)
-    untrained = TrimodalModel(model.cfg, load_pretrained=False).eval()
+    untrained = create_model(model.cfg, load_pretrained=False).eval()
     for name in ("action_mean", "action_std", "state_mean", "state_std"):
         getattr(untrained, name).copy_(getattr(model, name))
     episodes, stats = read_episodes(bags, data_cfg.topics, data_cfg.slop, JointLayout.from_robot(data_cfg.robot))

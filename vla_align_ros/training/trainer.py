@@ -10,10 +10,8 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
-import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -26,19 +24,20 @@ import torch.distributed as dist
 import yaml
 from safetensors.torch import load_file, save_file
 from torch import Tensor
-from tqdm import tqdm
 
 from ..config import ModelConfig, from_dict
 from ..data.attributes import AttributeNegatives
 from ..data.bag_dataset import BagSamples, episodes_to_samples, split_episodes
 from ..data.bags import BagTopics, Episode, JointLayout, read_episodes
-from ..losses.schedules import warmup_cosine_lr
 from ..model.action_space import ActionSpace
 from ..model.checkpoint import _atomic_write_bytes, save_checkpoint, verify_checkpoint
+from ..model.factory import create_model
 from ..model.heads import true_keypoints
 from ..model.trimodal import TrimodalModel
 from .objective import Batch, ObjectiveWeights, SequenceBatch, compute_losses
 from .techniques import CurriculumConfig, RobustnessConfig, curriculum_indices, instruction_difficulty
+from .loop import adamw, dist_info, run_steps
+from .tokens import TokenTable
 
 
 PROFILES = ("robot_observable", "ground_truth")
@@ -112,22 +111,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class TokenTable:
-    """Each distinct text tokenised once, padded to a fixed width."""
-
-    def __init__(self, model: TrimodalModel, texts: Sequence[str]) -> None:
-        uniq = sorted(set(texts) | {""})
-        self.row = {t: i for i, t in enumerate(uniq)}
-        tok = model.tokenize(uniq)
-        self.ids, self.mask = tok["input_ids"], tok["attention_mask"]
-
-    def __call__(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
-        r = torch.tensor([self.row[t] for t in texts])
-        ids, mask = self.ids[r], self.mask[r]
-        width = max(int(mask.sum(-1).max()), 1)
-        return ids[..., :width], mask[..., :width]
 
 
 def make_batch(samples: BagSamples, idx: Tensor, tokens: TokenTable, max_steps: int, device: torch.device,
@@ -251,12 +234,6 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> Tensor:
     epoch, k = divmod(step, per_epoch)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
     return perm[k * batch_size : (k + 1) * batch_size]
-
-
-def _dist_info() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _save_resume_state(run_dir: Path, model: TrimodalModel, opt: torch.optim.Optimizer, step: int,
@@ -414,7 +391,7 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
         dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
         if torch.cuda.is_available() and cfg.device != "cpu":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    rank, world = _dist_info()
+    rank, world = dist_info()
     if cfg.batch_size % world:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the {world} ranks")
     if cfg.objective.geometry > 0 and (cfg.objective.geometry_batch < 1 or cfg.objective.geometry_batch % world):
@@ -428,7 +405,7 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
     train_s: BagSamples = data["samples"]["train"]
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    model = TrimodalModel(cfg.model)
+    model = create_model(cfg.model)
     # Normalisation fitted on the training split only.
     a = train_s.actions.reshape(-1, train_s.actions.shape[-1]).float()
     model.action_mean.copy_(a.mean(0))
@@ -443,10 +420,7 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
     difficulty = torch.tensor([instruction_difficulty(t, len(st)) for t, st in zip(train_s.texts, train_s.step_texts)]) \
         if cfg.curriculum.until > 0 else None
     geometry = GeometryFrames(train_s) if cfg.objective.geometry > 0 else None
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-                             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr,
-                            foreach=True)  # one multi-tensor update, not ~230 small ones; the same weights to the bit
+    opt, params = adamw(model, cfg.lr, cfg.weight_decay)
     start, log = 0, []
     if resume and resume_dir(run_dir) is not None:
         start, log = _load_resume_state(run_dir, model, opt)
@@ -461,11 +435,8 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
     motions = multi_step_episodes(train_s) if cfg.objective.segments > 0 else []
     local = cfg.batch_size // world
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    bar = tqdm(range(start, end), desc="train", disable=not progress or rank != 0, dynamic_ncols=True,
-               initial=start, total=cfg.steps, mininterval=0.2 if sys.stderr.isatty() else 15.0)
-    t0 = time.perf_counter()
-    model.train()
-    for step in bar:
+
+    def losses_at(step: int) -> dict[str, Tensor]:
         if difficulty is None:
             glob = batch_indices(len(train_s), cfg.batch_size, cfg.seed, step)
         else:
@@ -486,34 +457,22 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
         # the all-reduced mean equals the one-process value.
         batch.seq = make_sequence_batch(train_s, motions, tokens, cfg.data.seq_episodes, cfg.data.seq_len, max_steps,
                                         cfg.seed, step, device)
-        for g in opt.param_groups:
-            g["lr"] = warmup_cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr, cfg.lr * 0.05)
         with amp:
-            losses = compute_losses(model, batch, cfg.objective, cfg.robust) if ddp is None \
+            return compute_losses(model, batch, cfg.objective, cfg.robust) if ddp is None \
                 else ddp(batch, cfg.objective, cfg.robust)
-        total = losses["total"]
-        if not math.isfinite(float(total.detach())):
-            raise FloatingPointError(f"non-finite loss at step {step}: { {k: float(v) for k, v in losses.items()} }")
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        values = torch.stack([v.detach().float() for v in losses.values()])
-        if world > 1:  # log the loss of the global batch: the mean of the ranks' local losses
-            dist.all_reduce(values)
-            values /= world
-        row = {"step": step, "lr": opt.param_groups[0]["lr"], **{k: float(v) for k, v in zip(losses, values)}}
-        log.append(row)
-        rate = (step + 1 - start) / max(time.perf_counter() - t0, 1e-9)
-        bar.set_postfix(loss=f"{row['total']:.3f}", rate=f"{rate:.1f} it/s", refresh=False)
+
+    def after_step(step: int, row: dict[str, float], rate: float) -> bool:
+        """Report progress and save the resume state; True when ``should_stop`` asks to stop."""
         if on_progress is not None and rank == 0:
             on_progress({**row, "steps": cfg.steps, "rate": rate})
         stopping = should_stop is not None and should_stop() and step + 1 < end
         if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end or stopping):
             _save_resume_state(run_dir, model, opt, step + 1, log)
-        if stopping:
-            end = step + 1
-            break
+        return stopping
+
+    t0 = time.perf_counter()
+    model.train()
+    end = run_steps(opt, params, start, end, cfg.steps, cfg.lr, cfg.warmup, losses_at, log, progress, after_step)
     finished = end == cfg.steps
     if world > 1:
         dist.barrier()
