@@ -16,7 +16,9 @@ from typing import Any
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from std_msgs.msg import String
 
+from ..image_conv import ImageError
 from ..paths import checkpoint_dir
+from ..text_input import InstructionError
 from .diagnostics import DiagnosticsPublisher
 from .params import describe
 
@@ -100,7 +102,55 @@ class ModelLifecycleNode(LifecycleNode):
         if self._active and hasattr(self, "pub_status"):
             self.pub_status.publish(String(data=json.dumps(status)))
 
-    # ---- camera frames: raw or compressed ---------------------------------------------------------
+    # ---- inputs: instruction and camera frames ---------------------------------------------------
+    def _on_instruction(self, msg: String) -> None:
+        """The instruction topic: rate-limited and validated (``self.gate``, an InstructionGate built
+        on configure), then ``_instruction``; a refused one is a counted drop."""
+        if self.session is None:
+            return
+        try:
+            self._instruction(self.gate.accept(msg.data, time.monotonic()))
+        except InstructionError as e:
+            self._drop(f"instruction_{e.reason}", str(e))
+
+    def _input_checks(self) -> None:
+        """On configure: the image stamp filter (``image_max_age_s``, ``image_max_future_s``) and
+        the instruction gate (``instruction_min_interval_s``)."""
+        from ..control.freshness import StampFilter
+        from ..text_input import InstructionGate
+
+        self.stamps = StampFilter(self.p_image_age, self.p_future)
+        self.gate = InstructionGate(self.p_instr_interval)
+
+    def _instruction(self, text: str) -> None:
+        """An accepted instruction (may raise ``InstructionError``: a drop)."""
+        raise NotImplementedError
+
+    def _on_image(self, msg: Any) -> None:
+        """Executor thread: a camera frame (an Image, or a CompressedImage with image_transport
+        'compressed') converted and checked, then handed to the inference thread as
+        ``_frame_job``. Nothing while inactive or without an instruction; a frame that cannot be
+        read, is not colour, or is stale is a counted drop."""
+        if not self._active or self.session is None or self.session.instruction is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            img = self._frame_array(msg)
+        except ImageError as e:
+            self._drop(f"image_{e.reason}", str(e))
+            return
+        if img.ndim != 3 or img.shape[2] != 3:
+            self._drop("image_encoding", f"{self.get_name()} needs a colour image, got {self._frame_encoding(msg)}")
+            return
+        if not self._fresh(msg.header.stamp):
+            return
+        self._submit_frame(self._frame_job(msg, img, t0))
+
+    def _frame_job(self, msg: Any, img: Any, t0: float) -> Any:
+        """What the inference thread's ``_process_frame`` gets for a frame received at ``t0``
+        (perf_counter)."""
+        raise NotImplementedError
+
     def _image_subscription(self, topic: str, callback: Any, qos: Any, group: Any = None, **kwargs: Any) -> Any:
         """The camera subscription of ``image_transport``: Image on ``topic``, or CompressedImage
         on ``topic/compressed``. ``callback`` gets either message; ``_frame_array`` decodes both."""

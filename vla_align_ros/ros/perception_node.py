@@ -19,9 +19,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import String
 
-from ..image_conv import ImageError, array_to_image_fields
-from ..control.freshness import StampFilter
-from ..text_input import InstructionError, InstructionGate
+from ..image_conv import array_to_image_fields
 from .params import describe
 from .model_node import ModelLifecycleNode, stamp_ns
 from .process import run
@@ -65,8 +63,7 @@ class PerceptionNode(ModelLifecycleNode):
     def _configure(self) -> TransitionCallbackReturn:
         self._check_transport()
         self._load_session()
-        self.stamps = StampFilter(self.p_image_age, self.p_future)
-        self.gate = InstructionGate(self.p_instr_interval)
+        self._input_checks()
         from vla_align_msgs.msg import GroundingResult, TaskProgress
 
         t = self.t
@@ -85,34 +82,13 @@ class PerceptionNode(ModelLifecycleNode):
                                f"({self.p_transport})")
         return TransitionCallbackReturn.SUCCESS
 
-    def _on_instruction(self, msg: String) -> None:
-        if self.session is None:
-            return
-        try:
-            text = self.gate.accept(msg.data, time.monotonic())
-            if self.session.instruction is None or text != self.session.instruction.text:
-                self.session.set_instruction(text)
-                self.stamps.reset()
-        except InstructionError as e:
-            self._drop(f"instruction_{e.reason}", str(e))
+    def _instruction(self, text: str) -> None:
+        if self.session.instruction is None or text != self.session.instruction.text:
+            self.session.set_instruction(text)
+            self.stamps.reset()
 
-    def _on_image(self, msg: Any) -> None:
-        """An Image or (image_transport 'compressed') a CompressedImage; one that cannot be read
-        is a counted drop."""
-        if not self._active or self.session is None or self.session.instruction is None:
-            return
-        t0 = time.perf_counter()
-        try:
-            img = self._frame_array(msg)
-        except ImageError as e:
-            self._drop(f"image_{e.reason}", str(e))
-            return
-        if img.ndim != 3 or img.shape[2] != 3:
-            self._drop("image_encoding", f"perception needs a colour image, got {self._frame_encoding(msg)}")
-            return
-        if not self._fresh(msg.header.stamp):
-            return
-        self._submit_frame((msg, img, t0))
+    def _frame_job(self, msg: Any, img: np.ndarray, t0: float) -> tuple[Any, np.ndarray, float]:
+        return msg, img, t0
 
     def _process_frame(self, job: tuple[Image, np.ndarray, float]) -> None:
         """Inference thread: the model (or the result policy_node already got for this frame in a

@@ -37,13 +37,10 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ..control import (EStopLatch, JointTargetStream, SafetyCounters, TwistLimits, Watchdog, filter_gripper,
                        filter_twist, stream_limits)
-from ..control.freshness import StampFilter
 from ..control.safety import FilterResult, Outcome, joint_indices
 from ..data.joint_state import VelocityTracker, model_state
-from ..image_conv import ImageError
 from ..model.action_space import EE_TWIST_GRIPPER, JOINT_DELTA, check_command_mode
 from ..policies import DEFAULT_POLICY, EE_TWIST, POLICIES, Observation, Refusal, RobotInterface, make_policy
-from ..text_input import InstructionError, InstructionGate
 from .model_node import ModelLifecycleNode, stamp_ns
 from .process import run
 from .params import describe
@@ -204,8 +201,7 @@ class PolicyNode(ModelLifecycleNode):
             self.get_logger().info(f"checkpoint action space: {self.policy.space.describe()} "
                                    f"({self.policy.space_source}); sent as {self.p_mode}")
         self.watchdog = Watchdog(["image", "model"], self.p_timeout)
-        self.stamps = StampFilter(self.p_image_age, self.p_future)
-        self.gate = InstructionGate(self.p_instr_interval)
+        self._input_checks()
         self.estop = EStopLatch(self.p_estop_hb)
         if self.p_estop_hb <= 0:
             self.estop.on_message(False, time.monotonic())
@@ -298,21 +294,13 @@ class PolicyNode(ModelLifecycleNode):
                 self.get_logger().warning(f"the final hold was not acknowledged within {HOLD_ACK_S} s")
 
     # ---- inputs ---------------------------------------------------------------------------------
-    def _on_instruction(self, msg: String) -> None:
-        if self.session is None:
-            return
-        try:
-            text = self.gate.accept(msg.data, time.monotonic())
-            if text == self._accepted and self.session.instruction is not None \
-                    and text == self.session.instruction.text:
-                if self.plan_finishing:
-                    self._new_plan(text)  # said again once the task is done (retreating or still): do it again
-                return  # the same instruction again (latched topics resend it): nothing changes
-            enc = self.session.set_instruction(text)
-            self._accepted = enc.text
-        except InstructionError as e:
-            self._drop(f"instruction_{e.reason}", str(e))
-            return
+    def _instruction(self, text: str) -> None:
+        if text == self._accepted and self.session.instruction is not None and text == self.session.instruction.text:
+            if self.plan_finishing:
+                self._new_plan(text)  # said again once the task is done (retreating or still): do it again
+            return  # the same instruction again (latched topics resend it): nothing changes
+        enc = self.session.set_instruction(text)
+        self._accepted = enc.text
         self.stamps.reset()
         with self._lock:
             self._chunk = None
@@ -429,24 +417,11 @@ class PolicyNode(ModelLifecycleNode):
         if msg.data and self.estop.reset(time.monotonic()):
             self.get_logger().warning("e-stop reset")
 
-    def _on_image(self, msg: Any) -> None:
-        """Executor thread: check and convert (an Image, or a CompressedImage with image_transport
-        'compressed'), then hand the frame to the inference thread."""
-        if not self._active or self.session is None or self.session.instruction is None:
-            return
-        try:
-            img = self._frame_array(msg)
-        except ImageError as e:
-            self._drop(f"image_{e.reason}", str(e))
-            return
-        if not self._fresh(msg.header.stamp):
-            return
+    def _frame_job(self, msg: Any, img: np.ndarray, t0: float) -> tuple[Any, np.ndarray, np.ndarray | None, float]:
+        """A fresh colour frame feeds the image watchdog; the job carries the joint state it goes with."""
         now = time.monotonic()
         self.watchdog.feed("image", now)
-        if img.shape[2] != 3:
-            self._drop("image_encoding", f"policy needs a colour image, got {self._frame_encoding(msg)}")
-            return
-        self._submit_frame((msg, img, self._state, now))
+        return msg, img, self._state, now
 
     def _process_frame(self, job: tuple[Image, np.ndarray, np.ndarray | None, float]) -> None:
         """Inference thread: one forward, the chunk stored for the control timer and published."""
