@@ -1,9 +1,17 @@
 """The full training objective on a batch: trimodal contrastive + spatial grounding (masks) +
-temporal grounding (active step and progress) + policy (action-chunk regression)."""
+temporal grounding (active step and progress) + policy (action-chunk regression) + the optional
+alignment techniques.
+
+Each term is a registered ``LossTerm`` (``LOSS_TERMS``): its name is its log key and its weight
+in ``ObjectiveWeights``, it lists the ``Batch`` fields it reads and computes its loss from the
+forward pass the terms share (``TermInputs``). ``compute_losses`` runs them all.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from functools import cached_property
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -53,40 +61,54 @@ class ObjectiveWeights:
             raise ValueError(f"objective.keypoint_teacher={self.keypoint_teacher}: a fraction, must be <= 1")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Batch:
+    """One step's samples, its fields grouped by the loss term that reads them (``LossTerm.fields``);
+    the first group is read by the forward pass every term shares (``TermInputs``)."""
+
+    # the shared forward pass: encoders, embeddings, the step phrases the heads read
     images: Tensor  # (B, H, W, 3) uint8
     input_ids: Tensor  # (B, T)
     attention_mask: Tensor  # (B, T)
-    ids: Tensor  # (B,) composition ids
-    motion_ids: Tensor  # (B,) motion ids
     actions: Tensor  # (B, H, A) raw
     state: Tensor  # (B, S) raw
-    masks: Tensor  # (B, h, w) bool
-    has_mask: Tensor  # (B,) bool
     step_ids: Tensor  # (B, K, Ts) token ids of each step
     step_attn: Tensor  # (B, K, Ts)
-    step_valid: Tensor  # (B, K) bool
     step_index: Tensor  # (B,)
-    progress: Tensor  # (B,)
-    seq: "SequenceBatch | None" = None  # whole motions, for temporal localisation of steps
+    # contrastive
+    ids: Tensor  # (B,) composition ids
+    motion_ids: Tensor  # (B,) motion ids
+    neg_ids: Tensor | None = None  # (B*R, Tn) one-attribute variants of each instruction
+    neg_attn: Tensor | None = None  # (B*R, Tn)
+    # spatial: the object's mask
+    masks: Tensor  # (B, h, w) bool
+    has_mask: Tensor  # (B,) bool
+    # target: where the active step puts its object
+    target_masks: Tensor | None = None  # (B, h, w) bool
+    has_target: Tensor | None = None  # (B,) bool
+    # affordance: the demonstration's keyframe pixels (data.keyframes)
+    pick_px: Tensor | None = None  # (B, 2) [row, col] where the active step acts; NaN none
+    place_px: Tensor | None = None  # (B, 2) where it puts the object down; NaN none
+    # phrase: one object named on its own
     phrase_ids: Tensor | None = None  # (B, Tp) one object phrase per frame
     phrase_attn: Tensor | None = None  # (B, Tp)
     phrase_masks: Tensor | None = None  # (B, h, w) bool
     has_phrase: Tensor | None = None  # (B,) bool
-    phrase_obj: Tensor | None = None  # (B,) long, the phrase's object in the label order (-1: none)
-    target_masks: Tensor | None = None  # (B, h, w) bool, where the active step puts its object
-    has_target: Tensor | None = None  # (B,) bool
     offset: int = 0  # the first sample's position in the global batch (this rank's share starts there)
+    # object_level: the phrase's object
+    phrase_obj: Tensor | None = None  # (B,) long, the phrase's object in the label order (-1: none)
+    # temporal: the active step and the progress through it
+    step_valid: Tensor  # (B, K) bool
+    progress: Tensor  # (B,)
+    events: Tensor | None = None  # (B, 2) grasps and releases since the instruction (heads.ground_steps)
+    # segments: whole motions, for temporal localisation of steps
+    seq: "SequenceBatch | None" = None
+    # policy
     teacher: Tensor | None = None  # (B,) bool: the policy trains on this frame's true keypoints
-    geo_state: Tensor | None = None  # (G, S) raw, frames for objective.geometry
+    # geometry: frames for objective.geometry
+    geo_state: Tensor | None = None  # (G, S) raw
     geo_keypoints: Tensor | None = None  # (G, 2, 3) their true keypoints
     geo_actions: Tensor | None = None  # (G, H, A) raw
-    events: Tensor | None = None  # (B, 2) grasps and releases since the instruction (heads.ground_steps)
-    neg_ids: Tensor | None = None  # (B*R, Tn) one-attribute variants of each instruction
-    neg_attn: Tensor | None = None  # (B*R, Tn)
-    pick_px: Tensor | None = None  # (B, 2) [row, col] where the active step acts (data.keyframes); NaN none
-    place_px: Tensor | None = None  # (B, 2) where it puts the object down; NaN none
 
 
 @dataclass
@@ -110,80 +132,328 @@ def dice_loss(logits: Tensor, target: Tensor) -> Tensor:
     return 1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)
 
 
-def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
-                   robust: RobustnessConfig | None = None) -> dict[str, Tensor]:
-    robust = robust or RobustnessConfig()
-    vis = model.encode_image(b.images)
-    txt = model.encode_text(b.input_ids, b.attention_mask)
-    actions = model.normalize_actions(b.actions)
-    state = model.normalize_state(b.state)
-    emb = model.embed(vis, txt, actions, state)
-    out: dict[str, Tensor] = {}
-    zero = emb.vision.new_zeros(())
-    text_negs = None
-    if b.neg_ids is not None and w.contrastive > 0:
-        bsz = b.input_ids.shape[0]
-        text_negs = model.proj_text(model.encode_text(b.neg_ids, b.neg_attn).pooled).view(bsz, -1, model.embed_dim)
-    out["contrastive"] = model.loss(emb.as_dict(), b.ids, b.motion_ids, text_negs).total if w.contrastive > 0 else zero
-    bsz, k = b.step_ids.shape[:2]
-    steps = None  # every sample's K step phrases (B*K texts), for the step heads and the temporal loss
-    head_txt = txt  # what the spatial and policy heads read: the whole instruction ...
-    if model.cfg.heads.ground_steps:  # ... or the active step's phrase (the true step here)
-        steps = model.encode_steps(b.step_ids, b.step_attn)
-        head_txt = model.step_text(steps, b.step_index)
-    by_roles = w.affordance > 0 and b.pick_px is not None  # keyframe labels: both roles from the demonstration
-    if by_roles:  # each role's mask and affordance from one grounding pass
-        out["spatial"], out["affordance"] = role_losses(model, vis, head_txt, 0, b.masks, b.has_mask, b.pick_px,
-                                                        w.affordance_sigma, tuple(b.images.shape[1:3]))
-        out["target"], place = role_losses(model, vis, head_txt, 1, b.target_masks, b.has_target, b.place_px,
-                                           w.affordance_sigma, tuple(b.images.shape[1:3]))
-        out["affordance"] = out["affordance"] + place
-    else:
-        out["spatial"] = grounding_loss(model, vis, head_txt, b.masks, b.has_mask) \
-            if w.spatial > 0 and bool(b.has_mask.any()) else zero
-        out["affordance"] = zero
-    if w.phrase > 0 and b.has_phrase is not None and bool(b.has_phrase.any()):
-        phr = model.encode_text(b.phrase_ids, b.phrase_attn)
+SHARED_FIELDS = ("images", "input_ids", "attention_mask", "actions", "state", "step_ids", "step_attn", "step_index")
+
+
+class TermInputs:
+    """One batch's forward pass that the terms share (it reads the batch's ``SHARED_FIELDS``): the
+    encoders' outputs and the embeddings (computed up front), and on first use the step phrases,
+    the text the heads read and the vision-text pair's positives and scale."""
+
+    def __init__(self, model: TrimodalModel, batch: Batch, weights: ObjectiveWeights,
+                 robust: RobustnessConfig) -> None:
+        self.model, self.batch, self.weights, self.robust = model, batch, weights, robust
+        self.vis = model.encode_image(batch.images)
+        self.txt = model.encode_text(batch.input_ids, batch.attention_mask)
+        self.actions = model.normalize_actions(batch.actions)  # (B, H, A)
+        self.state = model.normalize_state(batch.state)  # (B, S)
+        self.emb = model.embed(self.vis, self.txt, self.actions, self.state)
+        self.zero = self.emb.vision.new_zeros(())
+
+    @cached_property
+    def steps(self) -> TextOutput:
+        """Every sample's K step phrases (B*K texts), for the step heads and the temporal loss."""
+        return self.model.encode_steps(self.batch.step_ids, self.batch.step_attn)
+
+    @cached_property
+    def head_txt(self) -> TextOutput:
+        """What the spatial and policy heads read: the active step's phrase (``heads.ground_steps``;
+        the true step here) or the whole instruction."""
+        return self.model.step_text(self.steps, self.batch.step_index) if self.model.cfg.heads.ground_steps \
+            else self.txt
+
+    @cached_property
+    def vl_ids(self) -> Tensor | None:
+        """The vision-text pair's positive ids (None: instance positives, ``pair_loss``'s own)."""
+        return self.model.loss.pair_ids("vl", self.batch.ids, self.batch.motion_ids)
+
+    @cached_property
+    def vl_log_scale(self) -> Tensor:
+        """The vision-text pair's log inverse temperature: ()."""
+        return self.model.loss.temps["vl"].scale()
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        return tuple(self.batch.images.shape[1:3])  # type: ignore[return-value]
+
+
+class LossTerm:
+    """One term of the objective. ``name`` is its log key and its weight's field in
+    ``ObjectiveWeights``; ``fields`` the ``Batch`` fields it reads besides the shared forward
+    pass's. ``active`` says whether this batch computes it (weight > 0 and its data present; an
+    inactive term logs zero); ``compute`` returns {name: () loss}, and the names of ``claims``
+    when it computes those terms in the same pass."""
+
+    name: str = ""
+    fields: tuple[str, ...] = ()
+
+    def weight(self, f: TermInputs) -> float:
+        return float(getattr(f.weights, self.name))
+
+    def active(self, f: TermInputs) -> bool:
+        return self.weight(f) > 0
+
+    def claims(self, f: TermInputs) -> tuple[str, ...]:
+        """Other terms this one computes in this batch (they are not computed on their own)."""
+        return ()
+
+    def compute(self, f: TermInputs) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+
+LOSS_TERMS: dict[str, LossTerm] = {}  # in the order they are computed (and logged)
+# The order the weighted terms are added into the total (float addition is not associative: the
+# shipped checkpoint was trained with this order); registered terms not named here come after.
+TOTAL_ORDER = ("contrastive", "spatial", "temporal", "segments", "policy", "phrase", "target", "geometry",
+               "affordance", "object_level", "patch_word", "consistency", "adversarial")
+TermType = TypeVar("TermType", bound=type[LossTerm])
+
+
+def register_term(cls: TermType) -> TermType:
+    """Class decorator: adds an instance of the term to ``LOSS_TERMS`` (after the ones before it)."""
+    term = cls()
+    if not term.name or term.name in LOSS_TERMS:
+        raise ValueError(f"loss term {cls.__name__}: name {term.name!r} is empty or taken")
+    if term.name not in {f.name for f in fields(ObjectiveWeights)}:
+        raise ValueError(f"loss term {term.name!r}: ObjectiveWeights has no weight of that name")
+    LOSS_TERMS[term.name] = term
+    return cls
+
+
+@register_term
+class Contrastive(LossTerm):
+    """The trimodal contrastive loss (``model.loss``), with one-attribute text negatives."""
+
+    name = "contrastive"
+    fields = ("ids", "motion_ids", "neg_ids", "neg_attn")
+
+    def compute(self, f: TermInputs) -> dict[str, Tensor]:
+        b, m = f.batch, f.model
+        text_negs = None
+        if b.neg_ids is not None:
+            bsz = b.input_ids.shape[0]
+            text_negs = m.proj_text(m.encode_text(b.neg_ids, b.neg_attn).pooled).view(bsz, -1, m.embed_dim)  # (B, R, D)
+        return {self.name: m.loss(f.emb.as_dict(), b.ids, b.motion_ids, text_negs).total}
+
+
+@register_term
+class Spatial(LossTerm):
+    """The instruction's (or active step's) mask of its object: BCE + Dice."""
+
+    name = "spatial"
+    fields = ("masks", "has_mask")
+
+    def active(self, f: TermInputs) -> bool:
+        return self.weight(f) > 0 and bool(f.batch.has_mask.any())
+
+    def compute(self, f: TermInputs) -> dict[str, Tensor]:
+        return {self.name: grounding_loss(f.model, f.vis, f.head_txt, f.batch.masks, f.batch.has_mask)}
+
+
+@register_term
+class Affordance(LossTerm):
+    """Each role's map against the demonstration's keyframe pixel (pick: role 0, place: role 1),
+    from the same grounding pass as that role's mask, so it computes ``spatial`` and ``target``
+    too."""
+
+    name = "affordance"
+    fields = ("pick_px", "place_px")
+
+    def active(self, f: TermInputs) -> bool:
+        return self.weight(f) > 0 and f.batch.pick_px is not None
+
+    def claims(self, f: TermInputs) -> tuple[str, ...]:
+        return ("spatial", "target") if self.active(f) else ()
+
+    def compute(self, f: TermInputs) -> dict[str, Tensor]:
+        b, sigma = f.batch, f.weights.affordance_sigma
+        spatial, pick = role_losses(f.model, f.vis, f.head_txt, 0, b.masks, b.has_mask, b.pick_px, sigma, f.image_hw)
+        target, place = role_losses(f.model, f.vis, f.head_txt, 1, b.target_masks, b.has_target, b.place_px, sigma,
+                                    f.image_hw)
+        return {"spatial": spatial, self.name: pick + place, "target": target}
+
+
+@register_term
+class Phrase(LossTerm):
+    """The mask of one object named on its own ("the red block")."""
+
+    name = "phrase"
+    fields = ("phrase_ids", "phrase_attn", "phrase_masks", "has_phrase", "offset")
+
+    def active(self, f: TermInputs) -> bool:
+        return self.weight(f) > 0 and f.batch.has_phrase is not None and bool(f.batch.has_phrase.any())
+
+    def compute(self, f: TermInputs) -> dict[str, Tensor]:
+        b, m = f.batch, f.model
+        phr = m.encode_text(b.phrase_ids, b.phrase_attn)
         # A phrase alone names one thing in either role: every other frame grounds it as the
         # place, so the place role knows every object's name, including places never trained on.
         roles = (b.offset + torch.arange(len(b.has_phrase), device=b.has_phrase.device)) % 2 \
-            if model.cfg.heads.role_pool else 0
-        out["phrase"] = grounding_loss(model, vis, phr, b.phrase_masks, b.has_phrase, roles)
-    else:
-        out["phrase"] = zero
-    if not by_roles:
-        out["target"] = grounding_loss(model, vis, head_txt, b.target_masks, b.has_target, role=1) \
-            if w.target > 0 and b.has_target is not None and bool(b.has_target.any()) else zero
-    if w.temporal > 0:
-        if steps is None:
-            steps = model.encode_steps(b.step_ids, b.step_attn)
-        step_emb = model.proj_text(steps.pooled).view(bsz, k, -1)  # (B, K, D)
-        state_out = model.active_step(emb.vision, state, step_emb, b.step_valid, b.events)
-        out["temporal"] = F.cross_entropy(state_out.step_logits, b.step_index) + \
-            F.mse_loss(state_out.progress, b.progress)
-    else:
-        out["temporal"] = zero
-    if w.segments > 0 and b.seq is not None and bool(b.seq.step_valid.any()):
-        out["segments"] = segment_loss(model, b.seq)
-    else:
-        out["segments"] = zero
-    if w.policy > 0:
-        pred = model.act(vis, head_txt, state, policy_keypoints(model, b, vis, head_txt))  # (B, H, A) normalised
-        out["policy"] = F.smooth_l1_loss(pred, actions)
-    else:
-        out["policy"] = zero
-    if w.geometry > 0 and b.geo_state is not None:
-        geo = model.policy.direct_path(model.normalize_state(b.geo_state), b.geo_keypoints)
-        out["geometry"] = F.smooth_l1_loss(geo, model.normalize_actions(b.geo_actions))
-    else:
-        out["geometry"] = zero
-    out.update(technique_losses(model, b, w, robust, vis, txt, emb, zero))
-    out["total"] = (w.contrastive * out["contrastive"] + w.spatial * out["spatial"] + w.temporal * out["temporal"]
-                    + w.segments * out["segments"] + w.policy * out["policy"] + w.phrase * out["phrase"]
-                    + w.target * out["target"] + w.geometry * out["geometry"] + w.affordance * out["affordance"])
-    for name in TECHNIQUE_TERMS:
-        if getattr(w, name) > 0:
-            out["total"] = out["total"] + getattr(w, name) * out[name]
+            if m.cfg.heads.role_pool else 0  # (B,)
+        return {self.name: grounding_loss(m, f.vis, phr, b.phrase_masks, b.has_phrase, roles)}
+
+
+@register_term
+class Target(LossTerm):
+    """The mask of where the active step puts its object (role 1)."""
+
+    name = "target"
+    fields = ("target_masks", "has_target")
+
+    def active(self, f: TermInputs) -> bool:
+        return self.weight(f) > 0 and f.batch.has_target is not None and bool(f.batch.has_target.any())
+
+    def compute(self, f: TermInputs) -> dict[str, Tensor]:
+        b = f.batch
+        return {self.name: grounding_loss(f.model, f.vis, f.head_txt, b.target_masks, b.has_target, role=1)}
+
+
+@register_term
+class Temporal(LossTerm):
+    """Which step is active (cross-entropy) and the progress through it (MSE)."""
+
+    name = "temporal"
+    fields = ("step_valid", "progress", "events")
+
+    def compute(self, f: TermInputs) -> dict[str, Tensor]:
+        b, m = f.batch, f.model
+        bsz, k = b.step_ids.shape[:2]
+        step_emb = m.proj_text(f.steps.pooled).view(bsz, k, -1)  # (B, K, D)
+        out = m.active_step(f.emb.vision, f.state, step_emb, b.step_valid, b.events)
+        return {self.name: F.cross_entropy(out.step_logits, b.step_index) + F.mse_loss(out.progress, b.progress)}
+
+
+@register_term
+class Segments(LossTerm):
+    """Where each step of a whole motion starts and ends (``segment_loss``)."""
+
+    name = "segments"
+    fields = ("seq",)
+
+    def active(self, f: TermInputs) -> bool:
+        return self.weight(f) > 0 and f.batch.seq is not None and bool(f.batch.seq.step_valid.any())
+
+    def compute(self, f: TermInputs) -> dict[str, Tensor]:
+        assert f.batch.seq is not None
+        return {self.name: segment_loss(f.model, f.batch.seq)}
+
+
+@register_term
+class Policy(LossTerm):
+    """The action chunk (normalised), smooth L1."""
+
+    name = "policy"
+    fields = ("teacher",)
+
+    def compute(self, f: TermInputs) -> dict[str, Tensor]:
+        keypoints = policy_keypoints(f.model, f.batch, f.vis, f.head_txt)
+        pred = f.model.act(f.vis, f.head_txt, f.state, keypoints)  # (B, H, A) normalised
+        return {self.name: F.smooth_l1_loss(pred, f.actions)}
+
+
+@register_term
+class Geometry(LossTerm):
+    """More frames' chunks from their state and true keypoints (the policy's direct path)."""
+
+    name = "geometry"
+    fields = ("geo_state", "geo_keypoints", "geo_actions")
+
+    def active(self, f: TermInputs) -> bool:
+        return self.weight(f) > 0 and f.batch.geo_state is not None
+
+    def compute(self, f: TermInputs) -> dict[str, Tensor]:
+        b, m = f.batch, f.model
+        geo = m.policy.direct_path(m.normalize_state(b.geo_state), b.geo_keypoints)  # (G, H, A)
+        return {self.name: F.smooth_l1_loss(geo, m.normalize_actions(b.geo_actions))}
+
+
+@register_term
+class ObjectLevel(LossTerm):
+    """Features pooled in an object's mask <-> its phrase (InfoNCE, same object positive)."""
+
+    name = "object_level"
+    fields = ("phrase_obj",)
+
+    def active(self, f: TermInputs) -> bool:
+        obj = f.batch.phrase_obj
+        return self.weight(f) > 0 and obj is not None and bool((obj >= 0).sum() > 1)
+
+    def compute(self, f: TermInputs) -> dict[str, Tensor]:
+        b, m = f.batch, f.model
+        if m.vision.patch_dim != m.vision.pooled_dim:
+            raise ValueError(f"objective.object_level needs patch features as wide as the pooled one "
+                             f"({m.vision.patch_dim} vs {m.vision.pooled_dim}) for proj_vision")
+        sel = b.phrase_obj >= 0
+        obj = m.proj_vision(mask_pool(f.vis.patches[sel], b.phrase_masks[sel], f.vis.grid))  # (n, D)
+        phr = m.proj_text(m.encode_text(b.phrase_ids[sel], b.phrase_attn[sel]).pooled)  # (n, D)
+        ids, scale = b.phrase_obj[sel], f.vl_log_scale
+        return {self.name: 0.5 * (info_nce_directional(obj, phr, scale, ids, ids)
+                                  + info_nce_directional(phr, obj, scale, ids, ids))}
+
+
+@register_term
+class PatchWord(LossTerm):
+    """The fine-grained patch-word score, InfoNCE over the vision-text positives."""
+
+    name = "patch_word"
+
+    def compute(self, f: TermInputs) -> dict[str, Tensor]:
+        b, m = f.batch, f.model
+        ids = f.vl_ids if f.vl_ids is not None else torch.arange(len(b.ids), device=b.ids.device)
+        return {self.name: patch_word_loss(m.patch_proj(f.vis.patches), m.word_proj(f.txt.tokens), f.txt.mask, ids,
+                                           f.vl_log_scale)}
+
+
+@register_term
+class Consistency(LossTerm):
+    """Two augmented views of a frame embed alike."""
+
+    name = "consistency"
+
+    def compute(self, f: TermInputs) -> dict[str, Tensor]:
+        m = f.model
+        view = m.proj_vision(m.encode_image(augment_images(f.batch.images, f.robust), fine=False).pooled)  # (B, D)
+        return {self.name: consistency_loss(f.emb.vision, view)}
+
+
+@register_term
+class Adversarial(LossTerm):
+    """The vision-text loss on FGSM/PGD-perturbed frames."""
+
+    name = "adversarial"
+
+    def compute(self, f: TermInputs) -> dict[str, Tensor]:
+        m = f.model
+        text = f.emb.text.detach()
+
+        def attack_loss(pixels: Tensor) -> Tensor:
+            return m.loss.pair_loss("vl", m.proj_vision(m.encode_image(pixels, fine=False).pooled), text, f.vl_ids)
+
+        adv = adversarial_images(f.batch.images, attack_loss, f.robust)
+        vision = m.proj_vision(m.encode_image(adv, fine=False).pooled)  # (B, D)
+        return {self.name: m.loss.pair_loss("vl", vision, f.emb.text, f.vl_ids)}
+
+
+def compute_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights,
+                   robust: RobustnessConfig | None = None) -> dict[str, Tensor]:
+    """Every registered term's loss (zero where inactive), in ``LOSS_TERMS`` order, and ``total``:
+    the weighted sum of the terms with a weight > 0."""
+    f = TermInputs(model, b, w, robust or RobustnessConfig())
+    claimed = {name for term in LOSS_TERMS.values() for name in term.claims(f)}
+    out: dict[str, Tensor] = {}
+    for name, term in LOSS_TERMS.items():
+        if name not in claimed:
+            out.update(term.compute(f) if term.active(f) else {name: f.zero})
+        if name == "contrastive" and model.cfg.heads.ground_steps:
+            # The heads' step phrases are encoded here, before any head's term: autograd sums the
+            # text encoder's gradients in this order, which the shipped checkpoint was trained with.
+            f.head_txt
+    total: Tensor | None = None
+    for name in TOTAL_ORDER + tuple(n for n in LOSS_TERMS if n not in TOTAL_ORDER):
+        weight = LOSS_TERMS[name].weight(f)
+        if weight > 0:
+            total = weight * out[name] if total is None else total + weight * out[name]
+    out["total"] = f.zero if total is None else total
     return out
 
 
@@ -203,45 +473,6 @@ def policy_keypoints(model: TrimodalModel, b: Batch, vis, txt: TextOutput) -> Te
     has[:, 1] |= b.has_mask
     pick = b.teacher[:, None] & has  # (B, 2)
     return torch.where(pick[..., None], true.to(own.dtype), own)
-
-
-TECHNIQUE_TERMS = ("object_level", "patch_word", "consistency", "adversarial")
-
-
-def technique_losses(model: TrimodalModel, b: Batch, w: ObjectiveWeights, robust: RobustnessConfig,
-                     vis, txt: TextOutput, emb, zero: Tensor) -> dict[str, Tensor]:
-    """The optional alignment terms (``zero`` where off or without the data they need)."""
-    out = {name: zero for name in TECHNIQUE_TERMS}
-    vl_ids = model.loss.pair_ids("vl", b.ids, b.motion_ids)  # None: instance positives (pair_loss's own)
-    log_scale = model.loss.temps["vl"].scale()
-    if w.object_level > 0 and b.phrase_obj is not None and bool((b.phrase_obj >= 0).sum() > 1):
-        if model.vision.patch_dim != model.vision.pooled_dim:
-            raise ValueError(f"objective.object_level needs patch features as wide as the pooled one "
-                             f"({model.vision.patch_dim} vs {model.vision.pooled_dim}) for proj_vision")
-        sel = b.phrase_obj >= 0
-        obj = model.proj_vision(mask_pool(vis.patches[sel], b.phrase_masks[sel], vis.grid))  # (n, D)
-        phr = model.proj_text(model.encode_text(b.phrase_ids[sel], b.phrase_attn[sel]).pooled)  # (n, D)
-        ids = b.phrase_obj[sel]
-        out["object_level"] = 0.5 * (info_nce_directional(obj, phr, log_scale, ids, ids)
-                                     + info_nce_directional(phr, obj, log_scale, ids, ids))
-    if w.patch_word > 0:
-        ids = vl_ids if vl_ids is not None else torch.arange(len(b.ids), device=b.ids.device)
-        out["patch_word"] = patch_word_loss(model.patch_proj(vis.patches), model.word_proj(txt.tokens), txt.mask,
-                                            ids, log_scale)
-    if w.consistency > 0:
-        view = model.proj_vision(model.encode_image(augment_images(b.images, robust), fine=False).pooled)
-        out["consistency"] = consistency_loss(emb.vision, view)
-    if w.adversarial > 0:
-        text = emb.text.detach()
-
-        def attack_loss(pixels: Tensor) -> Tensor:
-            return model.loss.pair_loss("vl", model.proj_vision(model.encode_image(pixels, fine=False).pooled), text,
-                                        vl_ids)
-
-        adv = adversarial_images(b.images, attack_loss, robust)
-        out["adversarial"] = model.loss.pair_loss("vl", model.proj_vision(model.encode_image(adv, fine=False).pooled),
-                                                  emb.text, vl_ids)
-    return out
 
 
 def grounding_loss(model: TrimodalModel, vis, txt: TextOutput, masks: Tensor, sel: Tensor,
