@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from test_sim_ros import VENV_BIN, ros_env
+from conftest import VENV_BIN, ros_env
 
 ARM = [f"panda_joint{i}" for i in range(1, 8)]
 

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from test_nodes_ros import tiny_checkpoint  # noqa: F401 - the fixture
-from test_sim_ros import ros_env
+from conftest import ros_env
 
 HERE = Path(__file__).resolve().parent
 ZERO = [0.0] * 6
@@ -81,7 +80,7 @@ def long_horizon_checkpoint(tmp_path_factory) -> Path:
     import torch
     import yaml
 
-    from test_nodes_ros import SIM_LIKE
+    from conftest import SIM_LIKE
     from vla_align_ros.config import ModelConfig
     from vla_align_ros.model import TrimodalModel, save_checkpoint
 

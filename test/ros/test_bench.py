@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from conftest import REPO
-from test_sim_ros import ros_env
+from conftest import ros_env
 
 
 def _finite_positive(x: float) -> bool:

@@ -8,11 +8,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from vla_align_ros.paths import shipped_model
+from conftest import VENV_BIN
 
-VENV_BIN = Path(sys.prefix) / "bin"
 
 PROBE = r"""
 import json, sys, time, rclpy

@@ -18,6 +18,7 @@ import pytest
 from vla_align_ros.data.bags import BagError, BagTopics, Episode, JointLayout, read_episodes
 from vla_align_ros.image_conv import array_to_compressed_fields
 from vla_align_ros.model.action_space import ActionSpace, checkpoint_action_space
+from conftest import REPO
 
 ARM = tuple(f"panda_joint{i}" for i in range(1, 8))
 FINGERS = ("panda_finger_joint1", "panda_finger_joint2")
@@ -215,7 +216,7 @@ def test_foreign_bag_trains_evaluates_and_records_joint_space(recorded, tmp_path
     m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert m["sync"]["episodes"] == 4 and "seen" in m
     # the shipped checkpoint still reads as the twist space it was trained on
-    assert checkpoint_action_space(Path(__file__).resolve().parent.parent / "models" / "sim_tiny").kind == \
+    assert checkpoint_action_space(REPO / "models" / "sim_tiny").kind == \
         "ee_twist_gripper"
 
 

@@ -4,7 +4,6 @@ and in the running session (the step the temporal head says is active)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,15 +19,15 @@ from vla_align_ros.sim.record import record_episodes
 from vla_align_ros.sim.scene import OBJECTS
 from vla_align_ros.training.objective import ObjectiveWeights, compute_losses
 from vla_align_ros.training.trainer import TokenTable, make_batch
+from conftest import MODEL_CONFIGS
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config" / "model"
 NAMES = [o.name for o in OBJECTS]
 TWO_STEPS = "put the red cube on the blue plate and then the green cube on the yellow plate"
 
 
 def step_model(ground_steps: bool = True, seed: int = 0) -> TrimodalModel:
     """The tiny model with the simulator's actions (twist + gripper, 4-step chunks) and state."""
-    cfg = ModelConfig.from_yaml(CONFIG_DIR / "tiny.yaml")
+    cfg = ModelConfig.from_yaml(MODEL_CONFIGS / "tiny.yaml")
     cfg.action.action_dim, cfg.action.state_dim, cfg.action.horizon = 7, 9, 4
     cfg.heads.ground_steps = ground_steps
     cfg.heads.max_steps = 3

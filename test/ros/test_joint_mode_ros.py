@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from test_sim_ros import ros_env
+from conftest import ros_env
 
 
 def test_joint_trajectory_mode_closed_loop_succeeds(tmp_path, monkeypatch):

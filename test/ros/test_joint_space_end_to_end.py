@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 
 from vla_align_ros.model.action_space import ActionSpace, ActionSpaceError, checkpoint_action_space
+from conftest import REPO
 
 ARM = tuple(f"panda_joint{i}" for i in range(1, 8))
 JOINT_SPACE = ActionSpace.joint_delta(ARM + ("gripper",), ("rad",) * 7 + ("command",))
 LEAD = 0.1  # rad: the joint stream's bound on target minus measured (2 rad/s x 0.05 s)
-SHIPPED = Path(__file__).resolve().parent.parent / "models" / "sim_tiny"
+SHIPPED = REPO / "models" / "sim_tiny"
 TINY_JOINT = """
 model:
   vision: {kind: hf, hf_model_type: siglip, image_size: 32, patch_size: 8, hidden_size: 32, num_layers: 1, num_heads: 2}

@@ -18,15 +18,15 @@ from vla_align_ros.sim.record import record_episodes
 from vla_align_ros.sim.scene import OBJECTS
 from vla_align_ros.training.objective import ObjectiveWeights, compute_losses, policy_keypoints
 from vla_align_ros.training.trainer import GeometryFrames, TokenTable, make_batch
+from conftest import MODEL_CONFIGS
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config" / "model"
 NAMES = [o.name for o in OBJECTS]
 
 
 def keypoint_model(seed: int = 0, sim: bool = False) -> TrimodalModel:
     """The tiny model with roles and keypoints; ``sim``: the simulator's actions (twist +
     gripper, 4-step chunks) and state (7 joints + 2 fingers)."""
-    cfg = ModelConfig.from_yaml(CONFIG_DIR / "tiny.yaml")
+    cfg = ModelConfig.from_yaml(MODEL_CONFIGS / "tiny.yaml")
     if sim:
         cfg.action.action_dim, cfg.action.state_dim, cfg.action.horizon = 7, 9, 4
     cfg.heads.fine_channels = 8
@@ -141,7 +141,7 @@ def test_the_policy_reads_the_keypoints_and_needs_them():
 
 
 def test_keypoint_switches_refuse_what_they_cannot_do():
-    cfg = ModelConfig.from_yaml(CONFIG_DIR / "tiny.yaml")
+    cfg = ModelConfig.from_yaml(MODEL_CONFIGS / "tiny.yaml")
     cfg.heads.fine_channels = 8
     with pytest.raises(ValueError, match="role_pool"):
         type(cfg.heads)(fine_channels=8, policy_keypoints=True)

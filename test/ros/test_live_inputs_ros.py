@@ -15,7 +15,7 @@ import json
 import subprocess
 import sys
 
-from test_sim_ros import VENV_BIN, ros_env
+from conftest import VENV_BIN, ros_env
 
 FEED = r"""
 import json, time, rclpy

@@ -13,11 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
+from conftest import VENV_BIN
 
-VENV_BIN = Path(sys.prefix) / "bin"
 ROS2 = VENV_BIN / "ros2"
 ARMS = {"arm1": 5000, "arm2": 5003}  # namespace -> seed of its first episode (different tasks)
 

@@ -5,25 +5,12 @@ through the nodes' services, and watches what reaches the arm."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
-import pytest
-import torch
 
-from test_sim_ros import VENV_BIN, ros_env
-from vla_align_ros.config import ModelConfig
-from vla_align_ros.model import TrimodalModel, save_checkpoint
+from conftest import VENV_BIN, ros_env
 
-SIM_LIKE = """
-vision: {kind: hf, hf_model_type: siglip, image_size: 48, patch_size: 8, hidden_size: 32, num_layers: 1, num_heads: 2}
-text: {kind: hf, max_length: 24, hidden_size: 32, num_layers: 1, num_heads: 2}
-action: {horizon: 4, action_dim: 7, state_dim: 9, hidden_size: 32, kind: mlp, velocity: true}
-projection: {kind: linear, embed_dim: 32}
-heads: {num_heads: 2, policy_layers: 1, temporal_layers: 1, max_steps: 4, fine_channels: 4, policy_relevance: true}
-"""
 
 PROBE = r"""
 import json, math, sys, time, rclpy
@@ -158,21 +145,6 @@ n.destroy_node(); rclpy.shutdown()
 """
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    import yaml
-
-    torch.manual_seed(0)
-    model = TrimodalModel(ModelConfig.from_dict(yaml.safe_load(SIM_LIKE))).eval()
-    out = tmp_path_factory.mktemp("ckpt") / "checkpoint"
-    save_checkpoint(model, out)
-    # the shipped model's skills (motions, heights, intent head): what the affordance policy reads
-    from vla_align_ros.model.checkpoint import add_to_manifest
-    from vla_align_ros.paths import shipped_model
-
-    shutil.copy(shipped_model() / "checkpoint" / "skills.json", out / "skills.json")
-    add_to_manifest(out, "skills.json")
-    return out
 
 
 def test_nodes_lifecycle_masks_commands_watchdog_and_estop(tiny_checkpoint):

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from test_sim_ros import VENV_BIN, ros_env
+from conftest import REPO, VENV_BIN, ros_env
 
-REPO = Path(__file__).resolve().parent.parent
 LAUNCH = sorted((REPO / "launch").glob("*.launch.py"))
 ROS2 = VENV_BIN / "ros2"
 
@@ -179,7 +178,7 @@ def test_train_launch_reports_progress_and_ctrl_c_saves_a_resumable_run(tmp_path
     /trainer_node/progress; SIGINT mid-training stops after the current step, saves the resume
     state, reports "stopped" and exits 0 without a traceback; resume:=true then finishes the run."""
     from vla_align_ros.sim.record import record_episodes
-    from test_train import TINY
+    from conftest import TINY
 
     record_episodes(tmp_path / "bag", episodes=3, seed=0, families=["place"], image_size=(32, 32), progress=False)
     cfg = tmp_path / "tiny.yaml"

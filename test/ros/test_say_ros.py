@@ -7,9 +7,8 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
+from conftest import VENV_BIN
 
-VENV_BIN = Path(sys.prefix) / "bin"
 
 LISTENER = r"""
 import sys, time, rclpy

@@ -4,14 +4,13 @@ its topics back (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, a domain of its own)."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import VENV_BIN, ros_env
 
-VENV_BIN = Path(sys.prefix) / "bin"
 
 PROBE = r"""
 import json, math, time, rclpy
@@ -93,12 +92,6 @@ print("RESULT " + json.dumps(out), flush=True)
 n.destroy_node(); rclpy.shutdown()
 """
 
-
-def ros_env(offset: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env["ROS_DOMAIN_ID"] = str(int(env.get("ROS_DOMAIN_ID", "150")) % 100 + offset)
-    return env
 
 
 def test_sim_node_obeys_twists_and_trajectories_and_rejects_bad_commands():

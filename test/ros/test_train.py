@@ -16,23 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from vla_align_ros.sim.record import record_episodes
+from conftest import TINY, VENV_BIN
 
-VENV_BIN = Path(sys.prefix) / "bin"
-TINY = """
-model:
-  vision: {kind: hf, hf_model_type: siglip, image_size: 32, patch_size: 8, hidden_size: 32, num_layers: 1, num_heads: 2}
-  text: {kind: hf, max_length: 24, hidden_size: 32, num_layers: 1, num_heads: 2}
-  action: {horizon: 4, action_dim: 7, state_dim: 9, hidden_size: 32, velocity: true}
-  projection: {kind: mlp, embed_dim: 32, hidden_size: 64}
-  heads: {num_heads: 2, policy_layers: 1, temporal_layers: 1, max_steps: 3}
-objective: {contrastive: 1.0, spatial: 1.0, phrase: 1.0, temporal: 0.5, policy: 1.0}
-data: {hold_out: ["family=stack"], val_fraction: 0.0}
-steps: STEPS
-batch_size: 16
-lr: 0.002
-warmup: 2
-checkpoint_every: 3
-"""
 
 
 @pytest.fixture(scope="module")

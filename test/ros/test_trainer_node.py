@@ -7,15 +7,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 
 from vla_align_ros.sim.record import record_episodes
 
-from test_train import TINY
+from conftest import TINY, VENV_BIN
 
-REPO = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.prefix) / "bin"
 
 LISTENER = r"""
 import json, sys, time, rclpy

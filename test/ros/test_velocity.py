@@ -4,7 +4,6 @@ the session counts gripper events from the positions, never from the velocities.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +17,8 @@ from vla_align_ros.inference import InferenceSession
 from vla_align_ros.model import TrimodalModel
 from vla_align_ros.sim.record import record_episodes
 from vla_align_ros.sim.scene import OBJECTS
+from conftest import MODEL_CONFIGS
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config" / "model"
 EMPTY = np.zeros(0, np.float32)
 
 
@@ -86,7 +85,7 @@ def test_a_recording_gives_its_velocities_and_position_differences_agree_with_th
 
 
 def test_a_velocity_model_reads_18_state_values_and_counts_events_from_the_positions():
-    cfg = ModelConfig.from_yaml(CONFIG_DIR / "tiny.yaml")
+    cfg = ModelConfig.from_yaml(MODEL_CONFIGS / "tiny.yaml")
     cfg.action.action_dim, cfg.action.state_dim, cfg.action.horizon = 7, 9, 4
     cfg.action.gripper_dims, cfg.action.velocity = 2, True
     cfg.heads.ground_steps, cfg.heads.max_steps = True, 3

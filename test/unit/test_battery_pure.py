@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from vla_align_ros.control import StampFilter
 from vla_align_ros.image_conv import ENCODINGS, MAX_SIDE, ImageError, image_to_array
 from vla_align_ros.text_input import MAX_INSTRUCTION_CHARS, InstructionError, InstructionGate, validate_instruction
+from conftest import CONFIG_DIR
 
 FUZZ_CASES = 10_000
 
@@ -467,7 +468,7 @@ def saved_tiny(tmp_path_factory) -> Path:
     from vla_align_ros.config import ModelConfig
     from vla_align_ros.model import TrimodalModel, save_checkpoint
 
-    cfg = ModelConfig.from_yaml(Path(__file__).resolve().parent.parent / "config" / "model" / "tiny.yaml")
+    cfg = ModelConfig.from_yaml(CONFIG_DIR / "model" / "tiny.yaml")
     torch.manual_seed(0)
     return save_checkpoint(TrimodalModel(cfg).eval(), tmp_path_factory.mktemp("tiny") / "ck")
 

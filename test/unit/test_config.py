@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from vla_align_ros.config import ActionConfig, LossConfig, ModelConfig, VisionConfig
+from conftest import MODEL_CONFIGS
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config" / "model"
 
 
 @pytest.mark.parametrize("make, match", [
@@ -30,7 +29,7 @@ def test_unknown_keys_are_rejected():
         ModelConfig.from_dict({"vision": {"colour": 1}})
 
 
-@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(MODEL_CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_model_configs_parse(path):
     cfg = ModelConfig.from_yaml(path)
     again = ModelConfig.from_dict(cfg.to_dict())

@@ -15,14 +15,14 @@ from vla_align_ros.config import ModelConfig, TextConfig, VisionConfig
 from vla_align_ros.model import (CheckpointError, TrimodalModel, decode_monotonic_steps, decode_segment, efficientnet_lite0_weights_path,
                                  load_checkpoint, masks_to_boxes, save_checkpoint)
 from vla_align_ros.model.text import TextEncoder
+from conftest import MODEL_CONFIGS
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config" / "model"
 
 
 @pytest.fixture(scope="module")
 def tiny() -> TrimodalModel:
     torch.manual_seed(0)
-    return TrimodalModel(ModelConfig.from_yaml(CONFIG_DIR / "tiny.yaml")).eval()
+    return TrimodalModel(ModelConfig.from_yaml(MODEL_CONFIGS / "tiny.yaml")).eval()
 
 
 def batch(model: TrimodalModel, b: int = 3):
@@ -110,7 +110,7 @@ def test_monotonic_step_decoding_never_goes_back():
 def test_fine_features_sharpen_masks_to_the_pixel():
     """With the fine branch, mask logits vary within a patch; without it they are a smooth
     upsampling of the patch grid."""
-    cfg = ModelConfig.from_yaml(CONFIG_DIR / "tiny.yaml")
+    cfg = ModelConfig.from_yaml(MODEL_CONFIGS / "tiny.yaml")
     cfg.heads.fine_channels = 8
     torch.manual_seed(0)
     model = TrimodalModel(cfg).eval()
@@ -134,7 +134,7 @@ def test_fine_features_sharpen_masks_to_the_pixel():
 def test_policy_sees_where_the_phrase_object_is():
     """With policy_relevance the action chunk depends on the spatial head's patch match: zeroing
     the learned relevance direction changes nothing, scaling it changes the chunk."""
-    cfg = ModelConfig.from_yaml(CONFIG_DIR / "tiny.yaml")
+    cfg = ModelConfig.from_yaml(MODEL_CONFIGS / "tiny.yaml")
     cfg.heads.policy_relevance = True
     torch.manual_seed(0)
     model = TrimodalModel(cfg).eval()
