@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .paths import dds_env, package_config, shipped_model
+from .training.run_dir import ReportDir, RunDir
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -29,8 +30,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .ros.closed_loop import run_closed_loop
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else shipped_model("sim_tiny")
-    cfg_file = checkpoint / "train_config.json"  # the run's own hold-out patterns
-    run_cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+    run = RunDir(checkpoint)
+    run_cfg = run.read_config() if run.config.is_file() else {}  # the run's own hold-out patterns
     hold_out = run_cfg.get("data", {}).get("hold_out", ["target=yellow_plate"])
     if not args.checkpoint:
         print(f"[demo] closed loop with the shipped model {checkpoint} (the default recipe, {run_cfg.get('steps', '?')} "
@@ -55,7 +56,7 @@ def _instruction_demo(args: argparse.Namespace) -> int:
     seed = 5000 if args.seed is None else args.seed
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    session = InferenceSession(checkpoint / "checkpoint")
+    session = InferenceSession(RunDir(checkpoint).checkpoint)
     with TabletopEnv(image_size=(96, 96)) as env:
         robot = sim_robot(env)
         policy = make_policy(args.policy, session, robot)
@@ -264,7 +265,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(f"vla-align eval: {e}", file=sys.stderr)
         return 2
     print(json.dumps(metrics["summary"], indent=2))
-    print(f"report: {out / 'report.md'}")
+    print(f"report: {ReportDir(out).report}")
     if other is not None:
         table = write_comparison(out / "comparison.md", {args.checkpoint: metrics, args.compare: other})
         print(table)

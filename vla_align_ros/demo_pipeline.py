@@ -19,10 +19,10 @@ def run_pipeline_demo(out: Path, record_episodes_n: int = 60, train_steps: int =
                       timeout_s: float = 30.0, seed: int = 5000, progress: bool = True,
                       log: Callable[[str], None] = print, policy: str = "affordance",
                       split: str = "mixed") -> dict[str, Any]:
-    from .model.checkpoint import MANIFEST
     from .ros.closed_loop import run_closed_loop
     from .sim.record import record_episodes
-    from .training.trainer import TrainConfig, resume_dir, train
+    from .training.run_dir import RunDir
+    from .training.trainer import TrainConfig, train
 
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -35,26 +35,25 @@ def run_pipeline_demo(out: Path, record_episodes_n: int = 60, train_steps: int =
         record_episodes(bag, record_episodes_n, seed=0, progress=progress, overwrite=True, tasks_per_scene=3)
     timings["record_s"] = round(time.perf_counter() - t0, 1)
 
-    run = out / "run"
+    run = RunDir(out / "run")
     cfg = TrainConfig.from_yaml(package_config("train/sim_tiny.yaml"))
     full_steps, cfg.steps = cfg.steps, train_steps
     cfg.checkpoint_every = max(train_steps // 3, 1)
     t0 = time.perf_counter()
-    cfg_file = run / "train_config.json"
-    same = cfg_file.is_file() and json.loads(cfg_file.read_text()).get("steps") == train_steps
-    if same and (run / "checkpoint" / MANIFEST).is_file():
-        log(f"[demo 2/3] trained model: reusing {run / 'checkpoint'}")
+    same = run.config.is_file() and run.read_config().get("steps") == train_steps
+    if same and run.finished():
+        log(f"[demo 2/3] trained model: reusing {run.checkpoint}")
     else:
-        if run.exists() and not same:
-            shutil.rmtree(run)  # another demo length: start over
+        if run.path.exists() and not same:
+            shutil.rmtree(run.path)  # another demo length: start over
         log(f"[demo 2/3] training config/train/sim_tiny.yaml for {train_steps} steps (the full recipe: "
             f"{full_steps}) into {run}")
-        train([bag], cfg, run, resume=resume_dir(run) is not None, progress=progress)
+        train([bag], cfg, run.path, resume=run.resume_state() is not None, progress=progress)
     timings["train_s"] = round(time.perf_counter() - t0, 1)
 
     log(f"[demo 3/3] closed loop: sim_node + perception_node + policy_node over DDS, {loop_episodes} episodes")
     t0 = time.perf_counter()
-    summary = run_closed_loop(run, out / "closed_loop", episodes=loop_episodes, seed=seed,
+    summary = run_closed_loop(run.path, out / "closed_loop", episodes=loop_episodes, seed=seed,
                               hold_out=cfg.data.hold_out, timeout_s=timeout_s, progress=progress,
                               policy=policy, split=split)
     timings["closed_loop_s"] = round(time.perf_counter() - t0, 1)

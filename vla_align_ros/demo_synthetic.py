@@ -14,6 +14,7 @@ from .config import ModelConfig
 from .data.synthetic import DEFAULT_HELD_OUT, compositional_split
 from .model import create_model, save_checkpoint
 from .training.loop import evaluate_retrieval, train_contrastive
+from .training.run_dir import RunDir
 
 
 def run_synthetic_demo(config_path: Path, out_dir: Path, steps: int = 600, n_train: int = 6000, n_test: int = 600,
@@ -34,7 +35,7 @@ def run_synthetic_demo(config_path: Path, out_dir: Path, steps: int = 600, n_tra
         "held_out": held_out,
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
-    save_checkpoint(model, out_dir / "checkpoint", metadata={"source": "synthetic demo", "steps": steps})
+    save_checkpoint(model, RunDir(out_dir).checkpoint, metadata={"source": "synthetic demo", "steps": steps})
     plot_report(log, held_out, out_dir / "report.png")
     return report
 

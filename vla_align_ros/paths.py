@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Mapping
 
+from .training.run_dir import RunDir
+
 DDS_PROFILE = "dds/fastdds_localhost.xml"
 
 
@@ -52,5 +54,5 @@ def dds_env(base: Mapping[str, str] | None = None, profile: bool = True) -> dict
 
 def checkpoint_dir(path: str) -> str:
     """A run folder or its ``checkpoint/`` folder -> the checkpoint folder."""
-    p = Path(path)
-    return str(p / "checkpoint") if (p / "checkpoint").is_dir() else str(p)
+    run = RunDir(path)
+    return str(run.checkpoint if run.checkpoint.is_dir() else run.path)

@@ -59,6 +59,7 @@ class TrainerNode(Node):
 
     def _run(self, bags: list[str]) -> None:
         from ..paths import package_config
+        from ..training.run_dir import RunDir
         from ..training.trainer import TrainConfig, train
 
         try:
@@ -76,13 +77,13 @@ class TrainerNode(Node):
             if result["finished"]:
                 self.ok = True
                 self._publish({"state": "finished", "run_dir": str(self.out), "steps": result["steps"]})
-                self.get_logger().info(f"training finished: {self.out}/checkpoint")
+                self.get_logger().info(f"training finished: {RunDir(self.out).checkpoint}")
             else:
                 self.ok = self.stop.is_set()
                 self._publish({"state": "stopped", "run_dir": str(self.out), "steps": result["steps"],
                                "resume": f"resume:=true out:={self.out}"})
                 self.get_logger().info(f"training stopped after step {result['steps']} of {cfg.steps}; the resume "
-                                       f"state is in {self.out}/resume (resume:=true continues)")
+                                       f"state is in {RunDir(self.out).resume} (resume:=true continues)")
         except Exception as e:  # noqa: BLE001 - reported on the topic and in the log, never swallowed
             self._publish({"state": "failed", "error": f"{type(e).__name__}: {e}"})
             self.get_logger().error(f"training failed: {type(e).__name__}: {e}")

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..training.run_dir import RunDir
 from .instruction_sets import MUST_NOT_MOVE, must_not_move, paraphrase
 from .rollout import (RolloutResult, SimJointState, check_policy_command_mode, result_row, run_episode, run_hold_out,
                       select_seeds, sim_robot, summarise, write_strip)
@@ -38,12 +39,11 @@ def evaluate_policies(checkpoint: str | Path, policies: Sequence[str], out: str 
     from ..policies import make_policy
     from .env import TabletopEnv
 
-    run = Path(checkpoint)
-    run = run.parent if run.name == "checkpoint" else run
+    run = RunDir.of(checkpoint)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    hold_out = run_hold_out(run)
-    session = InferenceSession(run / "checkpoint")
+    hold_out = run_hold_out(run.path)
+    session = InferenceSession(run.checkpoint)
     n = {"multi_step": multi_step_episodes}
     seeds = {sp: select_seeds(seed, n.get(sp, episodes), sp, hold_out) for sp in ("seen", "held_out", "multi_step")
              if sp in splits}

@@ -19,6 +19,9 @@ import yaml
 
 from ..config import from_dict, merge_overrides
 from ..metrics.retrieval import mean_r1
+from ..model.checkpoint import CONFIG
+from ..policies.skills import SKILLS_FILE
+from .run_dir import CHECKPOINT_MANIFEST, ReportDir, RunDir
 from .trainer import TrainConfig
 
 # (column, key of the row, better when higher)
@@ -105,15 +108,15 @@ def run_ablation(cfg: AblationConfig, out: Path, train_bags: Sequence[str] | Non
     configs = {name: variant_config(base, over, cfg.steps) for name, over in variants.items()}  # all checked first
     rows: dict[str, Any] = {}
     for i, (name, tc) in enumerate(configs.items(), 1):
-        run = out / "runs" / name
-        if (run / "checkpoint" / "manifest.json").is_file():
+        run = RunDir(out / "runs" / name)
+        if run.finished():
             log(f"[ablate {i}/{len(configs)}] {name}: reusing {run}")
         else:
             log(f"[ablate {i}/{len(configs)}] {name}: training {tc.steps} steps {variants[name] or '(the recipe)'}")
-            train(variants[name].get("train_bags", train_bags), tc, run, resume=(run / "resume").is_dir(),
+            train(variants[name].get("train_bags", train_bags), tc, run.path, resume=run.resume_state() is not None,
                   progress=progress)
-        meta = json.loads((run / "checkpoint" / "config.json").read_text()).get("metadata", {}) \
-            if (run / "checkpoint" / "config.json").is_file() else {}
+        meta = json.loads((run.checkpoint / CONFIG).read_text()).get("metadata", {}) \
+            if (run.checkpoint / CONFIG).is_file() else {}
         rows[name] = {**row_of(_evaluation(run, eval_bags, out / "reports" / name, cfg.max_frames)),
                       "overrides": variants[name], "train_s": meta.get("train_seconds"),
                       "shift_r1_mean": None, "shift_mask_iou": None, "closed_loop_success": None}
@@ -124,8 +127,8 @@ def run_ablation(cfg: AblationConfig, out: Path, train_bags: Sequence[str] | Non
         if cfg.rollout_episodes > 0:
             from ..sim.policy_eval import evaluate_policies
 
-            policy = "affordance" if (run / "checkpoint" / "skills.json").is_file() else "rules"
-            loop = evaluate_policies(run, [policy], out / "rollouts" / name, episodes=cfg.rollout_episodes,
+            policy = "affordance" if (run.checkpoint / SKILLS_FILE).is_file() else "rules"
+            loop = evaluate_policies(run.path, [policy], out / "rollouts" / name, episodes=cfg.rollout_episodes,
                                      splits=["held_out"])
             rows[name]["closed_loop_success"] = loop["table"][policy]["held_out"]["success_rate"]
         (out / "ablation.partial.json").write_text(json.dumps(rows, indent=2))
@@ -137,17 +140,18 @@ def run_ablation(cfg: AblationConfig, out: Path, train_bags: Sequence[str] | Non
     return result
 
 
-def _evaluation(run: Path, bags: Sequence[str], out: Path, max_frames: int) -> dict[str, Any]:
+def _evaluation(run: RunDir, bags: Sequence[str], out: Path, max_frames: int) -> dict[str, Any]:
     """The run's evaluation on ``bags``: reused when ``out`` already holds one of the same bags,
     frame budget and checkpoint (an interrupted or extended ablation does not evaluate twice)."""
     from .report import evaluate_run
 
     stamp = {"bags": [str(b) for b in bags], "max_frames": max_frames,
-             "checkpoint": (run / "checkpoint" / "manifest.json").read_text()}
+             "checkpoint": (run.checkpoint / CHECKPOINT_MANIFEST).read_text()}
     key = out / "ablation_key.json"
-    if (out / "metrics.json").is_file() and key.is_file() and json.loads(key.read_text()) == stamp:
-        return json.loads((out / "metrics.json").read_text())
-    metrics = evaluate_run(run, bags, out, max_frames=max_frames)
+    report = ReportDir(out)
+    if report.metrics.is_file() and key.is_file() and json.loads(key.read_text()) == stamp:
+        return report.read_metrics()
+    metrics = evaluate_run(run.path, bags, out, max_frames=max_frames)
     key.write_text(json.dumps(stamp))
     return metrics
 

@@ -26,6 +26,7 @@ from ..model.trimodal import TrimodalModel
 from ..robots.config import RobotConfig
 from .affordance_eval import affordance_metrics
 from .objective import policy_keypoints
+from .run_dir import ReportDir, RunDir
 from .tokens import TokenTable
 from .trainer import DataConfig, TrainConfig, make_batch
 
@@ -254,12 +255,12 @@ def evaluate_run(run: Path, bags: Sequence[str | Path], out: Path, max_frames: i
     """Metrics, plots and report.md of a finished run on ``bags``, read with the run's own topic
     names (``topics``: ``KEY=NAME`` overrides, as ``--topic`` gives them) and joints; the bags'
     actions must be in the space the checkpoint was trained on."""
-    run_dir = run.parent if (run / "manifest.json").exists() and run.name == "checkpoint" else run
-    ckpt = run_dir / "checkpoint"
+    run_dir = RunDir.of(run)
+    ckpt = run_dir.checkpoint
     if not ckpt.exists():
         raise ValueError(f"{run_dir}: no finished checkpoint/ (is training still running or was it stopped?)")
     model = load_checkpoint(ckpt).eval()
-    raw_cfg = json.loads((run_dir / "train_config.json").read_text())
+    raw_cfg = run_dir.read_config()
     raw_cfg["data"]["topics"] = BagTopics(**raw_cfg["data"].get("topics", {}))
     data_cfg = DataConfig(**raw_cfg["data"])
     data_cfg.topics = data_cfg.topics.with_overrides(topics)
@@ -300,14 +301,13 @@ def evaluate_run(run: Path, bags: Sequence[str | Path], out: Path, max_frames: i
                                                          max_frames, train_cfg.seed)
         samples[name] = s
     metrics["language"] = _language_ties(model)
-    log = [json.loads(l) for l in (run_dir / "train_log.jsonl").read_text().splitlines() if l.strip()] \
-        if (run_dir / "train_log.jsonl").exists() else []
     metrics["summary"] = _summary(metrics)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    report = ReportDir(out)
+    report.metrics.write_text(json.dumps(metrics, indent=2))
     from .plots import write_plots
 
-    pngs = write_plots(out, log, samples, forwards)
-    (out / "report.md").write_text(_markdown(metrics, pngs))
+    pngs = write_plots(out, run_dir.read_log(), samples, forwards)
+    report.report.write_text(_markdown(metrics, pngs))
     return metrics
 
 

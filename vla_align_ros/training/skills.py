@@ -297,17 +297,15 @@ def skills_from_demonstrations(episodes: list, demos: list, split: dict, robot_n
 def skills_for_run(bags: Sequence[str], run_dir: str | Path, log=print) -> SkillModel:
     """Build and save ``RUN/checkpoint/skills.json`` from the recording a run was trained on:
     its episodes as that run read and labelled them, its training split (``split.json``)."""
-    import json
-
     from ..data.bags import BagTopics, JointLayout, read_episodes
+    from .run_dir import RunDir
     from .trainer import label_demonstrations
 
-    run = Path(run_dir)
-    cfg_file, split_file = run / "train_config.json", run / "split.json"
-    for f in (cfg_file, split_file):
+    run = RunDir(run_dir)
+    for f in (run.config, run.split):
         if not f.is_file():
             raise FileNotFoundError(f"{f} is missing: {run} is not a finished training run")
-    raw = json.loads(cfg_file.read_text())
+    raw = run.read_config()
     data = raw["data"]
     if data.get("profile") != "robot_observable":
         raise ValueError(f"{run} was trained with data.profile={data.get('profile')!r}; skills come from keyframe "
@@ -315,14 +313,14 @@ def skills_for_run(bags: Sequence[str], run_dir: str | Path, log=print) -> Skill
     episodes, _ = read_episodes(bags, BagTopics(**data["topics"]).robot_observable(), data["slop"],
                                 JointLayout.from_robot(data["robot"]))
     episodes, demos, _ = label_demonstrations(episodes, data["robot"])
-    split = json.loads(split_file.read_text())
+    split = run.read_split()
     train_idx = split["train"]
     if max(train_idx, default=-1) >= len(episodes):
-        raise ValueError(f"{split_file} names episode {max(train_idx)} but {list(bags)} has {len(episodes)} labelled "
+        raise ValueError(f"{run.split} names episode {max(train_idx)} but {list(bags)} has {len(episodes)} labelled "
                          "episodes: not the recording this run was trained on")
-    model = skills_from_demonstrations(episodes, demos, split, data["robot"], run / "checkpoint",
+    model = skills_from_demonstrations(episodes, demos, split, data["robot"], run.checkpoint,
                                        seed=raw.get("seed", 0))
-    path = model.save(run / "checkpoint")
+    path = model.save(run.checkpoint)
     log(f"[skills] {path}: {len(model.intents) - 1} motions + none from {model.stats['episodes']} training episodes "
         f"({model.stats['motions']}); intent head training accuracy {model.stats['train_accuracy']:.3f}")
     return model

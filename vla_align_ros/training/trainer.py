@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -37,6 +36,7 @@ from ..model.trimodal import TrimodalModel
 from .objective import Batch, ObjectiveWeights, SequenceBatch, compute_losses
 from .techniques import CurriculumConfig, RobustnessConfig, curriculum_indices, instruction_difficulty
 from .loop import adamw, dist_info, run_steps
+from .run_dir import RunDir
 from .tokens import TokenTable
 
 
@@ -236,44 +236,29 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> Tensor:
     return perm[k * batch_size : (k + 1) * batch_size]
 
 
-def _save_resume_state(run_dir: Path, model: TrimodalModel, opt: torch.optim.Optimizer, step: int,
+def _save_resume_state(run: RunDir, model: TrimodalModel, opt: torch.optim.Optimizer, step: int,
                        log: list[dict[str, float]]) -> None:
     """Model + optimiser + RNG + step, as safetensors + JSON, swapped in atomically."""
-    tmp = run_dir / f".resume.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_checkpoint(model, tmp, metadata={"step": step})
-    tensors: dict[str, Tensor] = {"rng_cpu": torch.get_rng_state()}
-    for gi, group in enumerate(opt.param_groups):
-        for pi, p in enumerate(group["params"]):
-            st = opt.state.get(p, {})
-            for key, val in st.items():
-                if torch.is_tensor(val):
-                    tensors[f"opt.{gi}.{pi}.{key}"] = val.detach().cpu().contiguous().clone().reshape(val.shape)
-    save_file(tensors, str(tmp / "optimizer.safetensors"))
-    _atomic_write_bytes(tmp / "state.json", json.dumps({"step": step, "log": log}).encode())
-    final = run_dir / "resume"
-    old = run_dir / f".resume.old{os.getpid()}"
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+
+    def write(d: Path) -> None:
+        save_checkpoint(model, d, metadata={"step": step})
+        tensors: dict[str, Tensor] = {"rng_cpu": torch.get_rng_state()}
+        for gi, group in enumerate(opt.param_groups):
+            for pi, p in enumerate(group["params"]):
+                st = opt.state.get(p, {})
+                for key, val in st.items():
+                    if torch.is_tensor(val):
+                        tensors[f"opt.{gi}.{pi}.{key}"] = val.detach().cpu().contiguous().clone().reshape(val.shape)
+        save_file(tensors, str(d / "optimizer.safetensors"))
+        _atomic_write_bytes(d / "state.json", json.dumps({"step": step, "log": log}).encode())
+
+    run.replace_resume(write)
 
 
-def resume_dir(run_dir: Path) -> Path | None:
-    """The resume state to continue from: ``resume/``, or, when a run was killed in the instant
-    between the two renames of ``_save_resume_state``, the previous state it had just moved
-    aside (``.resume.old*``). None when there is neither."""
-    final = run_dir / "resume"
-    if final.is_dir():
-        return final
-    olds = sorted(run_dir.glob(".resume.old*"), key=lambda p: p.stat().st_mtime)
-    return olds[-1] if olds else None
-
-
-def _load_resume_state(run_dir: Path, model: TrimodalModel, opt: torch.optim.Optimizer) -> tuple[int, list]:
-    d = resume_dir(run_dir)
+def _load_resume_state(run: RunDir, model: TrimodalModel, opt: torch.optim.Optimizer) -> tuple[int, list]:
+    d = run.resume_state()
     if d is None:
-        raise FileNotFoundError(f"{run_dir}: no resume state to continue from")
+        raise FileNotFoundError(f"{run}: no resume state to continue from")
     verify_checkpoint(d)
     state = load_file(str(d / "model.safetensors"))
     model.load_state_dict(state, strict=True)
@@ -380,12 +365,13 @@ def prepare_data(bags: Sequence[str | Path], cfg: TrainConfig) -> dict[str, Any]
 def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, resume: bool = False,
           progress: bool = True, on_progress: Callable[[dict[str, float]], None] | None = None,
           stop_after: int | None = None, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
-    """Train and write RUN_DIR/{checkpoint, resume, train_log.jsonl, split.json, train_config.json}.
+    """Train into the run folder ``run_dir`` (``RunDir``: checkpoint/, resume/, train_log.jsonl, split.json,
+    train_config.json).
     ``stop_after``: stop (as if interrupted) after that many steps, leaving only the resume state.
     ``should_stop``: polled after every step; when it returns True the resume state of the steps
     done so far is saved and training returns unfinished (``resume=True`` continues it)."""
     cfg.check_heads()
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         # Started by torchrun: one process per GPU (NCCL) or per CPU worker (gloo).
         dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
@@ -397,13 +383,13 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
     if cfg.objective.geometry > 0 and (cfg.objective.geometry_batch < 1 or cfg.objective.geometry_batch % world):
         raise ValueError(f"objective.geometry_batch={cfg.objective.geometry_batch} must be >= 1 and divisible by "
                          f"the {world} ranks")
-    if (run_dir / "checkpoint").exists() and not resume:
-        raise FileExistsError(f"{run_dir} already holds a finished run; choose another --out or --resume")
+    if run.checkpoint.exists() and not resume:
+        raise FileExistsError(f"{run} already holds a finished run; choose another --out or --resume")
     device = torch.device("cuda" if (cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()))
                           else "cpu")
     data = prepare_data(bags, cfg)
     train_s: BagSamples = data["samples"]["train"]
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run.path.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model)
     # Normalisation fitted on the training split only.
@@ -422,11 +408,11 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
     geometry = GeometryFrames(train_s) if cfg.objective.geometry > 0 else None
     opt, params = adamw(model, cfg.lr, cfg.weight_decay)
     start, log = 0, []
-    if resume and resume_dir(run_dir) is not None:
-        start, log = _load_resume_state(run_dir, model, opt)
+    if resume and run.resume_state() is not None:
+        start, log = _load_resume_state(run, model, opt)
     if rank == 0:
-        (run_dir / "split.json").write_text(json.dumps({k: v for k, v in data["split"].items()}))
-        (run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
+        run.write_split(data["split"])
+        run.write_config(cfg.to_dict())
     # Under torchrun the objective runs through DDP (gradients all-reduced); heads that this
     # objective does not train (phrase localisation in time) leave parameters unused.
     ddp = torch.nn.parallel.DistributedDataParallel(_Objective(model), find_unused_parameters=True) if world > 1 else None
@@ -467,7 +453,7 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
             on_progress({**row, "steps": cfg.steps, "rate": rate})
         stopping = should_stop is not None and should_stop() and step + 1 < end
         if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end or stopping):
-            _save_resume_state(run_dir, model, opt, step + 1, log)
+            _save_resume_state(run, model, opt, step + 1, log)
         return stopping
 
     t0 = time.perf_counter()
@@ -477,24 +463,23 @@ def train(bags: Sequence[str | Path], cfg: TrainConfig, run_dir: str | Path, res
     if world > 1:
         dist.barrier()
     if rank == 0:
-        with open(run_dir / "train_log.jsonl", "w") as f:
-            for row in log:
-                f.write(json.dumps(row) + "\n")
+        run.write_log(log)
         if finished:
             meta = {"steps": cfg.steps, "bags": [str(b) for b in bags], "sync": data["stats"].as_dict(),
                     "split_episodes": {k: len(v) for k, v in data["split"].items()},
                     "profile": cfg.data.profile, "skipped_episodes": len(data["skipped"]),
                     "train_seconds": round(time.perf_counter() - t0, 1),
                     "action_space": data["action_space"].to_dict()}  # model.action_space.checkpoint_action_space
-            tmp = run_dir / ".checkpoint.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            save_checkpoint(model, tmp, metadata=meta)
-            if data["demos"] is not None:  # what the demonstrations taught about acting (policies.affordance)
-                from .skills import skills_from_demonstrations
 
-                skills_from_demonstrations(data["episodes"], data["demos"], data["split"], cfg.data.robot, model,
-                                           seed=cfg.seed).save(tmp)
-            os.replace(tmp, run_dir / "checkpoint")
+            def write(d: Path) -> None:
+                save_checkpoint(model, d, metadata=meta)
+                if data["demos"] is not None:  # what the demonstrations taught about acting (policies.affordance)
+                    from .skills import skills_from_demonstrations
+
+                    skills_from_demonstrations(data["episodes"], data["demos"], data["split"], cfg.data.robot, model,
+                                               seed=cfg.seed).save(d)
+
+            run.replace_checkpoint(write)
     return {"finished": finished, "steps": end, "log": log, "split": data["split"], "sync": data["stats"].as_dict(),
             "skipped": data["skipped"]}
 
