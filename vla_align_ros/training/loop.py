@@ -76,7 +76,7 @@ def run_steps(opt: torch.optim.Optimizer, params: Sequence[nn.Parameter], start:
         losses = losses_at(step)
         total = losses["total"]
         if not math.isfinite(float(total.detach())):
-            raise FloatingPointError(f"non-finite loss at step {step}: { {k: float(v) for k, v in losses.items()} }")
+            raise FloatingPointError(f"non-finite loss at step {step}: { {k: float(v.detach()) for k, v in losses.items()} }")
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, CLIP_NORM)
