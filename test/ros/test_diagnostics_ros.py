@@ -5,12 +5,11 @@ outside probe calling its change_state service) has configured and activated it.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 from vla_align_ros.paths import shipped_model
-from conftest import VENV_BIN
+from conftest import VENV_BIN, ros_env
 
 
 PROBE = r"""
@@ -65,8 +64,7 @@ n.destroy_node(); rclpy.shutdown()
 
 
 def test_a_node_reports_inactive_then_active_on_diagnostics_under_its_namespace():
-    env = dict(os.environ)
-    env["ROS_DOMAIN_ID"] = str(int(env.get("ROS_DOMAIN_ID", "150")) % 100 + 60)
+    env = ros_env(60)
     node = subprocess.Popen([str(VENV_BIN / "perception_node"), "--ros-args", "-r", "__ns:=/arm1",
                              "-p", f"checkpoint:={shipped_model()}"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -66,7 +66,7 @@ def test_launch_file_is_consistent(launch, declared):
         if name == "DeclareLaunchArgument":
             assert "description" in kw and isinstance(kw["description"], ast.Constant) and kw["description"].value, \
                 ast.unparse(call)
-        if name == "Node":
+        if name in ("Node", "LifecycleNode", "managed_lifecycle_node"):
             exe = kw["executable"].value
             assert f'"{exe} = vla_align_ros.' in setup, f"{exe} is not a console script"
             executables.append(exe)
@@ -84,3 +84,21 @@ def test_launch_file_is_consistent(launch, declared):
     hosts = {"vla_align_node": ("perception_node", "policy_node")}  # processes that run several nodes
     known = set().union(*(declared[n] for e in executables for n in hosts.get(e, (e,))))
     assert keys <= known, keys - known
+
+
+@pytest.mark.parametrize("launch", LAUNCH, ids=lambda p: p.name)
+def test_model_nodes_are_driven_by_launch_and_every_file_takes_a_namespace(launch):
+    """A model node in a process of its own is started through managed_lifecycle_node (a launch_ros
+    LifecycleNode that launch configures and activates), never as a plain Node; every node
+    action takes the launch file's ``namespace`` argument."""
+    tree = ast.parse(launch.read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    args = {c.args[0].value for c in calls if getattr(c.func, "id", "") == "DeclareLaunchArgument"}
+    assert "namespace" in args
+    for call in calls:
+        name = getattr(call.func, "id", "")
+        kw = {k.arg: k.value for k in call.keywords}
+        if name in ("Node", "managed_lifecycle_node"):
+            assert ast.unparse(kw["namespace"]) in ("ns", "LaunchConfiguration('namespace')"), ast.unparse(call)
+            if kw["executable"].value in ("perception_node", "policy_node"):
+                assert name == "managed_lifecycle_node", ast.unparse(call)
