@@ -28,13 +28,14 @@ class RunDir:
     ``resume/`` and ``checkpoint/``."""
 
     CHECKPOINT = "checkpoint"
-    RESUME = "resume"
-    LOG = "train_log.jsonl"
-    SPLIT = "split.json"
-    CONFIG = "train_config.json"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.checkpoint = self.path / self.CHECKPOINT
+        self.resume = self.path / "resume"
+        self.log = self.path / "train_log.jsonl"
+        self.split = self.path / "split.json"
+        self.config = self.path / "train_config.json"
 
     @classmethod
     def of(cls, path: str | Path) -> "RunDir":
@@ -44,26 +45,6 @@ class RunDir:
 
     def __str__(self) -> str:
         return str(self.path)
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.path / self.CHECKPOINT
-
-    @property
-    def resume(self) -> Path:
-        return self.path / self.RESUME
-
-    @property
-    def log(self) -> Path:
-        return self.path / self.LOG
-
-    @property
-    def split(self) -> Path:
-        return self.path / self.SPLIT
-
-    @property
-    def config(self) -> Path:
-        return self.path / self.CONFIG
 
     def finished(self) -> bool:
         """The run wrote its final checkpoint."""
@@ -127,19 +108,10 @@ class RunDir:
 class ReportDir:
     """An evaluation's report folder: metrics.json, report.md and the plots (``plots.write_plots``)."""
 
-    METRICS = "metrics.json"
-    REPORT = "report.md"
-
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-
-    @property
-    def metrics(self) -> Path:
-        return self.path / self.METRICS
-
-    @property
-    def report(self) -> Path:
-        return self.path / self.REPORT
+        self.metrics = self.path / "metrics.json"
+        self.report = self.path / "report.md"
 
     def read_metrics(self) -> dict[str, Any]:
         return json.loads(self.metrics.read_text())
