@@ -65,6 +65,14 @@ def _stop(proc: subprocess.Popen, timeout: float = 40.0) -> tuple[int, float]:
     return rc, time.monotonic() - t0
 
 
+def _end_watch(watch: subprocess.Popen, settle_s: float = 1.0) -> None:
+    """After ``settle_s`` (the last messages arrive), tell a watch probe to print its RESULT, and wait for it."""
+    time.sleep(settle_s)
+    watch.stdin.write("end\n")
+    watch.stdin.flush()
+    watch.wait(timeout=30)
+
+
 def _declared_arguments(path: Path) -> list[str]:
     tree = ast.parse(path.read_text())
     return [c.args[0].value for c in ast.walk(tree) if isinstance(c, ast.Call)
@@ -141,10 +149,7 @@ def test_sim_demo_reaches_success_and_ctrl_c_leaves_nothing_running(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-        time.sleep(1.0)
-        watch.stdin.write("end\n")
-        watch.stdin.flush()
-        watch.wait(timeout=30)
+        _end_watch(watch)
     text = log.read_text()
     assert reached, text[-4000:]
     left = _session_pids(proc.pid)
@@ -292,9 +297,7 @@ def test_vla_align_launch_runs_both_nodes_in_one_process_and_drives_the_arm(tmp_
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGINT)
         sim.wait(timeout=30)
-        watch.stdin.write("end\n")
-        watch.stdin.flush()
-        watch.wait(timeout=30)
+        _end_watch(watch, settle_s=0.0)
     text = log.read_text()
     assert reached, text[-4000:]
     assert text.count("[vla_align_node-") > 0 and "[perception_node-" not in text, text[-2000:]
@@ -397,10 +400,7 @@ def test_two_namespaced_sim_demos_on_one_domain_each_drive_their_own_arm(tmp_pat
         for p in launches.values():
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
-        time.sleep(1.0)
-        watch.stdin.write("end\n")
-        watch.stdin.flush()
-        watch.wait(timeout=30)
+        _end_watch(watch)
     logs = {a: (tmp_path / f"{a}.log").read_text() for a in ARMS}
     assert "READY\n" in lines, {a: text[-3000:] for a, text in logs.items()}
     r = json.loads([line for line in lines if line.startswith("RESULT ")][-1][len("RESULT "):])
