@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..paths import dds_env
+from . import topics
 from ..sim.rollout import SPLITS, classify_task, select_seeds, write_strip  # noqa: F401 - the drivers' shared helpers
 
 
@@ -200,8 +201,7 @@ def vision_per_frame(statuses: dict[str, dict[str, Any]], one_process: bool) -> 
             "vision_reuses": models["policy_node"].get("vision_reuses", 0)}
 
 
-COMMAND_TOPICS = {"twist": "/servo_node/delta_twist_cmds",
-                  "joint_trajectory": "/joint_trajectory_controller/joint_trajectory"}
+COMMAND_TOPICS = {"twist": topics.TWIST_CMD, "joint_trajectory": topics.JOINT_TRAJECTORY_CMD}
 
 
 def _nodes_ready(node: Any, command_mode: str = "twist") -> bool:
