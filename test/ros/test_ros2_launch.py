@@ -179,6 +179,9 @@ qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=Du
 def on(m):
     got.append(json.loads(m.data)); print("PROGRESS " + m.data, flush=True)
 n.create_subscription(String, "/trainer_node/progress", on, qos)
+from diagnostic_msgs.msg import DiagnosticArray
+n.create_subscription(DiagnosticArray, "/diagnostics", lambda m: [print("DIAG " + json.dumps(
+    [s.level[0], s.message]), flush=True) for s in m.status if s.name == "/trainer_node"], 10)
 end = time.monotonic() + float(sys.argv[1])
 while time.monotonic() < end and not any(g["state"] in ("stopped", "finished", "failed") for g in got):
     rclpy.spin_once(n, timeout_sec=0.1)
@@ -218,6 +221,8 @@ def test_train_launch_reports_progress_and_ctrl_c_saves_a_resumable_run(tmp_path
     got = [json.loads(l[9:]) for l in lines if l.startswith("PROGRESS")]
     print(json.dumps({"progress_s": round(progress_s, 1), "stop_s": round(stop_s, 1)}))
     assert any(g["state"] == "training" for g in got), text[-3000:]
+    diag = [json.loads(line[5:]) for line in lines if line.startswith("DIAG ")]  # [level, message]
+    assert any(level == 0 and message.startswith("training: step ") for level, message in diag), diag
     assert got[-1]["state"] == "stopped" and 20 <= got[-1]["steps"] < 400, (got[-3:], text[-3000:])
     assert rc == 0 and not _session_pids(proc.pid), text[-3000:]
     assert "Traceback" not in text and "process has finished cleanly" in text, text[-3000:]
