@@ -87,7 +87,7 @@ def test_joint_mode_bag_holds_the_trajectories_sent(recorded: tuple[Path, Any]) 
     assert types[topics.joint_trajectory_cmd] == "trajectory_msgs/msg/JointTrajectory"
     assert topics.twist_cmd not in types and len(msgs[topics.gripper_cmd]) > 0
     trajs = msgs[topics.joint_trajectory_cmd]
-    assert len(trajs) == stats.commands["trajectories"] and stats.commands.get("dropped", 0) == 0
+    assert len(trajs) == stats.commands["trajectories"] and stats.commands.get("dropped_twist", 0) == 0
     # one a control step: a state is recorded at each episode's start and after every step
     states = msgs[topics.joint_states]
     assert len(trajs) == len(states) - 4, (len(trajs), len(states))

@@ -33,8 +33,8 @@ from .topics import BASE_FRAME, CAMERA_FRAME, TOPIC_TYPES, SimTopics
 if TYPE_CHECKING:
     from .rollout import SentTrajectory
 
-# policy_node's command modes (rollout.COMMAND_MODES; rollout is imported only when joint mode
-# records, as it brings torch, which sim_node, importing this module, does not need)
+# policy_node's command modes (control.command_router.COMMAND_MODES, which imports the model
+# package and so torch: sim_node, importing this module, does not need it)
 COMMAND_MODES = ("twist", "joint_trajectory")
 
 

@@ -18,11 +18,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..control.joint_stream import JointTargetStream, stream_limits
-from ..control.safety import Outcome, TwistLimits, filter_gripper, filter_twist
+from ..control.command_router import CommandRouter
+from ..control.safety import TwistLimits
 from ..data.bag_dataset import task_matches_hold_out
 from ..data.joint_state import VelocityTracker, model_state
 from ..model.action_space import ActionSpace, check_command_mode
-from ..policies.base import Observation, Policy, Refusal
+from ..policies.base import EE_TWIST, Observation, Policy, Refusal
 from ..policies.robot import RobotInterface
 from ..robots.camera import camera_from_info
 from ..robots.config import RobotConfig
@@ -31,7 +32,6 @@ from .env import TabletopEnv
 from .scene import JOINT_NAMES
 
 SPLITS = ("mixed", "any", "seen", "held_out", "multi_step")
-COMMAND_MODES = ("twist", "joint_trajectory")  # policy_node's command_mode values
 MOVED_M = 0.01  # the hand moved when it went further than this from where it started
 
 
@@ -116,34 +116,26 @@ def check_policy_command_mode(policy: Policy, command_mode: str, joint_names: Se
 
 class SimCommandPath:
     """One chunk row from the policy to the simulated arm, as policy_node sends it and sim_node
-    executes it. ``twist``: the twist filter, then the simulator's servo (``command_twist``).
-    ``joint_trajectory``: the twist filter, the IK joint target streamed from the last target
-    (``control.JointTargetStream``: ``twist_to_joint_delta`` of the robot description, then the
-    joint-target filter), then the simulator following a one-point JointTrajectory of one control
-    period (``check_joint_trajectory``, ``start_trajectory``, ``command_trajectory``: sim_node's
-    code). A ``joint_delta`` row (a joint-space checkpoint) goes straight to the joint stream.
+    executes it: policy_node's ``control.CommandRouter`` decides (twist filter, IK joint stream,
+    holds), then a twist goes to the simulator's servo (``command_twist``) and a joint target to a
+    one-point JointTrajectory of one control period (``check_joint_trajectory``,
+    ``start_trajectory``, ``command_trajectory``: sim_node's code).
 
-    ``counts``: twists and trajectories sent, holds, and rows dropped by the twist or joint-target
-    filter. ``on_trajectory``: called with every JointTrajectory sent (``SentTrajectory``), holds
-    included; the recorder writes them to the bag."""
+    ``counts``: twists and trajectories sent, holds, and rows held for each router reason
+    (``dropped_twist``, ``dropped_joint_target``, ...). ``on_trajectory``: called with every
+    JointTrajectory sent (``SentTrajectory``), holds included; the recorder writes them to the bag."""
 
     def __init__(self, env: TabletopEnv, robot: RobotInterface, mode: str = "twist",
                  limits: TwistLimits = TwistLimits(max_linear_change=0.08, max_angular_change=0.4),
                  on_trajectory: Callable[[SentTrajectory], None] | None = None) -> None:
-        if mode not in COMMAND_MODES:
-            raise ValueError(f"command_mode={mode!r}: use one of {COMMAND_MODES}")
-        self.env, self.robot, self.mode, self.limits = env, robot, mode, limits
+        self.env, self.robot, self.mode = env, robot, mode
         self.on_trajectory = on_trajectory
-        self.names = [n for n in robot.joint_names]
-        self.stream = JointTargetStream(robot.kinematics, self.names,
-                                        stream_limits(robot.kinematics, self.names, env.control_dt))
+        self.names = list(robot.joint_names)
+        stream = JointTargetStream(robot.kinematics, self.names, stream_limits(robot.kinematics, self.names,
+                                                                                env.control_dt))
+        self.router = CommandRouter(mode, stream, limits, (0.0, 0.08))
         self._order = [JOINT_NAMES.index(n) for n in self.names]  # simulator joint order -> robot's
-        self.prev: np.ndarray | None = None
         self.counts: dict[str, int] = {}
-
-    def reset(self) -> None:
-        self.prev = None
-        self.stream.reset()
 
     def _count(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1
@@ -159,49 +151,31 @@ class SimCommandPath:
         if self.on_trajectory is not None:
             self.on_trajectory(SentTrajectory(tuple(self.names), np.array(q, dtype=float), dt, self.env.time))
 
-    def _twist(self, twist: np.ndarray) -> None:
-        self.env.command_twist(twist)
-        self._count("twists")
-
     def hold(self) -> None:
         """Zero twist, or a trajectory to the measured joint positions."""
         self._count("holds")
-        self.reset()
+        self.router.reset()
         if self.mode == "twist":
-            self._twist(np.zeros(6))
+            self.env.command_twist(np.zeros(6))
+            self._count("twists")
         else:
             self._joint_target(self.measured())
 
-    def send(self, row: np.ndarray, space: str = "ee_twist") -> None:
-        """Command one control period of ``row`` (in ``space``), then the gripper (its last value
-        when the row has one beyond the arm's)."""
-        dt = self.env.control_dt
-        n_arm = len(self.names) if space == "joint_delta" else 6
-        if space == "joint_delta":
-            if self.mode != "joint_trajectory":
-                raise ValueError("a joint_delta chunk cannot be sent as twists (command_mode='twist')")
-            jr = self.stream.from_delta(row[:n_arm], self.measured(), dt)
+    def send(self, row: np.ndarray, space: str = EE_TWIST, dims: Sequence[str] = ()) -> None:
+        """Command one control period of ``row`` (in ``space``), then the gripper."""
+        r = self.router.route(np.asarray(row, dtype=float), space, dims, self.measured(), self.env.ee_position(),
+                              self.env.control_dt)
+        if r.hold is not None:
+            self._count(r.hold)
+            self.hold()
+            return
+        if r.twist is not None:
+            self.env.command_twist(r.twist)
+            self._count("twists")
         else:
-            r = filter_twist(row[:6], self.env.ee_position(), self.prev, self.limits, dt)
-            if r.outcome is Outcome.DROPPED:
-                self._count("dropped")
-                self.hold()
-                return
-            self.prev = r.command
-            if self.mode == "twist":
-                self._twist(r.command)
-                jr = None
-            else:
-                jr = self.stream.from_twist(r.command, self.measured(), dt)
-        if jr is not None:
-            if jr.outcome is Outcome.DROPPED:
-                self._count("dropped_joint_target")
-                self.hold()
-                return
-            self._joint_target(np.asarray(jr.command))
-        g = filter_gripper(float(row[n_arm]), 0.0, 0.08) if len(row) > n_arm else None
-        if g is not None and g.command is not None:
-            self.env.command_gripper(float(g.command[0]))
+            self._joint_target(r.joint_target)
+        if r.gripper is not None:
+            self.env.command_gripper(r.gripper)
 
 
 def run_episode(policy: Policy, env: TabletopEnv, robot: RobotInterface, seed: int,
@@ -248,7 +222,7 @@ def run_episode(policy: Policy, env: TabletopEnv, robot: RobotInterface, seed: i
         if chunk.phase == "done":
             break
         for k in range(steps_per_frame):
-            path.send(chunk.actions[min(k, len(chunk.actions) - 1)], chunk.space)
+            path.send(chunk.actions[min(k, len(chunk.actions) - 1)], chunk.space, chunk.dims)
             env.step()
             step += 1
             res.moved_m = max(res.moved_m, float(np.linalg.norm(env.ee_position() - ee0)))
