@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vla_align_ros.ros.diagnostics import Level, diagnose, flatten, to_msg
+from vla_align_ros.ros.diagnostics import Level, diagnose, flatten, snapshot, to_msg
 
 ACTIVE = {"active": True, "frames": 10, "drops": {"image_stale": 2}, "type_mismatch": {}, "latency_ms_p50": 12.345,
           "model": None}
@@ -67,3 +67,11 @@ def test_message_fields() -> None:
 
 def test_flatten_nests_and_joins() -> None:
     assert flatten({"b": {"c": 1, "d": [1, 2]}, "a": 0.5}) == [("a", "0.5"), ("b.c", "1"), ("b.d", "1, 2")]
+
+
+def test_snapshot_keeps_the_counters_of_its_moment() -> None:
+    drops = {"image_stale": 1}
+    before = snapshot({"active": True, "drops": drops})
+    drops["image_stale"] = 4  # the node keeps counting after the status went out
+    assert before["drops"] == {"image_stale": 1}
+    assert diagnose({"active": True, "drops": drops}, before).message == "drops: image_stale +3"

@@ -138,14 +138,16 @@ class DiagnosticsPublisher:
         self.last: Diagnosis | None = None
 
     def publish(self, status: Mapping[str, Any]) -> Diagnosis:
+        status = snapshot(status)
         diagnosis = diagnose(status, self._previous)
-        self._previous, self.last = _snapshot(status), diagnosis
+        self._previous, self.last = status, diagnosis
         msg = self._array(status=[to_msg(self._node.get_fully_qualified_name(), diagnosis, self._hardware_id)])
         msg.header.stamp = self._node.get_clock().now().to_msg()
         self._pub.publish(msg)
         return diagnosis
 
 
-def _snapshot(status: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of the counters ``diagnose`` compares (the node keeps mutating its own dicts)."""
-    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in status.items()}
+def snapshot(status: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a status dict and the dicts in it (one C-level copy each, so a counter the
+    inference thread bumps meanwhile cannot break an iteration over it)."""
+    return {k: dict(v) if isinstance(v, dict) else v for k, v in dict(status).items()}

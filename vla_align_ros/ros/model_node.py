@@ -19,7 +19,7 @@ from std_msgs.msg import String
 from ..image_conv import ImageError
 from ..paths import checkpoint_dir
 from ..text_input import InstructionError
-from .diagnostics import DiagnosticsPublisher
+from .diagnostics import DiagnosticsPublisher, snapshot
 from .params import describe
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
@@ -97,7 +97,7 @@ class ModelLifecycleNode(LifecycleNode):
 
     def _publish_status(self) -> None:
         """The status on /diagnostics always, and as JSON on ``~/status`` while active."""
-        status = self._status()
+        status = snapshot(self._status())
         self.diagnostics.publish(status)
         if self._active and hasattr(self, "pub_status"):
             self.pub_status.publish(String(data=json.dumps(status)))
