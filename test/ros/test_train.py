@@ -211,7 +211,7 @@ def test_item20_sigkill_during_a_checkpoint_write_keeps_the_previous_state_and_r
     renames): the first state stays loadable, and --resume finishes with exactly the weights of an
     uninterrupted run."""
     from vla_align_ros.model.checkpoint import verify_checkpoint
-    from vla_align_ros.training.trainer import resume_dir
+    from vla_align_ros.training.run_dir import RunDir
 
     cfg = config(tmp_path, 9)
     full = run_cli("train", "--bags", str(bags / "train"), "--config", str(cfg), "--out", str(tmp_path / "full"),
@@ -222,7 +222,7 @@ def test_item20_sigkill_during_a_checkpoint_write_keeps_the_previous_state_and_r
                        env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
     assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
     assert not (run / "checkpoint").exists()
-    d = resume_dir(run)
+    d = RunDir(run).resume_state()
     assert d is not None and verify_checkpoint(d)  # the state written before the kill is whole
     assert json.loads((d / "state.json").read_text())["step"] == 3  # checkpoint_every: 3
     again = run_cli("train", "--bags", str(bags / "train"), "--config", str(cfg), "--out", str(run), "--resume",

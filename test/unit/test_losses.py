@@ -12,8 +12,7 @@ import torch.nn.functional as F
 
 from vla_align_ros.config import LossConfig
 from vla_align_ros.losses import (MemoryBank, TrimodalLoss, cosine_schedule, hard_negative_indices, info_nce,
-                                  info_nce_directional, siglip_loss, siglip_loss_chunked, temperature_schedule,
-                                  warmup_cosine_lr)
+                                  info_nce_directional, siglip_loss, siglip_loss_chunked, temperature_schedule)
 
 
 def unit(n: int, d: int, seed: int, dtype=torch.float64) -> torch.Tensor:
@@ -226,7 +225,5 @@ def test_schedules():
     assert cosine_schedule(50, 100, 0.2, 0.02) == pytest.approx(0.11)
     assert cosine_schedule(100, 100, 0.2, 0.02) == pytest.approx(0.02)
     assert temperature_schedule("linear", 25, 100, 0.2, 0.1) == pytest.approx(0.175)
-    assert warmup_cosine_lr(0, 100, 10, 1e-3) == pytest.approx(1e-4)
-    assert warmup_cosine_lr(10, 100, 10, 1e-3) == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="kind='exp'"):
         temperature_schedule("exp", 0, 10, 1, 1)
