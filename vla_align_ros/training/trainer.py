@@ -33,10 +33,10 @@ from ..model.checkpoint import _atomic_write_bytes, save_checkpoint, verify_chec
 from ..model.factory import create_model
 from ..model.heads import true_keypoints
 from ..model.trimodal import TrimodalModel
-from .objective import Batch, ObjectiveWeights, SequenceBatch, compute_losses
-from .techniques import CurriculumConfig, RobustnessConfig, curriculum_indices, instruction_difficulty
 from .loop import adamw, dist_info, run_steps
+from .objective import Batch, ObjectiveWeights, SequenceBatch, compute_losses
 from .run_dir import RunDir
+from .techniques import CurriculumConfig, RobustnessConfig, curriculum_indices, instruction_difficulty
 from .tokens import TokenTable
 
 
