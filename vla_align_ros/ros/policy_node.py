@@ -35,12 +35,12 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Float64, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from ..control import (EStopLatch, JointTargetStream, SafetyCounters, TwistLimits, Watchdog, filter_gripper,
-                       filter_twist, stream_limits)
-from ..control.safety import FilterResult, Outcome, joint_indices
+from ..control import EStopLatch, JointTargetStream, SafetyCounters, TwistLimits, Watchdog, stream_limits
+from ..control.command_router import SPACE_MISMATCH, SPACE_UNKNOWN, CommandRouter
+from ..control.safety import joint_indices
 from ..data.joint_state import VelocityTracker, model_state
-from ..model.action_space import EE_TWIST_GRIPPER, JOINT_DELTA, check_command_mode
-from ..policies import DEFAULT_POLICY, EE_TWIST, POLICIES, Observation, Refusal, RobotInterface, make_policy
+from ..model.action_space import check_command_mode
+from ..policies import DEFAULT_POLICY, POLICIES, Observation, Refusal, RobotInterface, make_policy
 from .model_node import ModelLifecycleNode, stamp_ns
 from .process import run
 from .params import describe
@@ -118,9 +118,8 @@ class PolicyNode(ModelLifecycleNode):
             self._velocity.reset()
         # ((H, A), monotonic of its image, its action space, its dimension names)
         self._chunk: tuple[np.ndarray, float, str, tuple[str, ...]] | None = None
-        if getattr(self, "stream", None) is not None:
-            self.stream.reset()
-        self._prev_cmd: np.ndarray | None = None
+        if getattr(self, "router", None) is not None:
+            self.router.reset()
         self._moving = False  # the last thing sent was a motion command (so a hold is owed on stale input)
         self.counters = SafetyCounters()
         self.drops = {}
@@ -145,11 +144,14 @@ class PolicyNode(ModelLifecycleNode):
         self.p_max_ang = float(new.get("max_angular_speed", self.p_max_ang))
         if self.watchdog is not None:
             self.watchdog.timeout_s = self.p_timeout
-        if getattr(self, "twist_limits", None) is not None:
+        if getattr(self, "router", None) is not None:
             with self._state_lock:
-                self.twist_limits = TwistLimits(self.p_max_lin, self.p_max_ang, self.p_lin_step, self.p_ang_step,
-                                                tuple(self.p_ws_low), tuple(self.p_ws_high))
+                self.router.twist_limits = self._twist_limits()
         return SetParametersResult(successful=True)
+
+    def _twist_limits(self) -> TwistLimits:
+        return TwistLimits(self.p_max_lin, self.p_max_ang, self.p_lin_step, self.p_ang_step, tuple(self.p_ws_low),
+                           tuple(self.p_ws_high))
 
     watchdog: Watchdog | None = None
     deadline_events = 0  # deadline events on the command topics (since configure)
@@ -166,8 +168,6 @@ class PolicyNode(ModelLifecycleNode):
         if self.p_policy not in POLICIES:
             raise ValueError(f"policy={self.p_policy!r}: use one of {sorted(POLICIES)}")
         self._check_transport()
-        self.twist_limits = TwistLimits(self.p_max_lin, self.p_max_ang, self.p_lin_step, self.p_ang_step,
-                                        tuple(self.p_ws_low), tuple(self.p_ws_high))
         if len(self.p_gripper) != 2 or not self.p_gripper[0] < self.p_gripper[1]:
             raise ValueError(f"gripper_range={self.p_gripper}: need [low, high] with low < high")
         from ..robots.config import RobotConfig
@@ -178,8 +178,10 @@ class PolicyNode(ModelLifecycleNode):
         self.kin = self.robot_cfg.kinematics()
         # joint_trajectory mode streams targets from its own reference (control.joint_stream);
         # unknown joint names are a clear error here
+        # one chunk row -> a twist, a joint target or a hold (the in-process rollout runs the same router)
         self.joint_limits = stream_limits(self.kin, self.p_joint_names, 1.0 / self.p_rate)
-        self.stream = JointTargetStream(self.kin, self.p_joint_names, self.joint_limits)
+        self.router = CommandRouter(self.p_mode, JointTargetStream(self.kin, self.p_joint_names, self.joint_limits),
+                                    self._twist_limits(), (float(self.p_gripper[0]), float(self.p_gripper[1])))
         if self.p_js_wait > 0:
             self._check_joint_states(self.p_js_wait)
         self._load_session()
@@ -304,7 +306,8 @@ class PolicyNode(ModelLifecycleNode):
         self.stamps.reset()
         with self._lock:
             self._chunk = None
-            self._prev_cmd = None
+            if getattr(self, "router", None) is not None:
+                self.router.reset()
         self.get_logger().info(f"instruction: {enc.text!r} ({len(enc.steps)} step(s))")
         self._new_plan(enc.text)
 
@@ -528,57 +531,32 @@ class PolicyNode(ModelLifecycleNode):
         self._command(chunk[0][k], chunk[2], chunk[3])
 
     def _command(self, row: np.ndarray, space: str, dims: tuple[str, ...]) -> None:
-        """One chunk row to the arm. A twist row ([vx vy vz wx wy wz], gripper) goes through the
-        twist filter, then out as a TwistStamped, or in joint_trajectory mode through the IK
-        joint stream; a joint_delta row (measured + deltas) only ever as a joint target. A row
-        in a space this mode cannot carry, or unknown, is never sent: the arm holds."""
+        """One chunk row to the arm through the command router: a filtered twist as a
+        TwistStamped, or a joint target (a twist through the IK joint stream, or a joint_delta
+        row) as a one-point JointTrajectory; a row the router holds (dropped by a filter, or in a
+        space this mode cannot carry) is never sent: the arm holds."""
         dt = 1.0 / self.p_rate
         q = self._arm_q
-        n_joints = len(self.p_joint_names)
-        if space == JOINT_DELTA:
-            if self.p_mode != "joint_trajectory":  # configure refuses this; a hold, never a twist
-                self._count_hold("action_space_mismatch", f"a {space} chunk cannot be sent as a twist")
-                return
-            jr = self.stream.from_delta(row[:n_joints], q, dt)
-            if not self._send_joint_result(jr, dt):
-                return
-            grip = n_joints
-        elif space in (EE_TWIST, EE_TWIST_GRIPPER):
-            ee = self.kin.ee_pose(q, self.p_joint_names)[0]
-            r = filter_twist(row[:6], ee, self._prev_cmd, self.twist_limits, dt)
-            self.counters.add(r)
-            if r.outcome is Outcome.DROPPED:
-                self._send_hold(f"dropped command ({', '.join(r.reasons)})")
-                return
-            if self.p_mode == "twist":
-                msg = TwistStamped()
-                msg.header.stamp, msg.header.frame_id = self.get_clock().now().to_msg(), self.robot_cfg.base_frame
-                (msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z, msg.twist.angular.x,
-                 msg.twist.angular.y, msg.twist.angular.z) = (float(v) for v in r.command)
-                self.pub_twist.publish(msg)
-            elif not self._send_joint_result(self.stream.from_twist(r.command, q, dt), dt):
-                return
-            self._prev_cmd = r.command
-            grip = 6
-        else:
-            self._count_hold("action_space_unknown", f"chunk in action space {space!r}: not sent")
+        r = self.router.route(row, space, dims, q, self.kin.ee_pose(q, self.p_joint_names)[0], dt)
+        for result in r.results:
+            self.counters.add(result)
+        if r.hold in (SPACE_MISMATCH, SPACE_UNKNOWN):
+            self._count_hold(r.hold, r.detail)
             return
+        if r.hold is not None:  # a filter dropped it (counted with the filter results)
+            self._send_hold(r.detail)
+            return
+        if r.twist is not None:
+            msg = TwistStamped()
+            msg.header.stamp, msg.header.frame_id = self.get_clock().now().to_msg(), self.robot_cfg.base_frame
+            (msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z, msg.twist.angular.x,
+             msg.twist.angular.y, msg.twist.angular.z) = (float(v) for v in r.twist)
+            self.pub_twist.publish(msg)
+        else:
+            self._publish_joint_target(r.joint_target, dt)
         self._moving = True
-        gripper = float(row[grip]) if row.shape[0] > grip and (len(dims) <= grip or dims[grip] == "gripper") else None
-        if gripper is not None:
-            g = filter_gripper(gripper, *self.p_gripper)
-            self.counters.add(g)
-            if g.command is not None:
-                self.pub_gripper.publish(Float64(data=float(g.command[0])))
-
-    def _send_joint_result(self, jr: FilterResult, dt: float) -> bool:
-        """Publish a joint-target filter result; a dropped one is a hold. Whether it went out."""
-        self.counters.add(jr)
-        if jr.outcome is Outcome.DROPPED:
-            self._send_hold(f"dropped joint target ({', '.join(jr.reasons)})")
-            return False
-        self._publish_joint_target(jr.command, dt)
-        return True
+        if r.gripper is not None:
+            self.pub_gripper.publish(Float64(data=r.gripper))
 
     def _count_hold(self, reason: str, why: str) -> None:
         self.counters.counts[reason] = self.counters.counts.get(reason, 0) + 1
@@ -604,8 +582,7 @@ class PolicyNode(ModelLifecycleNode):
             self.pub_twist.publish(msg)
         elif self._arm_q is not None:
             self._publish_joint_target(self._arm_q, 1.0 / self.p_rate)
-        self._prev_cmd = None
-        self.stream.reset()  # motion after a hold starts from the measured position again
+        self.router.reset()  # motion after a hold starts from rest, from the measured position
         self._moving = False
         self.get_logger().warning(f"hold: {why}", throttle_duration_sec=1.0)
 
