@@ -30,9 +30,9 @@ MODULE = "vla_align_ros.benchmarks.ros_latency"
 
 
 def _qos() -> Any:
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from ..ros.qos import ROUND_TRIP_QOS
 
-    return QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+    return ROUND_TRIP_QOS
 
 
 def _echo() -> int:

@@ -25,6 +25,8 @@ PROGRESS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, dura
 DIAGNOSTICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Recording every message of a topic: best effort matches any publisher, a deep queue rides out bursts.
 RECORD_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
+# The bench's image ping-pong: reliable, a few in flight.
+ROUND_TRIP_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def command_out_qos(deadline_s: float) -> QoSProfile:
