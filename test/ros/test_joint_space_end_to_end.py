@@ -15,29 +15,27 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from vla_align_ros.model.action_space import ActionSpace, ActionSpaceError, checkpoint_action_space
-from conftest import REPO
+from conftest import REPO, TINY
 
 ARM = tuple(f"panda_joint{i}" for i in range(1, 8))
 JOINT_SPACE = ActionSpace.joint_delta(ARM + ("gripper",), ("rad",) * 7 + ("command",))
 LEAD = 0.1  # rad: the joint stream's bound on target minus measured (2 rad/s x 0.05 s)
 SHIPPED = REPO / "models" / "sim_tiny"
-TINY_JOINT = """
-model:
-  vision: {kind: hf, hf_model_type: siglip, image_size: 32, patch_size: 8, hidden_size: 32, num_layers: 1, num_heads: 2}
-  text: {kind: hf, max_length: 16, hidden_size: 32, num_layers: 1, num_heads: 2}
-  action: {horizon: 4, action_dim: 8, state_dim: 9, hidden_size: 32, velocity: true}
-  projection: {kind: mlp, embed_dim: 32, hidden_size: 64}
-  heads: {num_heads: 2, policy_layers: 1, temporal_layers: 1, max_steps: 3}
-objective: {contrastive: 0.5, spatial: 0.0, temporal: 0.0, phrase: 0.0, policy: 1.0}
-data: {hold_out: [], val_fraction: 0.0}
-steps: 100
-batch_size: 16
-lr: 0.003
-warmup: 2
-checkpoint_every: 1000
-"""
+
+
+def tiny_joint_config() -> str:
+    """conftest's TINY recipe for a joint-space model: 7 joint deltas + the gripper, the policy
+    and contrastive terms only, 100 steps, nothing held out."""
+    cfg = yaml.safe_load(TINY.replace("STEPS", "100"))
+    cfg["model"]["text"]["max_length"] = 16
+    cfg["model"]["action"]["action_dim"] = 8
+    cfg["objective"] = {"contrastive": 0.5, "spatial": 0.0, "temporal": 0.0, "phrase": 0.0, "policy": 1.0}
+    cfg["data"]["hold_out"] = []
+    cfg.update(lr=0.003, checkpoint_every=1000)
+    return yaml.safe_dump(cfg)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +55,7 @@ def trained(recorded: tuple[Path, Any], tmp_path_factory: pytest.TempPathFactory
 
     bag, _ = recorded
     d = tmp_path_factory.mktemp("joint_run")
-    (d / "tiny_joint.yaml").write_text(TINY_JOINT)
+    (d / "tiny_joint.yaml").write_text(tiny_joint_config())
     out = train([bag], TrainConfig.from_yaml(d / "tiny_joint.yaml"), d / "run", progress=False)
     assert out["finished"]
     return d / "run", out["log"]

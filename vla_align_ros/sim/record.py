@@ -234,7 +234,7 @@ def record_episodes(out: str | Path, episodes: int, seed: int, families: Sequenc
                 recorder.write_instruction(stamp(), env)
                 recorder.write_state(stamp(), env)
                 if path is not None:
-                    path.reset()
+                    path.router.reset()
                 last_phase = None
                 for action in ScriptedExpert(env).actions():
                     if (action.phase, action.step_index) != last_phase:
