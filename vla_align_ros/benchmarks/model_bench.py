@@ -13,6 +13,7 @@ import torch
 
 from ..config import ModelConfig, merge_overrides
 from ..inference import InferenceSession
+from ..model.factory import create_model
 from ..model.trimodal import TrimodalModel
 from ..paths import package_config, shipped_model
 from .stats import summary_ms
@@ -113,7 +114,7 @@ def training_section(models: dict[str, tuple[TrimodalModel, int]], device: str, 
     """The trimodal and two-tower step on each model at its batch size (fresh weights on ``device``)."""
     out = {}
     for name, (model, batch) in models.items():
-        fresh = TrimodalModel(model.cfg).to(device)
+        fresh = create_model(model.cfg).to(device)
         out[name] = training_throughput(fresh, batch, steps)
         del fresh
         if device.startswith("cuda"):

@@ -94,7 +94,7 @@ def run_bench(config: str | Path | None = None, checkpoint: str | Path | None = 
     """Every requested section into one JSON document. A section whose modules are not installed
     (rclpy, MuJoCo, rosbags on a bare GPU machine) is listed under ``skipped`` with the reason."""
     from ..model.checkpoint import load_checkpoint, save_checkpoint
-    from ..model.trimodal import TrimodalModel
+    from ..model.factory import create_model
     from ..paths import checkpoint_dir
     from . import model_bench
 
@@ -110,11 +110,11 @@ def run_bench(config: str | Path | None = None, checkpoint: str | Path | None = 
         model = load_checkpoint(checkpoint_dir(str(checkpoint)))
         ckpt = checkpoint_dir(str(checkpoint))
     else:
-        model = TrimodalModel(load_model_config(config, quick))
+        model = create_model(load_model_config(config, quick))
         ckpt = str(save_checkpoint(model, work / "checkpoint"))
     cfg = model.cfg
     # built only for the sections that time it (about 200 M parameters)
-    large = TrimodalModel(model_bench.siglip_b16_sized_config()) \
+    large = create_model(model_bench.siglip_b16_sized_config()) \
         if s.large_model and {"model", "training"} & set(sections) else None
     out: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,

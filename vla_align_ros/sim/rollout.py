@@ -9,7 +9,6 @@ refused, and how far the hand moved (for instructions that must not move the arm
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from ..policies.base import EE_TWIST, Observation, Policy, Refusal
 from ..policies.robot import RobotInterface
 from ..robots.camera import camera_from_info
 from ..robots.config import RobotConfig
+from ..training.run_dir import RunDir
 from .commands import check_joint_trajectory, start_trajectory
 from .env import TabletopEnv
 from .scene import JOINT_NAMES
@@ -87,8 +87,8 @@ class SimJointState:
 
 def run_hold_out(run: Path, default: Sequence[str] = ("target=yellow_plate",)) -> list[str]:
     """A training run's hold-out patterns (its train_config.json), or ``default``."""
-    cfg = run / "train_config.json"
-    found = json.loads(cfg.read_text()).get("data", {}).get("hold_out") if cfg.is_file() else None
+    rd = RunDir(run)
+    found = rd.read_config().get("data", {}).get("hold_out") if rd.config.is_file() else None
     return list(found or default)
 
 
