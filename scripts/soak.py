@@ -2,7 +2,7 @@
 """The full soak of the fault battery (item 16): policy_node receives 640x480 frames at 30 Hz for
 ten minutes (``--seconds``); prints JSON with the chunk latency (p50, p99), the node's resident
 memory at the start and end of the steady part, and its drop counters. ``make test`` runs the
-same scenario for 15 s (test/test_battery_ros.py::test_16_...).
+same scenario for 15 s (test/ros/test_battery_ros.py::test_16_...).
 
     .venv/bin/python scripts/soak.py --checkpoint runs/sim_tiny [--seconds 600]
 """
