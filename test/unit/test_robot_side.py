@@ -45,6 +45,14 @@ def test_joints_are_matched_by_name(panda) -> None:
         kin.ee_positions(q[None, :8], [n for n in names if n != "panda_joint4"])
 
 
+def test_the_arm_is_the_chain_from_the_base_to_the_end_effector(panda) -> None:
+    """policy_node's default joint_names: the description's joints that move ee_frame, base
+    first; the fingers (another branch) are not among them."""
+    _, kin = panda
+    assert kin.arm_joints == [f"panda_joint{i}" for i in range(1, 8)]
+    assert set(kin.joint_names) - set(kin.arm_joints) == {"panda_finger_joint1", "panda_finger_joint2"}
+
+
 def test_description_errors(tmp_path) -> None:
     with pytest.raises(RobotDescriptionError, match="does not exist"):
         RobotKinematics(tmp_path / "nope.urdf", "tool0")

@@ -110,8 +110,8 @@ def node_latency(checkpoint: str, frames: int, width: int = 640, height: int = 4
 
     from ..image_conv import array_to_image_fields
     from ..ros.closed_loop import Processes, node_command
-    from ..ros.policy_node import ARM_JOINTS, FINGERS
-    from ..ros.qos import CAMERA_QOS, INSTRUCTION_QOS
+    from ..robots.config import RobotConfig
+    from ..ros.qos import CAMERA_QOS, INSTRUCTION_QOS, STREAM_QOS
 
     logs = Path(tempfile.mkdtemp(prefix="vla_bench_node_"))
     procs = Processes(logs)
@@ -135,12 +135,15 @@ def node_latency(checkpoint: str, frames: int, width: int = 640, height: int = 4
             if t is not None:
                 lat.append((time.perf_counter() - t) * 1e3)
 
-        node.create_subscription(ActionChunk, "/policy_node/action_chunk", on_chunk, 10)
-        node.create_subscription(String, "/policy_node/status", lambda m: status.append(json.loads(m.data)), 10)
+        node.create_subscription(ActionChunk, "/policy_node/action_chunk", on_chunk, STREAM_QOS)
+        node.create_subscription(String, "/policy_node/status", lambda m: status.append(json.loads(m.data)),
+                                 STREAM_QOS)
         img_pub = node.create_publisher(Image, "/camera/image_raw", CAMERA_QOS)
         ins_pub = node.create_publisher(String, "/instruction", INSTRUCTION_QOS)
-        js_pub = node.create_publisher(JointState, "/joint_states", 10)
-        js = JointState(name=ARM_JOINTS + FINGERS, position=[0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.8, 0.04, 0.04])
+        js_pub = node.create_publisher(JointState, "/joint_states", STREAM_QOS)
+        robot = RobotConfig.load("panda")  # the node's default robot: its arm joints, then the fingers
+        js = JointState(name=robot.kinematics().arm_joints + list(robot.gripper_joints),
+                        position=[0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.8, 0.04, 0.04])
         from ..inference import InferenceSession
         from ..paths import checkpoint_dir
         from .frame import INSTRUCTION

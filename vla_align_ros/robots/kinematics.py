@@ -51,6 +51,9 @@ class RobotKinematics:
         if self.model.nq != len(self.joint_names):
             raise RobotDescriptionError(f"{path}: only 1-dof joints are supported ({self.model.nq} positions for "
                                         f"{len(self.joint_names)} joints)")
+        # the joints that move the end effector, base first: the arm (fingers and other branches excluded)
+        chain = self.model.supports[self.model.frames[self._ee].parentJoint]
+        self.arm_joints: list[str] = [self.model.names[i] for i in chain if i > 0]
         self.lower = np.asarray(self.model.lowerPositionLimit, dtype=float)[self._q_cols]  # (J,) model order
         self.upper = np.asarray(self.model.upperPositionLimit, dtype=float)[self._q_cols]
 

@@ -31,6 +31,7 @@ from geometry_msgs.msg import TwistStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration as RclDuration
 from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Float64, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -53,8 +54,6 @@ except ImportError:
     TFMessage = None
 
 HOLD_ACK_S = 0.5  # longest a stop waits for the subscribers to acknowledge the final hold
-ARM_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
-FINGERS = ["panda_finger_joint1", "panda_finger_joint2"]
 
 
 def duration_to_msg(seconds: float) -> Any:
@@ -92,9 +91,15 @@ class PolicyNode(ModelLifecycleNode):
         self.p_ws_low = list(p("workspace_low", [0.25, -0.35, 0.045], describe("end-effector box, base frame, m")).value)
         self.p_ws_high = list(p("workspace_high", [0.75, 0.35, 0.45], describe("end-effector box, base frame, m")).value)
         self.p_gripper = list(p("gripper_range", [0.0, 0.08], describe("gripper width limits, m")).value)
-        self.p_joint_names = list(p("joint_names", ARM_JOINTS, describe("arm joints the model commands, in order")).value)
-        self.p_state_names = list(p("state_joint_names", ARM_JOINTS + FINGERS,
-                                    describe("joint_states entries the model reads as its state, in order")).value)
+        # unset: from the robot description, on configure
+        self._joint_names_param: list[str] | None = p("joint_names", Parameter.Type.STRING_ARRAY, describe(
+            "arm joints the model commands, in order (unset: the robot description's joints from its base to "
+            "ee_frame)")).value
+        self._state_names_param: list[str] | None = p("state_joint_names", Parameter.Type.STRING_ARRAY, describe(
+            "joint_states entries the model reads as its state, in order (unset: joint_names, then the robot "
+            "config's gripper_joints)")).value
+        self.p_joint_names: list[str] = []
+        self.p_state_names: list[str] = []
         self.p_deadline = p("command_deadline_s", 1.0, describe(
             "deadline offered on the command topics: a gap longer than this raises a deadline event here and on "
             "any subscriber that requests one (after a hold the node is silent on purpose, and says so)",
@@ -176,6 +181,8 @@ class PolicyNode(ModelLifecycleNode):
         # The control timer's kinematics (workspace check, joint targets); the policy has its own
         # (inference thread), so the two never share Pinocchio's data.
         self.kin = self.robot_cfg.kinematics()
+        self.p_joint_names = list(self._joint_names_param or self.kin.arm_joints)
+        self.p_state_names = list(self._state_names_param or self.p_joint_names + list(self.robot_cfg.gripper_joints))
         # joint_trajectory mode streams targets from its own reference (control.joint_stream);
         # unknown joint names are a clear error here
         # one chunk row -> a twist, a joint target or a hold (the in-process rollout runs the same router)
