@@ -11,10 +11,12 @@ live in two folders, each with its marker (added here from the folder):
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any, Sequence
 
 import pytest
 
@@ -29,6 +31,7 @@ REPO = TEST_DIR.parent
 CONFIG_DIR = REPO / "config"
 MODEL_CONFIGS = CONFIG_DIR / "model"
 VENV_BIN = Path(sys.prefix) / "bin"
+RESULT = "RESULT "  # a probe process prints its findings as one line: RESULT {json}
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # test the source tree (the venv holds an installed copy too)
 
@@ -79,6 +82,17 @@ def ros_env(offset: int) -> dict[str, str]:
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env["ROS_DOMAIN_ID"] = str(int(env.get("ROS_DOMAIN_ID", "150")) % 100 + offset)
     return env
+
+
+def probe_result(output: str | Sequence[str], *context: str) -> Any:
+    """The JSON of the last ``RESULT {json}`` line a probe process printed (``output``: its
+    stdout, or its lines). No such line fails the test, showing the tail of ``output`` and of each
+    ``context`` text (the probe's stderr, the nodes' logs)."""
+    lines = output.splitlines() if isinstance(output, str) else list(output)
+    results = [line for line in lines if line.startswith(RESULT)]
+    if not results:
+        pytest.fail("no RESULT line:\n" + "\n".join(text[-3000:] for text in ("\n".join(lines), *context)))
+    return json.loads(results[-1][len(RESULT):])
 
 
 @pytest.fixture(scope="module")

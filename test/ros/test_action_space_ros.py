@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import VENV_BIN, ros_env
+from conftest import VENV_BIN, probe_result, ros_env
 
 ARM = [f"panda_joint{i}" for i in range(1, 8)]
 
@@ -129,9 +129,7 @@ def test_mislabelled_checkpoints_are_refused_and_joint_deltas_go_out_as_joint_ta
         assert "configured:" not in log
     # the joint-delta checkpoint in joint_trajectory mode: chunks declared joint_delta, targets =
     # measured + a chunk row (the measured joints arrive shuffled, fingers first), no twist ever
-    lines = [l for l in probe.stdout.splitlines() if l.startswith("RESULT ")]
-    assert lines, probe.stdout[-2000:] + probe.stderr[-2000:] + run_log[-3000:]
-    r = json.loads(lines[-1][len("RESULT "):])
+    r = probe_result(probe.stdout, probe.stderr, run_log)
     assert "checkpoint action space: joint_delta" in run_log, run_log[-2000:]
     assert r["twists"] == 0 and r["gripper"] == 0  # no gripper dimension in this space
     assert len(r["chunks"]) >= 5 and all(c[0] == "joint_delta" and c[1] == ARM for c in r["chunks"])

@@ -4,7 +4,6 @@ driven and observed by battery_probe.py in another process."""
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, probe_result
 from conftest import ros_env
 
 HERE = Path(__file__).resolve().parent
@@ -56,9 +55,7 @@ def run_scenario(ckpt: Path, scenario: str, offset: int, fault: str = "none", pa
         except subprocess.TimeoutExpired:
             node.kill()
             log = node.communicate()[0] + "\n[killed: no exit within 40 s of SIGINT]"
-    lines = [ln for ln in probe.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert lines, probe.stdout[-3000:] + probe.stderr[-3000:] + log[-3000:]
-    return json.loads(lines[-1][len("RESULT "):]), log, node.returncode, rss
+    return probe_result(probe.stdout, probe.stderr, log), log, node.returncode, rss
 
 
 def test_1_model_output_stops_one_hold_then_silence_and_a_deadline_event(tiny_checkpoint):  # noqa: F811

@@ -4,12 +4,11 @@ outside probe calling its change_state service) has configured and activated it.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 from vla_align_ros.paths import shipped_model
-from conftest import VENV_BIN, ros_env
+from conftest import VENV_BIN, probe_result, ros_env
 
 
 PROBE = r"""
@@ -73,9 +72,7 @@ def test_a_node_reports_inactive_then_active_on_diagnostics_under_its_namespace(
     finally:
         node.send_signal(2)
         log = node.communicate(timeout=30)[0]
-    lines = [line for line in probe.stdout.splitlines() if line.startswith("RESULT ")]
-    assert lines, probe.stdout[-3000:] + probe.stderr[-3000:] + log[-3000:]
-    r = json.loads(lines[-1][len("RESULT "):])
+    r = probe_result(probe.stdout, probe.stderr, log)
     level, message, values = r["unconfigured"]
     assert (level, message) == (1, "inactive") and values["active"] == "False" and values["frames"] == "0"
     assert r["configure"] and r["activate"]

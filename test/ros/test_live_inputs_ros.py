@@ -11,11 +11,10 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
-from conftest import VENV_BIN, ros_env
+from conftest import VENV_BIN, probe_result, ros_env
 
 FEED = r"""
 import json, time, rclpy
@@ -110,9 +109,7 @@ def test_compressed_frames_type_mismatches_and_joint_names_over_dds():
         for p in nodes.values():
             p.send_signal(2)
         logs = {k: p.communicate(timeout=30)[0] for k, p in nodes.items()}
-    lines = [line for line in probe.stdout.splitlines() if line.startswith("RESULT ")]
-    assert lines, probe.stdout[-2000:] + probe.stderr[-2000:] + "\n".join(v[-2000:] for v in logs.values())
-    r = json.loads(lines[-1][len("RESULT "):])
+    r = probe_result(probe.stdout, probe.stderr, *logs.values())
     perception, policy = r["perception"], r["policy"]
     # compressed frames drive both nodes; the corrupt ones are counted drops
     assert r["grounding"] >= 10 and r["chunks"] >= 10, r

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 
-from conftest import VENV_BIN, ros_env
+from conftest import VENV_BIN, probe_result, ros_env
 
 
 PROBE = r"""
@@ -161,9 +161,7 @@ def test_nodes_lifecycle_masks_commands_watchdog_and_estop(tiny_checkpoint):
         for p in procs.values():
             p.send_signal(2)  # SIGINT: clean shutdown
         logs = {k: p.communicate(timeout=30)[0] for k, p in procs.items()}
-    lines = [l for l in probe.stdout.splitlines() if l.startswith("RESULT ")]
-    assert lines, probe.stdout[-3000:] + probe.stderr[-3000:] + "\n".join(v[-2000:] for v in logs.values())
-    r = json.loads(lines[-1][len("RESULT "):])
+    r = probe_result(probe.stdout, probe.stderr, *logs.values())
     assert r["perception_node_configure"] and r["policy_node_configure"]
     assert r["inactive_publishes_nothing"]
     assert r["perception_node_activate"] and r["policy_node_activate"]
@@ -277,9 +275,7 @@ def test_configure_fails_when_joint_states_do_not_name_the_configured_joints(tin
     finally:
         node.send_signal(2)
         log = node.communicate(timeout=30)[0]
-    lines = [l for l in probe.stdout.splitlines() if l.startswith("RESULT ")]
-    assert lines, probe.stdout[-2000:] + probe.stderr[-2000:] + log[-2000:]
-    assert json.loads(lines[-1][len("RESULT "):]) == {"wrong": False, "right": True}
+    assert probe_result(probe.stdout, probe.stderr, log) == {"wrong": False, "right": True}
     assert "configure failed" in log and "joint_states has no" in log and "panda_joint1" in log and "elbow" in log
     assert node.returncode == 0
 
@@ -340,9 +336,7 @@ def test_a_negation_and_an_absent_object_move_nothing_over_dds():
         for p in procs:
             p.send_signal(2)
         logs = [p.communicate(timeout=30)[0] for p in procs]
-    lines = [line for line in probe.stdout.splitlines() if line.startswith("RESULT ")]
-    assert lines, probe.stdout[-2000:] + probe.stderr[-2000:] + logs[1][-3000:]
-    r = json.loads(lines[-1][len("RESULT "):])
+    r = probe_result(probe.stdout, probe.stderr, logs[1])
     assert r["negation"]["reason"] == "not_a_command" and r["negation"]["seconds"] <= 2.5, r
     assert r["absent"]["reason"] == "not_in_view" and r["absent"]["seconds"] <= 3.5, r
     assert r["max_speed"] == 0.0, r  # holds only
@@ -395,8 +389,6 @@ def test_ctrl_c_while_moving_ends_with_a_hold():
             if p.poll() is None:
                 p.send_signal(2)
         sim.communicate(timeout=30)
-    lines = [line for line in probe.stdout.splitlines() if line.startswith("RESULT ")]
-    assert lines, probe.stdout[-2000:] + probe.stderr[-2000:] + policy_log[-3000:]
-    r = json.loads(lines[-1][len("RESULT "):])
+    r = probe_result(probe.stdout, probe.stderr, policy_log)
     assert r["moving"] and r["after"] >= 1 and r["last"] == 0.0, (r, policy_log[-2000:])
     assert policy.returncode == 0 and "Traceback" not in policy_log, policy_log[-3000:]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, VENV_BIN, ros_env
+from conftest import REPO, VENV_BIN, probe_result, ros_env
 
 LAUNCH = sorted((REPO / "launch").glob("*.launch.py"))
 ROS2 = VENV_BIN / "ros2"
@@ -165,7 +165,7 @@ def test_sim_demo_reaches_success_and_ctrl_c_leaves_nothing_running(tmp_path):
                  "requesting activate", f"launch lifecycle: {node} is active"]
         assert all(step in text for step in steps), text[-3000:]
         assert [text.index(step) for step in steps] == sorted(text.index(step) for step in steps)
-    result = json.loads([l for l in lines if l.startswith("RESULT ")][-1][len("RESULT "):])
+    result = probe_result(lines)
     assert result["moving"] > 0 and result["last"] == 0.0, result
 
 
@@ -309,7 +309,7 @@ def test_vla_align_launch_runs_both_nodes_in_one_process_and_drives_the_arm(tmp_
     assert "launch lifecycle" not in text  # one process, two nodes: each activates itself (autostart)
     assert "sharing the model with another node of this process" in text, text[-3000:]
     assert rc == 0 and not _session_pids(proc.pid) and "Traceback" not in text, text[-3000:]
-    result = json.loads([l for l in lines if l.startswith("RESULT ")][-1][len("RESULT "):])
+    result = probe_result(lines)
     assert result["moving"] > 0 and result["last"] == 0.0, result
     model = result["status"]["perception_node"]["model"]
     frames = result["status"]["perception_node"]["frames"]
@@ -408,7 +408,7 @@ def test_two_namespaced_sim_demos_on_one_domain_each_drive_their_own_arm(tmp_pat
         _end_watch(watch)
     logs = {a: (tmp_path / f"{a}.log").read_text() for a in ARMS}
     assert "READY\n" in lines, {a: text[-3000:] for a, text in logs.items()}
-    r = json.loads([line for line in lines if line.startswith("RESULT ")][-1][len("RESULT "):])
+    r = probe_result(lines)
     print(json.dumps({"ready_s": round(r["ready_s"], 1), "moving": r["moving"], "task": r["task"]}))
     # each arm's instruction is its own simulator's task, and its own policy planned for it
     assert r["task"]["arm1"] != r["task"]["arm2"], r["task"]

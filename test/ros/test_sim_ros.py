@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import VENV_BIN, ros_env
+from conftest import VENV_BIN, probe_result, ros_env
 
 
 PROBE = r"""
@@ -104,9 +104,7 @@ def test_sim_node_obeys_twists_and_trajectories_and_rejects_bad_commands():
     finally:
         sim.terminate()
         sim_out, _ = sim.communicate(timeout=30)
-    lines = [l for l in probe.stdout.splitlines() if l.startswith("RESULT ")]
-    assert lines, probe.stdout[-2000:] + probe.stderr[-2000:] + sim_out[-2000:]
-    r = json.loads(lines[-1][len("RESULT "):])
+    r = probe_result(probe.stdout, probe.stderr, sim_out)
     assert r["img"][:3] == [48, 40, "rgb8"] and r["img"][3] == 48 * 40 * 3
     assert r["k"][0] > 0 and r["k"][2] == pytest.approx(24.0)  # cx = width / 2
     dx, dy, dz = r["moved"]

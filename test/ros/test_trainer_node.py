@@ -3,7 +3,6 @@ topic that a second process reads (the launch file is checked in test_launch_fil
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import sys
 
 from vla_align_ros.sim.record import record_episodes
 
-from conftest import TINY, VENV_BIN
+from conftest import TINY, VENV_BIN, probe_result
 
 
 LISTENER = r"""
@@ -41,7 +40,7 @@ def test_trainer_node_trains_and_reports_progress(tmp_path):
                           env=env, capture_output=True, text=True, timeout=300)
     out, _ = listener.communicate(timeout=120)
     assert node.returncode == 0, node.stdout[-2000:] + node.stderr[-2000:]
-    got = json.loads([l for l in out.splitlines() if l.startswith("RESULT ")][-1][7:])
+    got = probe_result(out)
     steps = [g["step"] for g in got if g["state"] == "training"]
     assert steps[:4] == [0, 2, 4, 6] and steps[-1] == 7
     assert got[-1]["state"] == "finished" and (tmp_path / "run" / "checkpoint" / "manifest.json").is_file()
