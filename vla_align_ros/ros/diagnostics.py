@@ -22,6 +22,7 @@ from enum import IntEnum
 from typing import Any, Mapping
 
 DIAGNOSTICS_TOPIC = "/diagnostics"  # absolute by ROS convention: one topic for the whole robot
+STATUS_PERIOD_S = 1.0  # how often a node reports (/diagnostics, and its JSON status)
 # Safety counters that mean a command was not sent as the model asked (others: passed, clamped,
 # holds, per-limit reasons, are normal operation).
 SAFETY_WARNINGS = ("dropped", "non_finite_chunk", "action_space_mismatch", "action_space_unknown")

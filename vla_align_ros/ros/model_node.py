@@ -19,13 +19,12 @@ from std_msgs.msg import String
 from ..image_conv import ImageError
 from ..paths import checkpoint_dir
 from ..text_input import InstructionError
-from .diagnostics import DiagnosticsPublisher, snapshot
+from .diagnostics import STATUS_PERIOD_S, DiagnosticsPublisher, snapshot
 from .params import describe
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
 DROP_LOG_S = 2.0  # a drop reason is logged at most this often (each one is counted)
 GRAPH_CHECK_S = 2.0  # how often the subscribed topics' publishers are checked for their type
-STATUS_PERIOD_S = 1.0  # /diagnostics and ~/status
 
 
 def stamp_ns(stamp: Any) -> int:
@@ -153,8 +152,8 @@ class ModelLifecycleNode(LifecycleNode):
 
     def _image_subscription(self, topic: str, callback: Any, qos: Any, group: Any = None, **kwargs: Any) -> Any:
         """The camera subscription of ``image_transport``: Image on ``topic``, or CompressedImage
-        on ``topic/compressed``. ``callback`` gets either message; ``_frame_array`` decodes both."""
-        self._check_transport()
+        on ``topic/compressed`` (``_check_transport`` has run on configure). ``callback`` gets either
+        message; ``_frame_array`` decodes both."""
         if self.p_transport == "raw":
             from sensor_msgs.msg import Image
 

@@ -183,9 +183,9 @@ class PolicyNode(ModelLifecycleNode):
         self.kin = self.robot_cfg.kinematics()
         self.p_joint_names = list(self._joint_names_param or self.kin.arm_joints)
         self.p_state_names = list(self._state_names_param or self.p_joint_names + list(self.robot_cfg.gripper_joints))
-        # joint_trajectory mode streams targets from its own reference (control.joint_stream);
-        # unknown joint names are a clear error here
-        # one chunk row -> a twist, a joint target or a hold (the in-process rollout runs the same router)
+        # One chunk row -> a twist, a joint target or a hold (the in-process rollout runs the same
+        # router); joint_trajectory mode streams targets from the router's joint stream. Unknown
+        # joint names are a clear error here.
         self.joint_limits = stream_limits(self.kin, self.p_joint_names, 1.0 / self.p_rate)
         self.router = CommandRouter(self.p_mode, JointTargetStream(self.kin, self.p_joint_names, self.joint_limits),
                                     self._twist_limits(), (float(self.p_gripper[0]), float(self.p_gripper[1])))
@@ -313,8 +313,7 @@ class PolicyNode(ModelLifecycleNode):
         self.stamps.reset()
         with self._lock:
             self._chunk = None
-            if getattr(self, "router", None) is not None:
-                self.router.reset()
+            self.router.reset()
         self.get_logger().info(f"instruction: {enc.text!r} ({len(enc.steps)} step(s))")
         self._new_plan(enc.text)
 

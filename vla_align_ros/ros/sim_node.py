@@ -28,7 +28,7 @@ from ..sim.env import TabletopEnv
 from ..sim.record import FINGER_NAMES
 from ..sim.scene import JOINT_NAMES, OBJECTS
 from ..sim.topics import BASE_FRAME, CAMERA_FRAME, SimTopics
-from .diagnostics import DiagnosticsPublisher
+from .diagnostics import STATUS_PERIOD_S, DiagnosticsPublisher
 from .params import describe
 from .process import run
 from .qos import CAMERA_QOS, COMMAND_QOS, INSTRUCTION_QOS, LATCHED_QOS, STREAM_QOS
@@ -91,7 +91,7 @@ class SimNode(Node):
         self.create_subscription(Int32, "~/reset", self._on_reset, COMMAND_QOS)
         self._reset(self.seed)
         self.create_timer(1.0 / (self.control_rate * self.realtime), self._tick)
-        self.create_timer(1.0, self._publish_stats)
+        self.create_timer(STATUS_PERIOD_S, self._publish_stats)
         self.get_logger().info(f"sim_node up: {width}x{height} camera at {self.camera_rate} Hz, control at "
                                f"{self.control_rate} Hz, task: {self.env.task.instruction!r}")
 

@@ -18,11 +18,9 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import String
 
-from .diagnostics import DiagnosticsPublisher
+from .diagnostics import STATUS_PERIOD_S, DiagnosticsPublisher
 from .params import describe
 from .qos import PROGRESS_QOS
-
-STATUS_PERIOD_S = 1.0  # /diagnostics
 
 
 class TrainerNode(Node):
