@@ -215,9 +215,8 @@ def test_foreign_bag_trains_evaluates_and_records_joint_space(recorded, tmp_path
                  "--max-frames", "120"]) == 0
     m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert m["sync"]["episodes"] == 4 and "seen" in m
-    # the shipped checkpoint still reads as the twist space it was trained on
-    assert checkpoint_action_space(REPO / "models" / "sim_tiny").kind == \
-        "ee_twist_gripper"
+    # the shipped checkpoint records the twist space of the bags it was trained on
+    assert checkpoint_action_space(REPO / "models" / "sim_tiny") == ActionSpace.ee_twist_gripper("panda_link0")
 
 
 def tiny_bag(folder: Path, js_names: list[str], *, image_msgtype: str = "sensor_msgs/msg/Image",

@@ -256,3 +256,15 @@ def test_efficientnet_lite0_loads_its_shipped_imagenet_weights():
 def test_text_tokenisation_is_bounded(tiny):
     tok = tiny.tokenize(["word " * 5000])
     assert tok["input_ids"].shape[1] == tiny.cfg.text.max_length
+
+
+def test_action_space_metadata_reads_both_forms():
+    from vla_align_ros.model.action_space import ActionSpace, ActionSpaceError
+    space = ActionSpace.ee_twist_gripper("panda_link0")
+    assert ActionSpace.from_metadata(json.loads(json.dumps(space.to_dict()))) == space
+    # checkpoints written before the space was recorded: the twist space in the simulator's world
+    assert ActionSpace.from_metadata("ee_twist_gripper") == ActionSpace.ee_twist_gripper("world")
+    with pytest.raises(ActionSpaceError, match="no dimensions recorded"):
+        ActionSpace.from_metadata("joint_delta")
+    with pytest.raises(ActionSpaceError, match="malformed"):
+        ActionSpace.from_metadata({"kind": "joint_delta"})
