@@ -90,3 +90,35 @@ def test_cli_record_reports_per_family(tmp_path):
     bad = subprocess.run([str(exe), "record", "--episodes", "1", "--out", str(tmp_path / "x"), "--tasks", "juggle"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown task family 'juggle'" in bad.stderr
+
+
+# The first scene (3 episodes) of the recording `make checkpoint` trains models/sim_tiny from,
+# after `vla-align strip`: 1806 messages. A change to the simulator, the expert, the recorder or
+# the strip that alters what the shipped model was trained on changes this digest; then
+# `make checkpoint` no longer reproduces models/sim_tiny, and the model must be re-shipped (and its
+# figures re-measured) in the same change, with this digest.
+SHIPPED_RECORDING_PREFIX = "5dab42a6f6afd350983492825a446b4032a78b5484f3d6f5aca097af882c76d7"
+
+
+def test_shipped_model_recipe_is_unchanged(tmp_path):
+    from vla_align_ros.data.bag_tools import copy_without_topics
+    from vla_align_ros.training.trainer import TrainConfig
+
+    repo = Path(__file__).resolve().parents[2]
+    make = (repo / "Makefile").read_text()
+    assert "record --episodes 240 --seed 0 --tasks-per-scene 3 " in make, "make checkpoint's recording changed"
+    assert "train --bags $(REPRO)/bags/train --config config/train/sim_tiny.yaml " in make
+    # the recipe: config/train/sim_tiny.yaml resolves to the config the shipped model was trained with
+    shipped = json.loads((repo / "models" / "sim_tiny" / "train_config.json").read_text())
+    recipe = json.loads(json.dumps(TrainConfig.from_yaml(repo / "config" / "train" / "sim_tiny.yaml").to_dict(),
+                                   default=str))
+    assert recipe == shipped
+    # the data: the recording's first scene, byte for byte
+    record_episodes(tmp_path / "sim", episodes=3, seed=0, progress=False, tasks_per_scene=3)
+    counts = copy_without_topics(tmp_path / "sim", tmp_path / "train")
+    digest, per_topic = digest_messages(tmp_path / "train")
+    assert sum(per_topic.values()) == counts["kept"] == 1806, per_topic
+    assert not any(t.startswith("/ground_truth/") for t in per_topic)
+    assert digest == SHIPPED_RECORDING_PREFIX, (
+        "the recording make checkpoint trains on has changed: re-ship models/sim_tiny from make checkpoint "
+        "(and re-measure its figures), or find what changed the simulator's output")
