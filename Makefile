@@ -24,10 +24,12 @@ LAUNCH_KIT := $(SHARED)/ros2-launch
 # Node executables: `ros2 run` and launch_ros look for them in <prefix>/lib/<package>/ only.
 NODE_EXES := sim_node trainer_node perception_node policy_node vla_align_node
 
-MSG_SRCS := $(wildcard msg/*.msg) vla_align_msgs/CMakeLists.txt vla_align_msgs/package.xml
-PKG_SRCS := $(shell find vla_align_ros -name '*.py') setup.py setup.cfg package.xml \
-            $(wildcard config/*.yaml config/*/*.yaml config/*/*.xml launch/*.py) resource/vla_align_ros \
-            $(shell find models -type f)
+# The two packages, side by side at the top level (colcon finds both from here).
+PKG := vla_align_ros
+MSG_SRCS := $(wildcard vla_align_msgs/msg/*.msg) vla_align_msgs/CMakeLists.txt vla_align_msgs/package.xml
+PKG_SRCS := $(shell find $(PKG)/vla_align_ros -name '*.py') $(addprefix $(PKG)/,setup.py setup.cfg package.xml) \
+            $(wildcard $(addprefix $(PKG)/,config/*.yaml config/*/*.yaml config/*/*.xml launch/*.py)) \
+            $(PKG)/resource/vla_align_ros $(shell find $(PKG)/models -type f)
 
 .PHONY: venv msgs install ros2-launch test demo checkpoint clean
 venv: $(VENV)/.deps
@@ -43,7 +45,7 @@ $(VENV)/.deps: requirements.txt requirements-build.txt requirements-nodeps.txt
 	@echo "import os, sys; os.environ.setdefault('AMENT_PREFIX_PATH', sys.prefix)" > $(SITE)/vla_align_ament_prefix.pth
 	@touch $@
 
-# vla_align_msgs: generated from msg/*.msg with rosidl (C, C++, Python typesupport) into the venv.
+# vla_align_msgs: generated from vla_align_msgs/msg/*.msg with rosidl (C, C++, Python typesupport) into the venv.
 $(VENV)/.msgs: $(VENV)/.deps $(MSG_SRCS)
 	@echo "[setup] building vla_align_msgs into $(VENV)"
 	@rm -rf build/vla_align_msgs; mkdir -p build
@@ -59,9 +61,9 @@ $(VENV)/.msgs: $(VENV)/.deps $(MSG_SRCS)
 # The ament_python package itself (non-editable, so launch/ and config/ land in share/).
 $(VENV)/.pkg: $(VENV)/.msgs $(PKG_SRCS)
 	@echo "[setup] installing vla_align_ros into $(VENV)"
-	@rm -rf build/lib build/bdist* *.egg-info
-	$(PIP) install --no-deps --no-build-isolation --force-reinstall .
-	@rm -rf build/lib build/bdist* *.egg-info
+	@rm -rf $(PKG)/build $(PKG)/*.egg-info
+	$(PIP) install --no-deps --no-build-isolation --force-reinstall ./$(PKG)
+	@rm -rf $(PKG)/build $(PKG)/*.egg-info
 	@# pip installs a wheel, which ignores setup.cfg's install_scripts: put the node executables
 	@# where `ros2 run` and launch_ros look for them.
 	@mkdir -p $(VENV)/lib/vla_align_ros
@@ -73,25 +75,25 @@ ros2-launch: install
 	  else echo "[setup] no $(LAUNCH_KIT): ros2 launch is not installed and its tests will skip"; fi
 
 test: install ros2-launch
-	$(VENV)/bin/ruff check vla_align_ros test scripts launch setup.py
+	$(VENV)/bin/ruff check $(PKG) test scripts
 	$(PY) -m pytest -q -p no:cacheprovider test
 
 demo: install ros2-launch
 	$(VENV)/bin/vla-align demo --out runs/demo
 
-# Rebuild the shipped model (models/sim_tiny) from nothing: record the 240 training episodes, delete
-# the simulator's /ground_truth/* topics from the recording (what is left is what a real robot
-# records), train the default recipe on it, and compare the weights with the shipped ones byte for
-# byte (seeded, single process: identical on the same torch build and thread count).
+# Rebuild the shipped model (vla_align_ros/models/sim_tiny) from nothing: record the 240 training
+# episodes, delete the simulator's /ground_truth/* topics from the recording (what is left is what a
+# real robot records), train the default recipe on it, and compare the weights with the shipped ones
+# byte for byte (seeded, single process: identical on the same torch build and thread count).
 REPRO := runs/reproduce
 checkpoint: install
 	rm -rf $(REPRO)
 	$(VENV)/bin/vla-align record --episodes 240 --seed 0 --tasks-per-scene 3 --out $(REPRO)/bags/sim --quiet
 	$(VENV)/bin/vla-align strip $(REPRO)/bags/sim $(REPRO)/bags/train
-	$(VENV)/bin/vla-align train --bags $(REPRO)/bags/train --config config/train/sim_tiny.yaml --out $(REPRO)/sim_tiny
-	@a=$$(sha256sum < $(REPRO)/sim_tiny/checkpoint/model.safetensors); b=$$(sha256sum < models/sim_tiny/checkpoint/model.safetensors); \
-	  if [ "$$a" = "$$b" ]; then echo "[checkpoint] identical to models/sim_tiny: $$a"; \
-	  else echo "[checkpoint] differs from models/sim_tiny ($$a vs $$b)"; exit 1; fi
+	$(VENV)/bin/vla-align train --bags $(REPRO)/bags/train --config vla_align_ros/config/train/sim_tiny.yaml --out $(REPRO)/sim_tiny
+	@a=$$(sha256sum < $(REPRO)/sim_tiny/checkpoint/model.safetensors); b=$$(sha256sum < $(PKG)/models/sim_tiny/checkpoint/model.safetensors); \
+	  if [ "$$a" = "$$b" ]; then echo "[checkpoint] identical to $(PKG)/models/sim_tiny: $$a"; \
+	  else echo "[checkpoint] differs from $(PKG)/models/sim_tiny ($$a vs $$b)"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) build install log

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "test" / "ros"), str(REPO / "test"), str(REPO)]  # the battery and its conftest
+sys.path[:0] = [str(REPO / "test" / "ros"), str(REPO / "test"), str(REPO / "vla_align_ros")]  # the battery and its conftest
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", "88")
 

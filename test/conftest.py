@@ -28,12 +28,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 TEST_DIR = Path(__file__).resolve().parent
 REPO = TEST_DIR.parent
-CONFIG_DIR = REPO / "config"
+PACKAGE_DIR = REPO / "vla_align_ros"  # the ament_python package: setup.py, config/, launch/, models/, vla_align_ros/
+CONFIG_DIR = PACKAGE_DIR / "config"
 MODEL_CONFIGS = CONFIG_DIR / "model"
 VENV_BIN = Path(sys.prefix) / "bin"
 RESULT = "RESULT "  # a probe process prints its findings as one line: RESULT {json}
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # test the source tree (the venv holds an installed copy too)
+if str(PACKAGE_DIR) not in sys.path:
+    sys.path.insert(0, str(PACKAGE_DIR))  # test the source tree (the venv holds an installed copy too)
 
 import torch  # noqa: E402
 

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the source tree
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "vla_align_ros"))  # the source tree
 
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, probe_result
+from conftest import PACKAGE_DIR, probe_result
 from conftest import ros_env
 
 HERE = Path(__file__).resolve().parent
@@ -24,7 +24,7 @@ def run_scenario(ckpt: Path, scenario: str, offset: int, fault: str = "none", pa
                  probe_args: list[str] | None = None, env_extra: dict[str, str] | None = None,
                  sample_rss: bool = False, timeout: float = 300.0) -> tuple[dict, str, int, list[int]]:
     env = ros_env(offset)
-    env.update({"VLA_CHECKPOINT": str(ckpt), "VLA_FAULT": fault, "PYTHONPATH": str(REPO)}, **(env_extra or {}))
+    env.update({"VLA_CHECKPOINT": str(ckpt), "VLA_FAULT": fault, "PYTHONPATH": str(PACKAGE_DIR)}, **(env_extra or {}))
     # policy chunk: every frame's chunk comes from the (perturbed) model
     node = subprocess.Popen([sys.executable, str(HERE / "fault_policy_node.py"), "--ros-args",
                              "-p", "policy:=chunk", *(params if params is not None else TIMING)],

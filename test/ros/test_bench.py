@@ -10,7 +10,7 @@ import math
 import subprocess
 import sys
 
-from conftest import REPO
+from conftest import PACKAGE_DIR, REPO
 from conftest import ros_env
 
 
@@ -21,7 +21,7 @@ def _finite_positive(x: float) -> bool:
 def test_bench_quick_writes_complete_sane_json(tmp_path):
     out = tmp_path / "bench.json"
     env = ros_env(130)
-    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONPATH"] = str(PACKAGE_DIR)
     p = subprocess.run([sys.executable, "-m", "vla_align_ros.cli", "bench", "--quick", "--out", str(out),
                         "--sections", "frame,ros,ingest,sim"], env=env,
                        capture_output=True, text=True, timeout=400, cwd=REPO)
@@ -72,7 +72,7 @@ sys.exit(rc)
 def test_bench_quick_on_a_bare_pytorch_machine(tmp_path):
     out = tmp_path / "bench.json"
     env = ros_env(131)
-    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONPATH"] = str(PACKAGE_DIR)
     p = subprocess.run([sys.executable, "-c", BARE, str(out)], env=env, capture_output=True, text=True, timeout=400,
                        cwd=REPO)
     assert p.returncode == 0, p.stderr[-3000:]

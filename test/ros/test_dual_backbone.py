@@ -14,10 +14,10 @@ from vla_align_ros.config import ModelConfig, VisionConfig
 from vla_align_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from vla_align_ros.model.trimodal import TrimodalModel
 from vla_align_ros.model.vision import GatedFusion, VisionEncoder
-from conftest import REPO
+from conftest import PACKAGE_DIR
 
-SHIPPED = REPO / "models" / "sim_tiny" / "checkpoint"
-SIM_TINY = REPO / "config" / "train" / "sim_tiny.yaml"
+SHIPPED = PACKAGE_DIR / "models" / "sim_tiny" / "checkpoint"
+SIM_TINY = PACKAGE_DIR / "config" / "train" / "sim_tiny.yaml"
 SMALL = dict(kind="hf", hf_model_type="siglip", image_size=32, patch_size=8, hidden_size=32, num_layers=1, num_heads=2)
 
 

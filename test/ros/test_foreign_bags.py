@@ -18,7 +18,7 @@ import pytest
 from vla_align_ros.data.bags import BagError, BagTopics, Episode, JointLayout, read_episodes
 from vla_align_ros.image_conv import array_to_compressed_fields
 from vla_align_ros.model.action_space import ActionSpace, checkpoint_action_space
-from conftest import REPO
+from conftest import PACKAGE_DIR
 
 ARM = tuple(f"panda_joint{i}" for i in range(1, 8))
 FINGERS = ("panda_finger_joint1", "panda_finger_joint2")
@@ -216,7 +216,7 @@ def test_foreign_bag_trains_evaluates_and_records_joint_space(recorded, tmp_path
     m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert m["sync"]["episodes"] == 4 and "seen" in m
     # the shipped checkpoint records the twist space of the bags it was trained on
-    assert checkpoint_action_space(REPO / "models" / "sim_tiny") == ActionSpace.ee_twist_gripper("panda_link0")
+    assert checkpoint_action_space(PACKAGE_DIR / "models" / "sim_tiny") == ActionSpace.ee_twist_gripper("panda_link0")
 
 
 def tiny_bag(folder: Path, js_names: list[str], *, image_msgtype: str = "sensor_msgs/msg/Image",

@@ -18,12 +18,12 @@ import pytest
 import yaml
 
 from vla_align_ros.model.action_space import ActionSpace, ActionSpaceError, checkpoint_action_space
-from conftest import REPO, TINY
+from conftest import PACKAGE_DIR, TINY
 
 ARM = tuple(f"panda_joint{i}" for i in range(1, 8))
 JOINT_SPACE = ActionSpace.joint_delta(ARM + ("gripper",), ("rad",) * 7 + ("command",))
 LEAD = 0.1  # rad: the joint stream's bound on target minus measured (2 rad/s x 0.05 s)
-SHIPPED = REPO / "models" / "sim_tiny"
+SHIPPED = PACKAGE_DIR / "models" / "sim_tiny"
 
 
 def tiny_joint_config() -> str:

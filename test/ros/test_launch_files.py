@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import PACKAGE_DIR
 
-LAUNCH = sorted((REPO / "launch").glob("*.launch.py"))
+LAUNCH = sorted((PACKAGE_DIR / "launch").glob("*.launch.py"))
 
 
 def _flatten(d: dict, prefix: str = "") -> set[str]:
@@ -41,7 +41,7 @@ def declared() -> dict[str, set[str]]:
             node = cls()
             out[name] = set(node._parameters) - {"use_sim_time", "start_type_description_service"}  # noqa: SLF001
             node.destroy_node()
-        src = (REPO / "vla_align_ros" / "ros" / "trainer_node.py").read_text()
+        src = (PACKAGE_DIR / "vla_align_ros" / "ros" / "trainer_node.py").read_text()
         out["trainer_node"] = {c.args[0].value for c in ast.walk(ast.parse(src)) if isinstance(c, ast.Call)
                                and getattr(c.func, "attr", "") == "declare_parameter" and c.args
                                and isinstance(c.args[0], ast.Constant)}
@@ -58,7 +58,7 @@ def test_the_three_launch_files_exist():
 @pytest.mark.parametrize("launch", LAUNCH, ids=lambda p: p.name)
 def test_launch_file_is_consistent(launch, declared):
     tree = ast.parse(launch.read_text())
-    setup = (REPO / "setup.py").read_text()
+    setup = (PACKAGE_DIR / "setup.py").read_text()
     executables: list[str] = []
     for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
         name = getattr(call.func, "id", getattr(call.func, "attr", ""))
@@ -72,9 +72,9 @@ def test_launch_file_is_consistent(launch, declared):
             executables.append(exe)
         if name == "join" and call.args and ast.unparse(call.args[0]) == "share":
             rel = Path(*[a.value for a in call.args[1:]])
-            assert (REPO / rel).exists(), f"{launch.name} names {rel}, which does not exist"
+            assert (PACKAGE_DIR / rel).exists(), f"{launch.name} names {rel}, which does not exist"
             if rel.parts[0] == "config" and rel.suffix == ".yaml" and rel.stem in declared:
-                (section,) = yaml.safe_load((REPO / rel).read_text()).values()  # "/**" or "/**/<node name>"
+                (section,) = yaml.safe_load((PACKAGE_DIR / rel).read_text()).values()  # "/**" or "/**/<node name>"
                 params = section["ros__parameters"]
                 extra = _flatten(params) - declared[rel.stem]
                 assert not extra, f"{rel} sets parameters {rel.stem} does not declare: {extra}"

@@ -19,14 +19,14 @@ from vla_align_ros.data.synthetic import compositional_split
 from vla_align_ros.model import TrimodalModel
 from vla_align_ros.training.loop import evaluate_retrieval, train_contrastive
 
-from conftest import REPO
+from conftest import PACKAGE_DIR
 
 STEPS = 600
 
 
 def test_held_out_compositions_are_retrieved_far_above_chance():
     torch.manual_seed(0)
-    model = TrimodalModel(ModelConfig.from_yaml(REPO / "config" / "model" / "tiny.yaml"))
+    model = TrimodalModel(ModelConfig.from_yaml(PACKAGE_DIR / "config" / "model" / "tiny.yaml"))
     train, test = compositional_split(n_train=6000, n_test=600, seed=0)
     held_out_ids = set(test.ids.tolist())
     assert not held_out_ids & set(train.ids.tolist()), "a held-out composition leaked into training"

@@ -14,7 +14,7 @@ import yaml
 
 from vla_align_ros.data.bag_tools import copy_without_topics
 from vla_align_ros.sim.record import record_episodes
-from conftest import REPO, VENV_BIN
+from conftest import PACKAGE_DIR, VENV_BIN
 
 FAMILIES = ["place", "pick", "stack", "push"]
 TINY = """
@@ -110,12 +110,12 @@ def test_missing_camera_pose_and_intrinsics_name_the_episode(bags, tmp_path) -> 
     with pytest.raises(ValueError, match=r"episode 0 .*camera's pose relative to the robot base is missing"):
         prepare_data([no_tf], cfg)
     # the same bag with the pose given as a parameter of the robot config
-    robot = yaml.safe_load(REPO.joinpath("config/robots/panda.yaml").read_text())
+    robot = yaml.safe_load(PACKAGE_DIR.joinpath("config/robots/panda.yaml").read_text())
     from vla_align_ros.sim.env import TabletopEnv
 
     with TabletopEnv(image_size=(48, 48), render=False) as env:
         pos, quat = env.camera_pose()
-    robot.update(description=str(REPO / "config/robots/panda.xml"),
+    robot.update(description=str(PACKAGE_DIR / "config/robots/panda.xml"),
                  camera_pose={"translation": pos.tolist(), "quaternion": quat.tolist()})
     (tmp_path / "arm.yaml").write_text(yaml.safe_dump(robot))
     cfg = TrainConfig.from_yaml(_config(tmp_path, str(tmp_path / "arm.yaml")))

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import PACKAGE_DIR, REPO
 
 VENV = Path(sys.prefix)
 
@@ -43,7 +43,7 @@ def test_share_directory_holds_config_and_package_xml():
     assert share == VENV / "share" / "vla_align_ros"
     assert (share / "package.xml").is_file()
     shipped = sorted(p.name for p in (share / "config" / "model").glob("*.yaml"))
-    assert shipped == sorted(p.name for p in (REPO / "config" / "model").glob("*.yaml"))
+    assert shipped == sorted(p.name for p in (PACKAGE_DIR / "config" / "model").glob("*.yaml"))
     assert (share / "config" / "sim" / "sim_node.yaml").is_file()
     assert (share / "config" / "train" / "sim_tiny.yaml").is_file()
     assert (share / "launch" / "train.launch.py").is_file()
@@ -59,8 +59,8 @@ def test_console_scripts_run():
 
 
 def test_colcon_build_of_a_workspace_copy(tmp_path):
-    """Copy the tracked files into ws/src/vla_align_ros, colcon-build both packages, and import
-    a message from the built workspace in a fresh interpreter."""
+    """Copy the tracked files into ws/src/vla_align_ros, colcon-build the workspace (colcon finds
+    both packages by itself), and import a message from the built workspace in a fresh interpreter."""
     colcon = VENV / "bin" / "colcon"
     if not colcon.exists():
         pytest.fail("colcon is not installed in the venv (requirements-build.txt)")
@@ -69,14 +69,11 @@ def test_colcon_build_of_a_workspace_copy(tmp_path):
     for rel in files:
         dst = src / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        if (REPO / rel).is_symlink():
-            os.symlink(os.readlink(REPO / rel), dst)
-        else:
-            shutil.copy2(REPO / rel, dst)
+        shutil.copy2(REPO / rel, dst)
     ws = tmp_path / "ws"
     env = dict(os.environ, AMENT_PREFIX_PATH=str(VENV), CMAKE_PREFIX_PATH=str(VENV))
-    res = subprocess.run([str(colcon), "build", "--base-paths", "src/vla_align_ros", "src/vla_align_ros/vla_align_msgs",
-                          "--cmake-args", f"-DPython3_EXECUTABLE={VENV / 'bin' / 'python'}", "-DBUILD_TESTING=OFF"],
+    res = subprocess.run([str(colcon), "build", "--cmake-args", f"-DPython3_EXECUTABLE={VENV / 'bin' / 'python'}",
+                          "-DBUILD_TESTING=OFF"],
                          cwd=ws, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "2 packages finished" in res.stdout, res.stdout[-2000:]

@@ -105,12 +105,13 @@ def test_shipped_model_recipe_is_unchanged(tmp_path):
     from vla_align_ros.training.trainer import TrainConfig
 
     repo = Path(__file__).resolve().parents[2]
+    package = repo / "vla_align_ros"
     make = (repo / "Makefile").read_text()
     assert "record --episodes 240 --seed 0 --tasks-per-scene 3 " in make, "make checkpoint's recording changed"
-    assert "train --bags $(REPRO)/bags/train --config config/train/sim_tiny.yaml " in make
-    # the recipe: config/train/sim_tiny.yaml resolves to the config the shipped model was trained with
-    shipped = json.loads((repo / "models" / "sim_tiny" / "train_config.json").read_text())
-    recipe = json.loads(json.dumps(TrainConfig.from_yaml(repo / "config" / "train" / "sim_tiny.yaml").to_dict(),
+    assert "train --bags $(REPRO)/bags/train --config vla_align_ros/config/train/sim_tiny.yaml " in make
+    # the recipe: vla_align_ros/config/train/sim_tiny.yaml resolves to the config the shipped model was trained with
+    shipped = json.loads((package / "models" / "sim_tiny" / "train_config.json").read_text())
+    recipe = json.loads(json.dumps(TrainConfig.from_yaml(package / "config" / "train" / "sim_tiny.yaml").to_dict(),
                                    default=str))
     assert recipe == shipped
     # the data: the recording's first scene, byte for byte

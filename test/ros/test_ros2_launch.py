@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, VENV_BIN, probe_result, ros_env
+from conftest import PACKAGE_DIR, REPO, VENV_BIN, probe_result, ros_env
 
-LAUNCH = sorted((REPO / "launch").glob("*.launch.py"))
+LAUNCH = sorted((PACKAGE_DIR / "launch").glob("*.launch.py"))
 ROS2 = VENV_BIN / "ros2"
 
 pytestmark = pytest.mark.skipif(not ROS2.is_file(), reason=f"{ROS2} is missing: the ros2-launch kit "
@@ -252,8 +252,8 @@ def test_every_readme_launch_command_parses_with_arguments_the_file_declares(tmp
     assert len(commands) >= 4, commands
     for cmd in commands:
         parts = cmd.split()
-        assert parts[0] == "vla_align_ros" and (REPO / "launch" / parts[1]).is_file(), cmd
-        declared = set(_declared_arguments(REPO / "launch" / parts[1]))
+        assert parts[0] == "vla_align_ros" and (PACKAGE_DIR / "launch" / parts[1]).is_file(), cmd
+        declared = set(_declared_arguments(PACKAGE_DIR / "launch" / parts[1]))
         given = {p.split(":=")[0] for p in parts[2:] if ":=" in p}
         assert given <= declared, (cmd, given - declared)
         r = subprocess.run(f"{ROS2} launch {cmd} --show-args", shell=True, env=_env(3, tmp_path),

@@ -18,9 +18,9 @@ import ast
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import PACKAGE_DIR
 
-PKG = REPO / "vla_align_ros"
+PKG = PACKAGE_DIR / "vla_align_ros"
 ROS_MESSAGES = ("rclpy", "std_msgs", "sensor_msgs", "geometry_msgs", "trajectory_msgs", "builtin_interfaces",
                 "rcl_interfaces", "lifecycle_msgs", "tf2_msgs", "vla_align_msgs", "rosgraph_msgs", "launch",
                 "launch_ros", "diagnostic_msgs")

@@ -24,7 +24,7 @@ from vla_align_ros.sim.tasks import FAMILIES, make_task
 from vla_align_ros.training.techniques import (CurriculumConfig, RobustnessConfig, adversarial_images,
                                                augment_images, curriculum_indices, instruction_difficulty,
                                                mask_pool, patch_word_scores)
-from conftest import REPO
+from conftest import PACKAGE_DIR
 
 CUBES = ["red_cube", "green_cube", "blue_cube"]
 PLATES = ["yellow_plate", "blue_plate"]
@@ -250,7 +250,7 @@ def test_the_ablation_config_has_a_valid_variant_for_every_technique():
     from vla_align_ros.training.ablation import AblationConfig, variant_config
     from vla_align_ros.training.trainer import TrainConfig
 
-    root = REPO / "config"
+    root = PACKAGE_DIR / "config"
     cfg = AblationConfig.from_yaml(root / "ablation" / "sim_tiny.yaml")
     base = TrainConfig.from_yaml(root / "train" / "sim_tiny_ground_truth.yaml")  # the ablation's base
     built = {name: variant_config(base, over, cfg.steps) for name, over in cfg.variants.items()}  # raises on a typo
