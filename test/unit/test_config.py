@@ -34,3 +34,17 @@ def test_shipped_model_configs_parse(path):
     cfg = ModelConfig.from_yaml(path)
     again = ModelConfig.from_dict(cfg.to_dict())
     assert again == cfg
+
+
+def test_config_names_resolve_from_any_folder(tmp_path, monkeypatch):
+    from vla_align_ros.paths import config_file, package_config
+
+    monkeypatch.chdir(tmp_path)
+    recipe = package_config("train/sim_tiny.yaml")
+    assert config_file("train/sim_tiny.yaml") == recipe == config_file("config/train/sim_tiny.yaml")
+    own = tmp_path / "train" / "sim_tiny.yaml"  # a file of that name here wins over the package's
+    own.parent.mkdir()
+    own.write_text("steps: 1\n")
+    assert config_file("train/sim_tiny.yaml").resolve() == own
+    with pytest.raises(FileNotFoundError, match="'train/nope.yaml': not a file here .* nor in the package"):
+        config_file("train/nope.yaml")

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .paths import dds_env, package_config, shipped_model
+from .paths import config_file, dds_env, shipped_model
 from .training.run_dir import ReportDir, RunDir
 
 
@@ -127,7 +127,7 @@ def _print_closed_loop(summary: dict, folder: Path) -> None:
 def _synthetic_demo(args: argparse.Namespace) -> int:
     from .demo_synthetic import run_synthetic_demo
 
-    cfg = Path(args.config) if args.config else package_config("model/tiny.yaml")
+    cfg = config_file(args.config or "model/tiny.yaml")
     out = Path(args.out if args.out != "runs/demo" else "runs/demo_synthetic")
     report = run_synthetic_demo(cfg, out, steps=args.steps or 600, seed=args.seed or 0, progress=not args.quiet)
     ho = report["held_out"]
@@ -217,8 +217,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .data.bags import BagError
     from .training.trainer import TrainConfig, train
 
-    cfg_path = Path(args.config) if args.config else package_config("train/sim_tiny.yaml")
-    cfg = TrainConfig.from_yaml(cfg_path)
+    try:
+        cfg = TrainConfig.from_yaml(config_file(args.config or "train/sim_tiny.yaml"))
+    except FileNotFoundError as e:
+        print(f"vla-align train: {e}", file=sys.stderr)
+        return 2
     if args.steps:
         cfg.steps = args.steps
     if args.hold_out is not None:
@@ -277,9 +280,8 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     from .data.bags import BagError
     from .training.ablation import AblationConfig, run_ablation
 
-    cfg_path = Path(args.config) if Path(args.config).is_file() else package_config(args.config)
     try:
-        cfg = AblationConfig.from_yaml(cfg_path)
+        cfg = AblationConfig.from_yaml(config_file(args.config))
         if args.steps:
             cfg.steps = args.steps
         result = run_ablation(cfg, Path(args.out), args.bags, args.eval_bags, args.shift_eval_bags,
@@ -321,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "frame's vision pass (as vla_align.launch.py runs them)")
     p.add_argument("--instruction", default="", help="run one in-process episode with these words on the layout of "
                                                     "--seed and write a strip (no DDS)")
-    p.add_argument("--config", default="", help="--synthetic: model config YAML (default config/model/tiny.yaml)")
+    p.add_argument("--config", default="", help="--synthetic: model config YAML, a path or a name under the package's config/ (default model/tiny.yaml)")
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--steps", type=int, default=None, help="training steps (default 300; --synthetic: 600)")
     p.add_argument("--seed", type=int, default=None, help="closed loop: first episode seed (5000); synthetic: 0")
@@ -373,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train from rosbag2 recordings to a checkpoint")
     p.add_argument("--bags", nargs="+", required=True, help="rosbag2 folders (mcap or sqlite3)")
-    p.add_argument("--config", default="", help="training YAML (default: the package's config/train/sim_tiny.yaml)")
+    p.add_argument("--config", default="", help="training YAML: a path, or a name under the package's config/ (default train/sim_tiny.yaml)")
     p.add_argument("--out", required=True, help="run folder: checkpoint/, resume/, train_log.jsonl, split.json")
     p.add_argument("--steps", type=int, default=0, help="override the config's step count")
     p.add_argument("--hold-out", nargs="*", default=None, metavar="PATTERN",
@@ -406,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ablate", help="train the default recipe and one variant per technique (same seed, data, "
                                       "budget), evaluate each on held-out compositions: table (Markdown, JSON), chart")
-    p.add_argument("--config", default="ablation/sim_tiny.yaml", help="ablation config (path, or under config/)")
+    p.add_argument("--config", default="ablation/sim_tiny.yaml", help="ablation config: a path, or a name under the package's config/")
     p.add_argument("--bags", nargs="+", help="training recordings (default: the config's train_bags)")
     p.add_argument("--eval-bags", nargs="+", help="evaluation recordings (default: the config's eval_bags)")
     p.add_argument("--shift-eval-bags", nargs="+", help="recordings under an appearance randomisation no variant "

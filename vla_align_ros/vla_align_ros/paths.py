@@ -33,6 +33,20 @@ def package_config(rel: str) -> Path:
     return _package_file("config", rel)
 
 
+def config_file(arg: str | Path) -> Path:
+    """A config named on the command line: a file as given, else a name under the package's
+    config/ folder (``train/sim_tiny.yaml`` or ``config/train/sim_tiny.yaml``), so a command works
+    from any folder once the package is installed. FileNotFoundError names both places looked in."""
+    given = Path(arg)
+    if given.is_file():
+        return given
+    rel = Path(*given.parts[1:]) if given.parts[:1] == ("config",) and len(given.parts) > 1 else given
+    packaged = package_config(str(rel))
+    if packaged.is_file():
+        return packaged
+    raise FileNotFoundError(f"config {str(arg)!r}: not a file here ({given.resolve()}) nor in the package ({packaged})")
+
+
 def shipped_model(name: str = "sim_tiny") -> Path:
     """The run folder of a model the package ships (models/NAME: checkpoint/, train_config.json)."""
     return _package_file("models", name)

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 
 from ..config import ModelConfig, merge_overrides
-from ..paths import dds_env, package_config
+from ..paths import config_file, dds_env, package_config
 
 # The quick profile (``make test``): the default recipe's shapes, shrunk; every section runs.
 QUICK_MODEL = {"vision": {"image_size": 32, "patch_size": 8, "hidden_size": 32, "num_layers": 1, "num_heads": 2},
@@ -79,7 +79,7 @@ def load_model_config(config: str | Path | None, quick: bool) -> ModelConfig:
     built from config reads the shipped model's tokenizer, so no tokenizer package is needed."""
     from ..paths import shipped_model
 
-    d = ModelConfig.from_yaml(config or package_config("train/sim_tiny.yaml")).to_dict()
+    d = ModelConfig.from_yaml(config_file(config or "train/sim_tiny.yaml")).to_dict()
     if quick:
         d = merge_overrides(d, QUICK_MODEL)
     text = d["text"]
