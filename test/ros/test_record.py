@@ -13,6 +13,7 @@ import pytest
 
 from vla_align_ros.sim.record import record_episodes
 from vla_align_ros.sim.topics import TOPIC_TYPES, SimTopics
+from conftest import CONFIG_DIR, PACKAGE_DIR, REPO
 
 
 def digest_messages(bag: Path) -> tuple[str, dict[str, int]]:
@@ -104,14 +105,12 @@ def test_shipped_model_recipe_is_unchanged(tmp_path):
     from vla_align_ros.data.bag_tools import copy_without_topics
     from vla_align_ros.training.trainer import TrainConfig
 
-    repo = Path(__file__).resolve().parents[2]
-    package = repo / "vla_align_ros"
-    make = (repo / "Makefile").read_text()
+    make = (REPO / "Makefile").read_text()
     assert "record --episodes 240 --seed 0 --tasks-per-scene 3 " in make, "make checkpoint's recording changed"
     assert "train --bags $(REPRO)/bags/train --config vla_align_ros/config/train/sim_tiny.yaml " in make
     # the recipe: vla_align_ros/config/train/sim_tiny.yaml resolves to the config the shipped model was trained with
-    shipped = json.loads((package / "models" / "sim_tiny" / "train_config.json").read_text())
-    recipe = json.loads(json.dumps(TrainConfig.from_yaml(package / "config" / "train" / "sim_tiny.yaml").to_dict(),
+    shipped = json.loads((PACKAGE_DIR / "models" / "sim_tiny" / "train_config.json").read_text())
+    recipe = json.loads(json.dumps(TrainConfig.from_yaml(CONFIG_DIR / "train" / "sim_tiny.yaml").to_dict(),
                                    default=str))
     assert recipe == shipped
     # the data: the recording's first scene, byte for byte

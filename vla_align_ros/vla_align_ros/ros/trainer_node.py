@@ -10,7 +10,6 @@ import json
 import signal
 import sys
 import threading
-from pathlib import Path
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
@@ -27,8 +26,8 @@ class TrainerNode(Node):
     def __init__(self) -> None:
         super().__init__("trainer_node")
         self.bags = list(self.declare_parameter("bags", [""], describe("rosbag2 folders to train on")).value)
-        self.config = self.declare_parameter("config", "", describe("training YAML ('' = the package's "
-                                                                    "sim_tiny.yaml)")).value
+        self.config = self.declare_parameter("config", "", describe("training YAML: a path, or a name under the "
+                                                                    "package's config/ ('' = train/sim_tiny.yaml)")).value
         self.out = self.declare_parameter("out", "runs/train", describe("run folder")).value
         self.resume = self.declare_parameter("resume", False, describe("continue a stopped run")).value
         self.steps = self.declare_parameter("steps", 0, describe("override the config's step count (0 = keep)",
@@ -56,12 +55,12 @@ class TrainerNode(Node):
         self.pub.publish(String(data=json.dumps(payload)))
 
     def _run(self, bags: list[str]) -> None:
-        from ..paths import package_config
+        from ..paths import config_file
         from ..training.run_dir import RunDir
         from ..training.trainer import TrainConfig, train
 
         try:
-            cfg = TrainConfig.from_yaml(Path(self.config) if self.config else package_config("train/sim_tiny.yaml"))
+            cfg = TrainConfig.from_yaml(config_file(self.config or "train/sim_tiny.yaml"))
             if self.steps > 0:
                 cfg.steps = int(self.steps)
             self.get_logger().info(f"training on {bags} for {cfg.steps} steps into {self.out}")

@@ -93,7 +93,7 @@ def run_ablation(cfg: AblationConfig, out: Path, train_bags: Sequence[str] | Non
                  eval_bags: Sequence[str] | None = None, shift_eval_bags: Sequence[str] | None = None,
                  progress: bool = True,
                  log: Callable[[str], None] = print) -> dict[str, Any]:
-    from ..paths import package_config
+    from ..paths import config_file
     from .trainer import train
 
     train_bags = list(train_bags or cfg.train_bags)
@@ -101,7 +101,7 @@ def run_ablation(cfg: AblationConfig, out: Path, train_bags: Sequence[str] | Non
     shift_bags = list(shift_eval_bags or cfg.shift_eval_bags)
     if not train_bags or not eval_bags:
         raise ValueError("an ablation needs training and evaluation bags (--bags, --eval-bags or the config)")
-    base_path = Path(cfg.base) if Path(cfg.base).is_file() else package_config(cfg.base)
+    base_path = config_file(cfg.base)
     base = TrainConfig.from_yaml(base_path)
     out.mkdir(parents=True, exist_ok=True)
     variants = {"default": {}, **cfg.variants}
